@@ -1,0 +1,34 @@
+# The one list of kernels. Each family is built for every target tag; its name follows
+# <op>_<src><wei><dst> (weights: s8 = symmetric s8, z8 = 8-bit with zero points), kernels are
+# <family>__<tag>. From this list come the static library, the dispatch table
+# (build/generated/qh_kernel_table.inc) and therefore the tests and benchmarks.
+#
+#                  family               generator        generator params
+qh_kernel_family(conv2d_u8s8u8        conv2d          dst_type=uint8)
+qh_kernel_family(conv2d_u8s8s8        conv2d          dst_type=int8)
+qh_kernel_family(conv2d_u8s8s32       conv2d          dst_type=int32)
+qh_kernel_family(conv2d_u8z8u8        conv2d          dst_type=uint8 weight_zp=true)
+qh_kernel_family(conv2d_u8z8s32       conv2d          dst_type=int32 weight_zp=true)
+qh_kernel_family(conv2d_add_u8s8u8    conv2d          dst_type=uint8 residual=true)
+qh_kernel_family(dense_u8s8u8         dense           dst_type=uint8)
+qh_kernel_family(dense_u8s8s8         dense           dst_type=int8)
+qh_kernel_family(dense_u8s8s32        dense           dst_type=int32)
+qh_kernel_family(dense_u8z8u8         dense           dst_type=uint8 weight_zp=true)
+qh_kernel_family(dense_u8z8s32        dense           dst_type=int32 weight_zp=true)
+qh_kernel_family(maxpool_u8u8         maxpool         data_type=uint8)
+qh_kernel_family(maxpool_s8s8         maxpool         data_type=int8)
+qh_kernel_family(global_avgpool_u8u8  global_avgpool  dst_type=uint8)
+qh_kernel_family(add_u8u8u8           add             dst_type=uint8)
+qh_kernel_family(quantize_f32u8       quantize        dst_type=uint8)
+qh_kernel_family(quantize_f32s8       quantize        dst_type=int8)
+qh_kernel_family(dequantize_u8f32     dequantize      src_type=uint8)
+qh_kernel_family(dequantize_s8f32     dequantize      src_type=int8)
+qh_kernel_family(dequantize_s32f32    dequantize      src_type=int32)
+qh_kernel_family(requantize_s32u8     requantize      dst_type=uint8)
+qh_kernel_family(requantize_s32s8     requantize      dst_type=int8)
+qh_kernel_family(requantize_s32u4     requantize      dst_type=uint8 int4=true)
+qh_kernel_family(requantize_s32s4     requantize      dst_type=int8 int4=true)
+qh_kernel_family(int4_pack_s8s4       int4_pack       src_type=int8)
+qh_kernel_family(int4_pack_u8u4       int4_pack       src_type=uint8)
+qh_kernel_family(int4_unpack_s4s8     int4_unpack     dst_type=int8)
+qh_kernel_family(int4_unpack_u4u8     int4_unpack     dst_type=uint8)

@@ -1,0 +1,131 @@
+// conv2d: quantized 2-D convolution, groups = 1, any kernel size, stride, padding.
+//
+// Layout contract (Halide dims are innermost first):
+//   input    u8  (c, x, y, n)         NHWC, c dense (stride 1)
+//   weights  s8  (4, 16, CIO, KW, KH, OCO)  packed by qh::pack_conv_weights (runtime/pack.h):
+//            weights(i, o, cb, kx, ky, ob) = w[oc = 16*ob + o][ic = 4*cb + i][ky][kx], zero for
+//            ic >= IC or oc >= OC; OCO*16 is a multiple of 64.
+//   bias     s32 (16*OCO)  the *effective* bias, zero points folded in (below)
+//   wzp      s32 (16*OCO)  weight zero points (weight_zp variants only; s8 after packing)
+//   mult     f32 (16*OCO)  requantization multiplier  s_x * s_w[oc] / s_y
+//   output   u8/s8/s32 (oc, x, y, n)  NHWC, oc < OC
+//
+// Math. With padded input X (value z_x outside the image and for ic >= IC) and packed weights
+// W' (s8) with zero point z_w' per output channel, over the window k = (ic, kx, ky), K = 4*CIO*KW*KH:
+//   sum_k (X - z_x)(W' - z_w') = sum X W' - z_w' sum X - z_x sum W' + K z_x z_w'
+// The runtime folds bias - z_x sum W' + K z_x z_w' into `bias`, so the kernel computes
+//   acc = bias + sum X W'            (one vpdpbusd per 4 input channels x 16 output channels)
+//       - z_w' * xsum,  xsum = sum X (only in weight_zp variants)
+// Bounds (int32 must not overflow): |sum X W'| <= 255*128*K, so K <= 32768 for symmetric
+// weights and K <= 16384 with weight zero points; the runtime checks both (runtime/ops.cpp).
+//
+// Epilogue: s32 output = acc. u8/s8 output = clamp(round(acc * mult[oc]) + z_y, act_min, act_max)
+// With `residual`: c = clamp(round(acc * mult[oc]) + z_c, 0, 255) is the conv's own u8 result
+// (scale s_c), then y = clamp(round((c - z_c) * mc + (r - z_r) * mr) + z_y, act_min, act_max)
+// with mc = s_c / s_y, mr = s_r / s_y: exactly Conv -> QuantizeLinear -> QLinearAdd (-> Relu).
+#include "Halide.h"
+#include "qh_math.h"
+#include "stages.h"
+
+using namespace Halide;
+
+namespace {
+
+class Conv2d : public Generator<Conv2d> {
+public:
+    GeneratorParam<std::string> schedule_tag{"schedule", "generic"};
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<bool> weight_zp{"weight_zp", false};
+    GeneratorParam<bool> residual{"residual", false};
+    GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
+
+    Input<Buffer<uint8_t, 4>> input{"input"};
+    Input<int32_t> input_zp{"input_zp"};
+    Input<Buffer<int8_t, 6>> weights{"weights"};
+    Input<Buffer<int32_t, 1>> bias{"bias"};
+    Input<Buffer<int32_t, 1>> wzp{"wzp"};
+    Input<Buffer<float, 1>> mult{"mult"};
+    Input<int32_t> output_zp{"output_zp"};
+    Input<int32_t> act_min{"act_min"};
+    Input<int32_t> act_max{"act_max"};
+    Input<int32_t> stride_x{"stride_x"};
+    Input<int32_t> stride_y{"stride_y"};
+    Input<int32_t> pad_x{"pad_x"};
+    Input<int32_t> pad_y{"pad_y"};
+    Input<Buffer<uint8_t, 4>> res{"res"};  // residual (c, x, y, n), same shape as output
+    Input<int32_t> conv_zp{"conv_zp"};     // z_c of the conv's own u8 result
+    Input<int32_t> res_zp{"res_zp"};
+    Input<float> mult_conv{"mult_conv"};   // s_c / s_y
+    Input<float> mult_res{"mult_res"};     // s_r / s_y
+    Output<Buffer<void, 4>> output{"output"};
+
+    void configure() { output.set_type(dst_type); }
+
+    void generate() {
+        qh::Conv2dStages s;
+        Var c("c"), x("x"), y("y"), n("n"), oci("oci"), oco("oco");
+        s.c = c; s.x = x; s.y = y; s.n = n; s.oci = oci; s.oco = oco;
+
+        Expr IC = input.dim(0).extent(), W = input.dim(1).extent(), H = input.dim(2).extent();
+        Expr CIO = weights.dim(2).extent(), KW = weights.dim(3).extent();
+        Expr KH = weights.dim(4).extent();
+
+        Func bc = BoundaryConditions::constant_exterior(
+            input, cast<uint8_t>(input_zp), {{0, IC}, {0, W}, {0, H}, {Expr(), Expr()}});
+        s.padded = Func("padded");  // a schedulable stage with our own Vars
+        s.padded(c, x, y, n) = bc(c, x, y, n);
+        s.r = RDom(0, qh::kICB, 0, CIO, 0, KW, 0, KH, "r");
+        const RDom &r = s.r;
+        Expr ix = x * stride_x + r.z - pad_x, iy = y * stride_y + r.w - pad_y;
+        Expr xv = s.padded(qh::kICB * r.y + r.x, ix, iy, n);
+        Expr wv = weights(r.x, oci, r.y, r.z, r.w, oco);
+
+        s.acc = Func("acc");
+        s.acc(oci, oco, x, y, n) = bias(oco * qh::kOCB + oci);
+        s.acc(oci, oco, x, y, n) += cast<int32_t>(widening_mul(xv, wv));
+
+        Expr a = s.acc(c % qh::kOCB, c / qh::kOCB, x, y, n);
+        if (weight_zp) {
+            s.has_xsum = true;
+            s.xsum = Func("xsum");
+            s.xsum(x, y, n) = 0;
+            s.xsum(x, y, n) += cast<int32_t>(xv);
+            a -= wzp(c) * s.xsum(x, y, n);
+        }
+
+        Type t = dst_type;
+        Expr out;
+        if (t == Int(32)) {
+            out = a;
+        } else if (!residual) {
+            out = cast(t, qh::requantize(a, mult(c), output_zp, t, act_min, act_max));
+        } else {
+            Expr cq = qh::requantize(a, mult(c), conv_zp, UInt(8), 0, 255);
+            Expr rv = cast<int32_t>(res(c, x, y, n));
+            out = cast(t, qh::quantized_add(cq, conv_zp, mult_conv, rv, res_zp, mult_res,
+                                            output_zp, t, act_min, act_max));
+        }
+        output(c, x, y, n) = out;
+        s.output = output;
+
+        // Layout contracts: dense innermost dims, mins at 0, packed weights fully dense.
+        input.dim(0).set_min(0).set_stride(1);
+        for (int d = 1; d < 4; d++) input.dim(d).set_min(0);
+        weights.dim(0).set_bounds(0, qh::kICB).set_stride(1);
+        weights.dim(1).set_bounds(0, qh::kOCB).set_stride(qh::kICB);
+        weights.dim(2).set_min(0).set_stride(qh::kICB * qh::kOCB);
+        weights.dim(3).set_min(0).set_stride(qh::kICB * qh::kOCB * CIO);
+        weights.dim(4).set_min(0).set_stride(qh::kICB * qh::kOCB * CIO * KW);
+        weights.dim(5).set_min(0).set_stride(qh::kICB * qh::kOCB * CIO * KW * KH);
+        output.dim(0).set_min(0).set_stride(1);
+        for (int d = 1; d < 4; d++) output.dim(d).set_min(0);
+        res.dim(0).set_min(0).set_stride(1);
+
+        qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};
+        qh::ScheduleRegistry<qh::Conv2dStages>::get().apply("conv2d", schedule_tag, s, ctx);
+    }
+};
+
+}  // namespace
+
+HALIDE_REGISTER_GENERATOR(Conv2d, conv2d)

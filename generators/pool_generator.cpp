@@ -1,0 +1,95 @@
+// Pooling over NHWC tensors (Halide dims (c, x, y, n), c dense).
+//
+// maxpool: output(c, x, y, n) = max over the window of input, padding never wins (ONNX MaxPool:
+//   pads are -inf), so it works on u8 and s8 alike with quantization parameters unchanged.
+// global_avgpool (ONNX QLinearGlobalAveragePool): sum = sum_{x,y} input (int32, exact),
+//   output(c, n) = clamp(round(float(sum - HW * z_x) * mult) + z_y),  mult = s_x / (s_y * HW).
+//   Bound: 255 * H * W < 2^31.
+#include "Halide.h"
+#include "qh_math.h"
+#include "stages.h"
+
+using namespace Halide;
+
+namespace {
+
+class MaxPool : public Generator<MaxPool> {
+public:
+    GeneratorParam<std::string> schedule_tag{"schedule", "generic"};
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<Type> data_type{"data_type", UInt(8)};
+
+    Input<Buffer<void, 4>> input{"input"};
+    Input<int32_t> kernel_x{"kernel_x"};
+    Input<int32_t> kernel_y{"kernel_y"};
+    Input<int32_t> stride_x{"stride_x"};
+    Input<int32_t> stride_y{"stride_y"};
+    Input<int32_t> pad_x{"pad_x"};
+    Input<int32_t> pad_y{"pad_y"};
+    Output<Buffer<void, 4>> output{"output"};
+
+    void configure() {
+        input.set_type(data_type);
+        output.set_type(data_type);
+    }
+
+    void generate() {
+        qh::PoolStages s;
+        Var c("c"), x("x"), y("y"), n("n");
+        s.c = c; s.x = x; s.y = y; s.n = n;
+        Type t = data_type;
+        Expr W = input.dim(1).extent(), H = input.dim(2).extent();
+        Func bc = BoundaryConditions::constant_exterior(input, t.min(),
+                                                         {{Expr(), Expr()}, {0, W}, {0, H},
+                                                          {Expr(), Expr()}});
+        s.padded = Func("padded");
+        s.padded(c, x, y, n) = bc(c, x, y, n);
+        s.r = RDom(0, kernel_x, 0, kernel_y, "r");
+        output(c, x, y, n) = maximum(s.padded(c, x * stride_x + s.r.x - pad_x,
+                                              y * stride_y + s.r.y - pad_y, n));
+        s.output = output;
+        input.dim(0).set_min(0).set_stride(1);
+        output.dim(0).set_min(0).set_stride(1);
+        qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};
+        qh::ScheduleRegistry<qh::PoolStages>::get().apply("maxpool", schedule_tag, s, ctx);
+    }
+};
+
+class GlobalAvgPool : public Generator<GlobalAvgPool> {
+public:
+    GeneratorParam<std::string> schedule_tag{"schedule", "generic"};
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
+
+    Input<Buffer<uint8_t, 4>> input{"input"};
+    Input<int32_t> input_zp{"input_zp"};
+    Input<float> mult{"mult"};
+    Input<int32_t> output_zp{"output_zp"};
+    Output<Buffer<void, 2>> output{"output"};  // (c, n)
+
+    void configure() { output.set_type(dst_type); }
+
+    void generate() {
+        qh::PoolStages s;
+        Var c("c"), n("n");
+        s.c = c; s.n = n;
+        Expr W = input.dim(1).extent(), H = input.dim(2).extent();
+        s.r = RDom(0, W, 0, H, "r");
+        s.sum = Func("sum");
+        s.sum(c, n) = 0;
+        s.sum(c, n) += cast<int32_t>(input(c, s.r.x, s.r.y, n));
+        Type t = dst_type;
+        Expr acc = s.sum(c, n) - W * H * input_zp;
+        output(c, n) = cast(t, qh::requantize(acc, mult, output_zp, t, INT32_MIN, INT32_MAX));
+        s.output = output;
+        input.dim(0).set_min(0).set_stride(1);
+        output.dim(0).set_min(0).set_stride(1);
+        qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};
+        qh::ScheduleRegistry<qh::PoolStages>::get().apply("global_avgpool", schedule_tag, s, ctx);
+    }
+};
+
+}  // namespace
+
+HALIDE_REGISTER_GENERATOR(MaxPool, maxpool)
+HALIDE_REGISTER_GENERATOR(GlobalAvgPool, global_avgpool)

@@ -1,0 +1,59 @@
+// Shared fixed-point / quantization math for every qhalide generator.
+//
+// All rounding follows ONNX: float32 arithmetic, round half to even, saturate to the
+// destination type, then add the zero point (QuantizeLinear / QLinearConv semantics).
+// Every float expression is wrapped in strict_float so Halide may not contract a*b+c into an
+// FMA or turn x/s into x*(1/s): the plain C++ reference (tests/reference) computes the same
+// IEEE operations in the same order, so integer outputs are bit-exact.
+#pragma once
+#include "Halide.h"
+
+namespace qh {
+
+using Halide::Expr;
+using Halide::Type;
+
+// Clamp an int32 expression to [lo, hi] intersected with the representable range of `t`.
+inline Expr clamp_to(Type t, Expr v, Expr lo, Expr hi) {
+    Expr tlo = Halide::cast<int32_t>(t.min());
+    Expr thi = t.bits() >= 32 ? Expr(INT32_MAX) : Halide::cast<int32_t>(t.max());
+    return Halide::clamp(v, Halide::max(lo, tlo), Halide::min(hi, thi));
+}
+
+// Round a float to the nearest integer (half to even) and convert to int32, saturating far
+// outside any 8/16-bit range first so the conversion can never overflow.
+inline Expr round_to_i32(Expr f) {
+    Expr r = Halide::strict_float(Halide::round(f));
+    return Halide::cast<int32_t>(Halide::clamp(r, -65536.0f, 65536.0f));
+}
+
+// acc (int32) -> quantized value in int32: clamp(round(float(acc) * mult) + zp, lo, hi),
+// lo/hi already intersected with the range of `t` (covers saturation and fused ReLU).
+inline Expr requantize(Expr acc, Expr mult, Expr zp, Type t, Expr lo, Expr hi) {
+    Expr scaled = Halide::strict_float(Halide::cast<float>(acc) * mult);
+    return clamp_to(t, round_to_i32(scaled) + zp, lo, hi);
+}
+
+// Quantized add (ONNX QLinearAdd): y = clamp(round((a-za)*ma + (b-zb)*mb) + zy, lo, hi)
+// with ma = sa/sy, mb = sb/sy precomputed in float32. a, b, za, zb are int32.
+inline Expr quantized_add(Expr a, Expr za, Expr ma, Expr b, Expr zb, Expr mb,
+                          Expr zy, Type t, Expr lo, Expr hi) {
+    Expr fa = Halide::strict_float(Halide::cast<float>(a - za) * ma);
+    Expr fb = Halide::strict_float(Halide::cast<float>(b - zb) * mb);
+    return clamp_to(t, round_to_i32(Halide::strict_float(fa + fb)) + zy, lo, hi);
+}
+
+// ONNX QuantizeLinear: clamp(round(x / scale) + zp) (a true division, as the standard says).
+inline Expr quantize(Expr x, Expr scale, Expr zp, Type t) {
+    Expr q = Halide::strict_float(x / scale);
+    return clamp_to(t, round_to_i32(q) + zp, Expr(INT32_MIN), Expr(INT32_MAX));
+}
+
+// Weight-packing constants shared by conv2d and dense (the layout contract of packed weights):
+// s8 weights are stored as [OCO][KH][KW][CIO][OCB=16][ICB=4]: 4 consecutive input channels of
+// 16 consecutive output channels form one 64-byte vector, the operand of one vpdpbusd.
+constexpr int kICB = 4;    // input channels reduced per dot-product lane (vpdpbusd/sdot/dp4a)
+constexpr int kOCB = 16;   // output channels per packed block (one zmm of int32)
+constexpr int kOCAlign = 64;  // packed output channels are padded to a multiple of this
+
+}  // namespace qh

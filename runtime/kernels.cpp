@@ -1,0 +1,85 @@
+#include "kernels.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <stdexcept>
+
+#include "HalideRuntime.h"
+
+namespace qh {
+
+namespace {
+std::mutex g_mu;
+std::string g_forced = [] {
+    const char *e = std::getenv("QHALIDE_TARGET");
+    return std::string(e ? e : "");
+}();
+bool g_log = [] {
+    const char *e = std::getenv("QHALIDE_LOG_KERNELS");
+    return e && *e && std::string(e) != "0";
+}();
+}  // namespace
+
+std::vector<std::string> all_kernel_names() {
+    std::vector<std::string> names;
+#define QH_FAMILY_BEGIN(f)
+#define QH_VARIANT(f, t) names.push_back(#f "__" #t);
+#define QH_FAMILY_END(f)
+#include "qh_kernel_table.inc"
+#undef QH_FAMILY_BEGIN
+#undef QH_VARIANT
+#undef QH_FAMILY_END
+    return names;
+}
+
+void force_target(const std::string &tag) {
+    if (!tag.empty() && !cpu_supports(tag))  // throws for unknown tags
+        throw std::runtime_error("cannot force target '" + tag + "': this CPU (" +
+                                 cpu_features().brand + ") lacks some of: " +
+                                 target_requirements(tag));
+    std::lock_guard<std::mutex> l(g_mu);
+    g_forced = tag;
+}
+
+std::string forced_target() {
+    std::lock_guard<std::mutex> l(g_mu);
+    return g_forced;
+}
+
+void set_kernel_log(bool on) {
+    std::lock_guard<std::mutex> l(g_mu);
+    g_log = on;
+}
+
+bool kernel_log_enabled() {
+    std::lock_guard<std::mutex> l(g_mu);
+    return g_log;
+}
+
+std::string choose_target(const std::string &family, const std::vector<std::string> &tags) {
+    std::string forced = forced_target(), chosen;
+    if (!forced.empty()) {
+        if (!cpu_supports(forced))
+            throw std::runtime_error("QHALIDE_TARGET=" + forced + " cannot run on this CPU (" +
+                                     cpu_features().brand + "); it needs " +
+                                     target_requirements(forced));
+        for (auto &t : tags)
+            if (t == forced) chosen = t;
+        if (chosen.empty())
+            throw std::runtime_error("kernel family " + family + " has no variant for target " +
+                                     forced);
+    } else {
+        for (auto &t : tags)
+            if (chosen.empty() && cpu_supports(t)) chosen = t;
+        if (chosen.empty()) throw std::runtime_error("no runnable variant of " + family);
+    }
+    if (kernel_log_enabled())
+        std::fprintf(stderr, "[qhalide] %s -> %s__%s%s\n", family.c_str(), family.c_str(),
+                     chosen.c_str(), forced.empty() ? "" : " (forced)");
+    return chosen;
+}
+
+void set_num_threads(int n) { halide_set_num_threads(n); }
+
+}  // namespace qh

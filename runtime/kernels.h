@@ -1,0 +1,65 @@
+// The dispatch table: every AOT kernel of cmake/qhalide_kernels.cmake, grouped by family, in
+// target preference order (most specific first, generic last), plus the selection policy:
+//  - by default the first variant whose CPU predicate holds (runtime/cpu_features.h);
+//  - force_target("x86_avx2") or env QHALIDE_TARGET=x86_avx2 forces one variant (an error if
+//    this CPU cannot run it: a kernel never runs an instruction the CPU lacks);
+//  - set_kernel_log(true) or env QHALIDE_LOG_KERNELS=1 prints each choice to stderr.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "cpu_features.h"
+#include "qh_kernel_headers.h"
+
+namespace qh {
+
+template <typename Fn>
+struct KernelVariant {
+    const char *family;
+    const char *tag;
+    Fn fn;
+    std::string name() const { return std::string(family) + "__" + tag; }
+};
+template <typename Fn>
+using KernelVariants = std::vector<KernelVariant<Fn>>;
+
+namespace kernels {
+#define QH_FAMILY_BEGIN(f)                                       \
+    using f##_fn = decltype(&qh_##f##__generic);                 \
+    inline const KernelVariants<f##_fn> &f() {                   \
+        static const KernelVariants<f##_fn> v = {
+#define QH_VARIANT(f, t) {#f, #t, &qh_##f##__##t},
+#define QH_FAMILY_END(f) \
+    };                   \
+    return v;            \
+    }
+#include "qh_kernel_table.inc"
+#undef QH_FAMILY_BEGIN
+#undef QH_VARIANT
+#undef QH_FAMILY_END
+}  // namespace kernels
+
+// Names of every kernel in the library ("conv2d_u8s8u8__x86_avx512vnni", ...).
+std::vector<std::string> all_kernel_names();
+
+void force_target(const std::string &tag);  // "" restores automatic choice
+std::string forced_target();
+void set_kernel_log(bool on);
+bool kernel_log_enabled();
+// The tag chosen for a family under the current policy; throws if forced to an unusable tag.
+std::string choose_target(const std::string &family, const std::vector<std::string> &tags);
+
+template <typename Fn>
+const KernelVariant<Fn> &choose(const KernelVariants<Fn> &v) {
+    std::vector<std::string> tags;
+    for (auto &k : v) tags.push_back(k.tag);
+    std::string t = choose_target(v.front().family, tags);
+    for (auto &k : v)
+        if (t == k.tag) return k;
+    return v.back();
+}
+
+// Threads used by the Halide thread pool (0 = one per core).
+void set_num_threads(int n);
+
+}  // namespace qh

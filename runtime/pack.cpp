@@ -1,0 +1,104 @@
+#include "pack.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace qh {
+
+namespace {
+[[noreturn]] void fail(const WeightsDesc &w, const std::string &msg) {
+    throw std::invalid_argument("weights '" + w.name + "': " + msg);
+}
+}  // namespace
+
+PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, float out_scale) {
+    if (w.dtype != DType::u8 && w.dtype != DType::s8)
+        fail(w, std::string("dtype ") + dtype_name(w.dtype) + " unsupported (expected u8 or s8)");
+    if (!w.data) fail(w, "no data");
+    if (w.oc <= 0 || w.ic <= 0 || w.kh <= 0 || w.kw <= 0)
+        fail(w, "shape must be positive, got O=" + std::to_string(w.oc) + " I=" +
+                    std::to_string(w.ic) + " H=" + std::to_string(w.kh) + " W=" +
+                    std::to_string(w.kw));
+    if (!(w.zero_point.empty() || w.zero_point.size() == 1 || (int)w.zero_point.size() == w.oc))
+        fail(w, "zero point must have 1 or " + std::to_string(w.oc) + " values, got " +
+                    std::to_string(w.zero_point.size()));
+    if (out_scale != 0.f && !(w.scale.size() == 1 || (int)w.scale.size() == w.oc))
+        fail(w, "scale must have 1 or " + std::to_string(w.oc) + " values, got " +
+                    std::to_string(w.scale.size()));
+    if (x_zp < 0 || x_zp > 255) fail(w, "input zero point " + std::to_string(x_zp) + " not in u8");
+
+    PackedWeights p;
+    p.name = w.name;
+    p.oc = w.oc; p.ic = w.ic; p.kh = w.kh; p.kw = w.kw;
+    p.oc_pad = (w.oc + 63) / 64 * 64;
+    p.ic_pad = (w.ic + 3) / 4 * 4;
+    p.input_zp = x_zp;
+    const int64_t K = p.reduction();
+    const int64_t per_oc = int64_t(w.ic) * w.kh * w.kw;
+    auto raw = [&](int64_t i) -> int32_t {
+        return w.dtype == DType::u8 ? ((const uint8_t *)w.data)[i] : ((const int8_t *)w.data)[i];
+    };
+    auto zp = [&](int o) -> int32_t {
+        return w.zero_point.empty() ? 0 : w.zero_point[w.zero_point.size() == 1 ? 0 : o];
+    };
+    int32_t lo_t = w.dtype == DType::u8 ? 0 : -128, hi_t = w.dtype == DType::u8 ? 255 : 127;
+    for (int o = 0; o < w.oc; o++)
+        if (zp(o) < lo_t || zp(o) > hi_t)
+            fail(w, "zero point " + std::to_string(zp(o)) + " outside " + dtype_name(w.dtype));
+
+    // Symmetric if every w - z_w fits in s8.
+    bool fits = true;
+    for (int o = 0; o < w.oc && fits; o++)
+        for (int64_t i = 0; i < per_oc && fits; i++) {
+            int32_t v = raw(o * per_oc + i) - zp(o);
+            fits = v >= -128 && v <= 127;
+        }
+    p.has_zero_point = !fits;
+    int64_t limit = fits ? kMaxReductionSymmetric : kMaxReductionWeightZp;
+    if (K > limit)
+        fail(w, "reduction KH*KW*ICpad = " + std::to_string(K) + " exceeds the int32 accumulator "
+                "bound " + std::to_string(limit));
+
+    p.unpacked.resize(size_t(w.oc) * per_oc);
+    p.wzp.assign(p.oc_pad, 0);
+    for (int o = 0; o < w.oc; o++) {
+        int32_t shift = fits ? zp(o) : (w.dtype == DType::u8 ? 128 : 0);
+        if (!fits) p.wzp[o] = zp(o) - shift;
+        for (int64_t i = 0; i < per_oc; i++) p.unpacked[o * per_oc + i] = int8_t(raw(o * per_oc + i) - shift);
+    }
+
+    size_t bytes = p.packed_bytes();
+    int8_t *d = (int8_t *)std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (!d) throw std::bad_alloc();
+    std::memset(d, 0, bytes);
+    p.data = std::shared_ptr<int8_t>(d, std::free);
+    const int CB = p.ic_pad / 4;
+    for (int o = 0; o < w.oc; o++)
+        for (int c = 0; c < w.ic; c++)
+            for (int ky = 0; ky < w.kh; ky++)
+                for (int kx = 0; kx < w.kw; kx++) {
+                    int64_t src = ((int64_t(o) * w.ic + c) * w.kh + ky) * w.kw + kx;
+                    int64_t dst = ((((int64_t(o / 16) * w.kh + ky) * w.kw + kx) * CB + c / 4) * 16 +
+                                   o % 16) * 4 + c % 4;
+                    d[dst] = p.unpacked[src];
+                }
+
+    p.bias.assign(p.oc_pad, 0);
+    p.mult.assign(p.oc_pad, 1.0f);
+    for (int o = 0; o < w.oc; o++) {
+        int64_t sum_w = 0;
+        for (int64_t i = 0; i < per_oc; i++) sum_w += p.unpacked[o * per_oc + i];
+        int64_t b = (w.bias ? w.bias[o] : 0) - int64_t(x_zp) * sum_w + K * x_zp * p.wzp[o];
+        if (b < INT32_MIN || b > INT32_MAX)
+            fail(w, "effective bias of output channel " + std::to_string(o) + " overflows int32");
+        p.bias[o] = int32_t(b);
+        if (out_scale != 0.f) {
+            float sw = w.scale[w.scale.size() == 1 ? 0 : o];
+            p.mult[o] = (x_scale * sw) / out_scale;  // float32, as ONNX Runtime computes it
+        }
+    }
+    return p;
+}
+
+}  // namespace qh

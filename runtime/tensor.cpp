@@ -1,0 +1,67 @@
+#include "tensor.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+
+namespace qh {
+
+const char *dtype_name(DType t) {
+    switch (t) {
+    case DType::u8: return "u8";
+    case DType::s8: return "s8";
+    case DType::s32: return "s32";
+    case DType::f32: return "f32";
+    case DType::u4: return "u4";
+    case DType::s4: return "s4";
+    }
+    return "?";
+}
+
+int dtype_bits(DType t) {
+    switch (t) {
+    case DType::u8: case DType::s8: return 8;
+    case DType::s32: case DType::f32: return 32;
+    case DType::u4: case DType::s4: return 4;
+    }
+    return 0;
+}
+
+size_t dtype_storage_bytes(DType t, int64_t numel) {
+    return dtype_bits(t) == 4 ? size_t(numel + 1) / 2 : size_t(numel) * dtype_bits(t) / 8;
+}
+
+Tensor::Tensor(DType t, std::vector<int64_t> shape, QuantParams q)
+    : quant(std::move(q)), dtype_(t), shape_(std::move(shape)) {
+    for (auto d : shape_)
+        if (d < 0) throw std::invalid_argument("tensor shape has a negative dimension: " + describe());
+    size_t bytes = (nbytes() + 63) / 64 * 64;
+    void *p = std::aligned_alloc(64, bytes ? bytes : 64);
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, bytes ? bytes : 64);
+    owner_ = std::shared_ptr<void>(p, std::free);
+    data_ = p;
+}
+
+Tensor Tensor::wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams q) {
+    Tensor r;
+    r.dtype_ = t;
+    r.shape_ = std::move(shape);
+    r.data_ = data;
+    r.quant = std::move(q);
+    return r;
+}
+
+int64_t Tensor::numel() const {
+    int64_t n = 1;
+    for (auto d : shape_) n *= d;
+    return n;
+}
+
+std::string Tensor::describe() const {
+    std::string s = std::string(dtype_name(dtype_)) + "[";
+    for (size_t i = 0; i < shape_.size(); i++) s += (i ? "," : "") + std::to_string(shape_[i]);
+    return s + "]";
+}
+
+}  // namespace qh

@@ -1,0 +1,65 @@
+// qhalide's tensor: a dtype, a shape, quantization parameters and (shared) storage.
+//
+// Layout contract: activations are NHWC (shape {N, H, W, C}, C innermost); 2-D activations are
+// {N, K}. u4/s4 tensors are packed two values per byte in flat element order, element 2i in the
+// low nibble of byte i (see generators/eltwise_generator.cpp). Storage is 64-byte aligned.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qh {
+
+enum class DType { u8, s8, s32, f32, u4, s4 };
+
+const char *dtype_name(DType t);
+int dtype_bits(DType t);
+// Byte size of `numel` elements of `t` (packed for u4/s4).
+size_t dtype_storage_bytes(DType t, int64_t numel);
+
+// Per-tensor (one scale/zero point) or per-axis quantization: real = scale * (q - zero_point).
+struct QuantParams {
+    std::vector<float> scale;
+    std::vector<int32_t> zero_point;
+    int axis = -1;  // -1: per tensor
+    bool empty() const { return scale.empty(); }
+    float scale_at(size_t i) const { return scale.size() == 1 ? scale[0] : scale.at(i); }
+    int32_t zp_at(size_t i) const {
+        return zero_point.empty() ? 0 : zero_point.size() == 1 ? zero_point[0] : zero_point.at(i);
+    }
+    static QuantParams per_tensor(float s, int32_t zp) { return {{s}, {zp}, -1}; }
+};
+
+class Tensor {
+public:
+    Tensor() = default;
+    // Allocates zero-filled, 64-byte aligned storage.
+    Tensor(DType t, std::vector<int64_t> shape, QuantParams q = {});
+    // Wraps memory the caller owns (must outlive the tensor).
+    static Tensor wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams q = {});
+
+    DType dtype() const { return dtype_; }
+    const std::vector<int64_t> &shape() const { return shape_; }
+    int rank() const { return (int)shape_.size(); }
+    int64_t dim(int i) const { return shape_.at(i < 0 ? i + rank() : i); }
+    int64_t numel() const;
+    size_t nbytes() const { return dtype_storage_bytes(dtype_, numel()); }
+    void *raw() { return data_; }
+    const void *raw() const { return data_; }
+    template <typename T> T *data() { return static_cast<T *>(data_); }
+    template <typename T> const T *data() const { return static_cast<const T *>(data_); }
+    bool defined() const { return data_ != nullptr || numel() == 0; }
+    std::string describe() const;  // "u8[1,56,56,64]"
+
+    QuantParams quant;
+
+private:
+    DType dtype_ = DType::u8;
+    std::vector<int64_t> shape_;
+    std::shared_ptr<void> owner_;
+    void *data_ = nullptr;
+};
+
+}  // namespace qh
