@@ -280,7 +280,7 @@ void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
     expect(a.shape() == b.shape() && a.shape() == y.shape(), op,
            "shapes must match (no broadcasting): a " + a.describe() + ", b " + b.describe() +
                ", output " + y.describe());
-    for (auto *t : {&a, &b, &y}) expect_per_tensor(*t, op, "operand");
+    for (const Tensor *t : {&a, &b, (const Tensor *)&y}) expect_per_tensor(*t, op, "operand");
     float sy = y.quant.scale[0];
     int n = (int)a.numel();
     const auto &k = pick(kernels::add_u8u8u8());

@@ -1,0 +1,70 @@
+// Helpers shared by the tests: random data, and running a block once per kernel variant this
+// CPU can run (the others are reported as skipped, never silently dropped).
+#pragma once
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cpu_features.h"
+#include "kernels.h"
+#include "tensor.h"
+
+namespace qh::test {
+
+inline std::vector<std::string> runnable_targets() {
+    std::vector<std::string> r;
+    for (auto &t : target_tags())
+        if (cpu_supports(t)) r.push_back(t);
+    return r;
+}
+
+// Forces one target for its lifetime.
+struct ForceTarget {
+    explicit ForceTarget(const std::string &t) { force_target(t); }
+    ~ForceTarget() { force_target(""); }
+};
+
+#define QH_FOR_EACH_TARGET(tag)                                        \
+    for (const std::string &tag : ::qh::test::runnable_targets())      \
+        if (::qh::test::ForceTarget qh_force_##tag(tag); true)         \
+            if (SCOPED_TRACE("target " + tag); true)
+
+template <typename T>
+std::vector<T> random_vec(size_t n, int lo, int hi, uint32_t seed) {
+    std::mt19937 g(seed);
+    std::uniform_int_distribution<int> d(lo, hi);
+    std::vector<T> v(n);
+    for (auto &e : v) e = T(d(g));
+    return v;
+}
+
+template <typename T>
+Tensor tensor_from(DType t, std::vector<int64_t> shape, const std::vector<T> &v,
+                   QuantParams q = {}) {
+    Tensor r(t, std::move(shape), std::move(q));
+    std::copy(v.begin(), v.end(), r.data<T>());
+    return r;
+}
+
+template <typename T>
+std::vector<int32_t> values(const Tensor &t) {
+    return std::vector<int32_t>(t.data<T>(), t.data<T>() + t.numel());
+}
+
+// First mismatch, formatted; empty when equal.
+inline std::string first_mismatch(const std::vector<int32_t> &got,
+                                  const std::vector<int32_t> &want) {
+    if (got.size() != want.size())
+        return "size " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < got.size(); i++)
+        if (got[i] != want[i] && bad++ == 0) first = i;
+    if (!bad) return "";
+    return std::to_string(bad) + " mismatches, first at flat index " + std::to_string(first) +
+           ": got " + std::to_string(got[first]) + ", want " + std::to_string(want[first]);
+}
+
+}  // namespace qh::test
