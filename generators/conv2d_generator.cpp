@@ -75,6 +75,7 @@ public:
         s.padded = Func("padded");  // a schedulable stage with our own Vars
         s.padded(c, x, y, n) = bc(c, x, y, n);
         s.r = RDom(0, qh::kICB, 0, CIO, 0, KW, 0, KH, "r");
+        s.padded_channels = qh::kICB * CIO;
         const RDom &r = s.r;
         Expr ix = x * stride_x + r.z - pad_x, iy = y * stride_y + r.w - pad_y;
         Expr xv = s.padded(qh::kICB * r.y + r.x, ix, iy, n);

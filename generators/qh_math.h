@@ -20,11 +20,12 @@ inline Expr clamp_to(Type t, Expr v, Expr lo, Expr hi) {
     return Halide::clamp(v, Halide::max(lo, tlo), Halide::min(hi, thi));
 }
 
-// Round a float to the nearest integer (half to even) and convert to int32, saturating far
-// outside any 8/16-bit range first so the conversion can never overflow.
+// Round a float to the nearest integer (half to even) and convert to int32. The clamp comes
+// first: without SSE4.1 Halide emulates round() through an int32 conversion, which overflows
+// for |f| >= 2^31. The bounds are integers, so clamping first never changes the result.
 inline Expr round_to_i32(Expr f) {
-    Expr r = Halide::strict_float(Halide::round(f));
-    return Halide::cast<int32_t>(Halide::clamp(r, -65536.0f, 65536.0f));
+    Expr c = Halide::strict_float(Halide::clamp(f, -65536.0f, 65536.0f));
+    return Halide::cast<int32_t>(Halide::strict_float(Halide::round(c)));
 }
 
 // acc (int32) -> quantized value in int32: clamp(round(float(acc) * mult) + zp, lo, hi),

@@ -51,6 +51,7 @@ struct Conv2dStages {
     Halide::Func output;  // (oc, x, y, n)
     Halide::Var c, x, y, n, oci, oco;
     Halide::RDom r;       // r.x: ic within block of 4, r.y: ic block, r.z: kx, r.w: ky
+    Halide::Expr padded_channels;  // 4 * CIO, the extent of padded's c
     bool has_xsum = false;
 };
 

@@ -6,7 +6,8 @@ namespace qh::sched {
 
 std::vector<KnobSpec> dot_tile_knobs(const DotTile &d) {
     return {
-        {"tile_x", d.tile_x, 1, 16, "output pixels per register tile"},
+        {"tile_x", d.tile_x, 1, 16, "output pixels along x per register tile"},
+        {"tile_y", d.tile_y, 1, 4, "output rows per register tile (conv2d)"},
         {"tile_oc", d.tile_oc, 1, 4, "16-channel output blocks per register tile (64 / tile_oc "
                                      "must be whole: 1, 2 or 4)"},
         {"parallel", d.parallel ? 1 : 0, 0, 1, "parallelize over output rows and batch"},
@@ -17,22 +18,24 @@ DotTile dot_tile_from_knobs(const ScheduleContext &ctx, const DotTile &d) {
     auto specs = dot_tile_knobs(d);
     DotTile t = d;
     t.tile_x = ctx.knobs.get(specs[0]);
-    t.tile_oc = ctx.knobs.get(specs[1]);
-    t.parallel = ctx.knobs.get(specs[2]) != 0;
+    t.tile_y = ctx.knobs.get(specs[1]);
+    t.tile_oc = ctx.knobs.get(specs[2]);
+    t.parallel = ctx.knobs.get(specs[3]) != 0;
     if (t.tile_oc == 3) throw std::runtime_error("knob 'tile_oc'=3: must divide 4 (1, 2 or 4)");
     return t;
 }
 
 void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile &t) {
     Func out = s.output;
-    Var xo("xo"), xi("xi"), co("co"), ci("ci"), yn("yn");
+    Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), co("co"), ci("ci"), yn("yn");
     const int OB = 16 * t.tile_oc;
     if (ctx.auto_schedule) return;
 
     out.split(s.x, xo, xi, t.tile_x, TailStrategy::GuardWithIf)
+        .split(s.y, yo, yi, t.tile_y, TailStrategy::GuardWithIf)
         .split(s.c, co, ci, OB, TailStrategy::GuardWithIf)
-        .reorder(ci, xi, co, xo, s.y, s.n)
-        .fuse(s.y, s.n, yn)
+        .reorder(ci, xi, yi, co, xo, yo, s.n)
+        .fuse(yo, s.n, yn)
         .vectorize(ci, 16);
     if (t.parallel) out.parallel(yn);
 
@@ -42,24 +45,31 @@ void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile
         .bound(s.oci, 0, 16)
         .bound_extent(s.oco, t.tile_oc)
         .bound_extent(s.x, t.tile_x)
+        .bound_extent(s.y, t.tile_y)
         .reorder(s.oci, s.oco, s.x, s.y, s.n)
         .vectorize(s.oci)
         .unroll(s.oco)
-        .unroll(s.x);
+        .unroll(s.x)
+        .unroll(s.y);
     s.acc.update()
-        .reorder(s.r.x, s.oci, s.oco, s.x, s.r.y, s.r.z, s.r.w, s.y, s.n)
+        .reorder(s.r.x, s.oci, s.oco, s.x, s.y, s.r.y, s.r.z, s.r.w, s.n)
         .atomic()
         .vectorize(s.r.x)
         .vectorize(s.oci)
         .unroll(s.oco)
-        .unroll(s.x);
+        .unroll(s.x)
+        .unroll(s.y);
 
     if (s.has_xsum) {
         s.xsum.compute_at(out, xo);
         s.xsum.update().reorder(s.r.x, s.r.y, s.r.z, s.r.w, s.x, s.y, s.n);
     }
     // The zero-point-padded input rows one output row needs, copied once per row.
-    s.padded.compute_at(out, yn).vectorize(s.c, t.vector * 4, TailStrategy::RoundUp);
+    // Vector width follows the channel count so narrow inputs (conv1: 4) are not over-computed.
+    s.padded.compute_at(out, yn);
+    s.padded.specialize(s.padded_channels >= 64).vectorize(s.c, 64, TailStrategy::GuardWithIf);
+    s.padded.specialize(s.padded_channels >= 16).vectorize(s.c, 16, TailStrategy::GuardWithIf);
+    s.padded.vectorize(s.c, 4, TailStrategy::GuardWithIf);
 }
 
 void dense_dot_tiles(DenseStages &s, const ScheduleContext &ctx, const DotTile &t) {

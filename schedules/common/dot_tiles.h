@@ -11,7 +11,8 @@
 namespace qh::sched {
 
 struct DotTile {
-    int tile_x;    // output pixels per register tile (unrolled)
+    int tile_x;    // output pixels along x per register tile (unrolled)
+    int tile_y;    // output rows per register tile (unrolled; conv2d only)
     int tile_oc;   // 16-channel blocks per register tile (unrolled)
     int vector;    // int32 lanes per vector op for the epilogue / copies
     bool parallel; // parallelize over output rows x batch

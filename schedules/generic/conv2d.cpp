@@ -4,8 +4,8 @@
 namespace {
 
 using namespace qh;
-// Defaults: {tile_x, tile_oc, vector lanes, parallel}.
-const sched::DotTile kDefaults = {4, 1, 4, true};
+// Defaults: {tile_x, tile_y, tile_oc, vector lanes, parallel}.
+const sched::DotTile kDefaults = {4, 1, 1, 4, true};
 
 void conv2d(Conv2dStages &s, const ScheduleContext &ctx) {
     sched::conv2d_dot_tiles(s, ctx, sched::dot_tile_from_knobs(ctx, kDefaults));

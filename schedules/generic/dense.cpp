@@ -4,8 +4,8 @@
 namespace {
 
 using namespace qh;
-// Defaults: {tile_x (batch rows), tile_oc, vector lanes, parallel}.
-const sched::DotTile kDefaults = {1, 1, 4, true};
+// Defaults: {tile_x (batch rows), tile_y (unused), tile_oc, vector lanes, parallel}.
+const sched::DotTile kDefaults = {1, 1, 1, 4, true};
 
 void dense(DenseStages &s, const ScheduleContext &ctx) {
     sched::dense_dot_tiles(s, ctx, sched::dot_tile_from_knobs(ctx, kDefaults));

@@ -1,0 +1,72 @@
+// Instruction checks on the AOT kernels' generated assembly (build/qh_<kernel>.s, emitted by
+// add_halide_library next to each object): the dot-product kernels really use the integer
+// dot-product instruction of their target, and no variant uses registers its target lacks.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+
+#include "kernels.h"
+
+namespace {
+
+std::string read_asm(const std::string &kernel) {
+    std::string path = std::string(QH_KERNEL_ASM_DIR) + "/qh_" + kernel + ".s";
+    std::ifstream f(path);
+    EXPECT_TRUE(f.good()) << "missing assembly " << path;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+size_t count(const std::string &text, const std::string &pattern) {
+    std::regex re(pattern);
+    return std::distance(std::sregex_iterator(text.begin(), text.end(), re), std::sregex_iterator());
+}
+
+bool is_dot_family(const std::string &k) {
+    return k.rfind("conv2d_", 0) == 0 || k.rfind("dense_", 0) == 0;
+}
+
+TEST(Codegen, VnniConvAndDenseUseVpdpbusd) {
+    int checked = 0;
+    for (auto &k : qh::all_kernel_names()) {
+        if (!is_dot_family(k) || k.find("__x86_avx512vnni") == std::string::npos) continue;
+        std::string s = read_asm(k);
+        EXPECT_GT(count(s, "\\bvpdpbusd\\b"), 0u) << k << " has no vpdpbusd";
+        EXPECT_GT(count(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k << " has no 512-bit vpdpbusd";
+        checked++;
+    }
+    EXPECT_GE(checked, 11);
+}
+
+// AVX2 has no VNNI: Halide lowers the 4-wide u8*s8 reduction to vpmaddwd on sign/zero-extended
+// 16-bit lanes (exact). vpmaddubsw would saturate its i16 pair sums, so it must not appear.
+TEST(Codegen, Avx2ConvAndDenseUseVpmaddwdNotVpmaddubsw) {
+    int checked = 0;
+    for (auto &k : qh::all_kernel_names()) {
+        if (!is_dot_family(k) || k.find("__x86_avx2") == std::string::npos) continue;
+        std::string s = read_asm(k);
+        EXPECT_GT(count(s, "\\bvpmaddwd\\b"), 0u) << k;
+        EXPECT_EQ(count(s, "\\bvpmaddubsw\\b"), 0u) << k;
+        EXPECT_EQ(count(s, "\\bvpdpbusd\\b"), 0u) << k;
+        checked++;
+    }
+    EXPECT_GE(checked, 11);
+}
+
+// Register classes: a variant never uses a register file its target does not have.
+TEST(Codegen, VariantsStayWithinTheirIsa) {
+    for (auto &k : qh::all_kernel_names()) {
+        std::string s = read_asm(k);
+        if (k.find("__generic") != std::string::npos) {
+            EXPECT_EQ(count(s, "%[yz]mm"), 0u) << k << " (generic = SSE2 only)";
+        } else if (k.find("__x86_avx2") != std::string::npos) {
+            EXPECT_EQ(count(s, "%zmm|%k[1-7]\\b"), 0u) << k << " (AVX2 has no zmm/mask registers)";
+        }
+    }
+}
+
+}  // namespace
