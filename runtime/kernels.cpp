@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <mutex>
+#include <set>
 #include <stdexcept>
 
 #include "HalideRuntime.h"
@@ -74,9 +75,13 @@ std::string choose_target(const std::string &family, const std::vector<std::stri
             if (chosen.empty() && cpu_supports(t)) chosen = t;
         if (chosen.empty()) throw std::runtime_error("no runnable variant of " + family);
     }
-    if (kernel_log_enabled())
-        std::fprintf(stderr, "[qhalide] %s -> %s__%s%s\n", family.c_str(), family.c_str(),
-                     chosen.c_str(), forced.empty() ? "" : " (forced)");
+    if (kernel_log_enabled()) {  // once per (family, choice), not per call
+        static std::set<std::string> logged;
+        std::lock_guard<std::mutex> l(g_mu);
+        if (logged.insert(family + "__" + chosen).second)
+            std::fprintf(stderr, "[qhalide] %s -> %s__%s%s\n", family.c_str(), family.c_str(),
+                         chosen.c_str(), forced.empty() ? "" : " (forced)");
+    }
     return chosen;
 }
 

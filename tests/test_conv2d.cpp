@@ -292,3 +292,37 @@ TEST(Conv2dBounds, LargestAcceptedReductionIsExact) {
 
 }  // namespace
 }  // namespace qh::test
+
+namespace qh::test {
+namespace {
+
+// Dispatch policy: automatic choice is the most specific runnable tag; forcing works, unknown
+// tags are refused with the list of known ones.
+TEST(Dispatch, ChoosesMostSpecificAndHonoursForce) {
+    std::string best = runnable_targets().front();
+    std::vector<int8_t> w(16, 1);
+    WeightsDesc wd;
+    wd.name = "dispatch"; wd.oc = 4; wd.ic = 4; wd.data = w.data(); wd.scale = {1.f};
+    PackedWeights pw = pack_weights(wd, 1.f, 0, 1.f);
+    Tensor x(DType::u8, {1, 4}, QuantParams::per_tensor(1.f, 0));
+    Tensor y(DType::u8, {1, 4}, QuantParams::per_tensor(1.f, 0));
+    force_target("");
+    dense(x, pw, {}, y);
+    EXPECT_EQ(last_kernel("dense_u8s8u8"), "dense_u8s8u8__" + best);
+    {
+        ForceTarget f("generic");
+        dense(x, pw, {}, y);
+        EXPECT_EQ(last_kernel("dense_u8s8u8"), "dense_u8s8u8__generic");
+    }
+    try {
+        force_target("x86_sse9");
+        FAIL() << "unknown tag accepted";
+    } catch (const std::invalid_argument &e) {
+        EXPECT_NE(std::string(e.what()).find("x86_avx512vnni"), std::string::npos) << e.what();
+    }
+    for (auto &t : target_tags())
+        if (!cpu_supports(t)) EXPECT_THROW(force_target(t), std::runtime_error) << t;
+}
+
+}  // namespace
+}  // namespace qh::test
