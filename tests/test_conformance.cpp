@@ -332,6 +332,28 @@ protected:
         EXPECT_GE(ran, 1);
     }
 
+    // QuantizeLinear vectors; `axis` is -1 for per-tensor, else the per-axis dimension.
+    void check_quantize(int axis) {
+        expect_op("QuantizeLinear");
+        if (HasFatalFailure()) return;
+        const Blob &x = input(0);
+        ASSERT_EQ(x.dtype, onnx::TensorProto::FLOAT);
+        QuantParams q = linear_quant(x, 1, 2);
+        EXPECT_EQ(q.axis, axis) << "per-axis vectors quantize along NCHW channels";
+        DType out = has_input(2) ? qh_dtype(input(2).dtype) : DType::u8;
+        ASSERT_EQ(expected_.dims, x.dims);
+        ASSERT_EQ(qh_dtype(expected_.dtype), out);
+        Tensor xt = tensor_from(DType::f32, x.dims, x.floats);
+        QH_FOR_EACH_TARGET(tag) {
+            Tensor y(out, x.dims, q);
+            poison(y);
+            quantize(xt, y);
+            EXPECT_EQ(first_mismatch(int_values(y), expected_.ints), "");
+            std::string family = out == DType::u8 ? "quantize_f32u8" : "quantize_f32s8";
+            EXPECT_EQ(last_kernel(family), family + "__" + tag);
+        }
+    }
+
     void run_convinteger() {
         expect_op("ConvInteger");
         if (HasFatalFailure()) return;
@@ -429,47 +451,9 @@ TEST_F(OnnxConformance, test_matmulinteger) {
     EXPECT_GE(ran, 1);
 }
 
-TEST_F(OnnxConformance, test_quantizelinear) {
-    expect_op("QuantizeLinear");
-    if (HasFatalFailure()) return;
-    const Blob &x = input(0);
-    ASSERT_EQ(x.dtype, onnx::TensorProto::FLOAT);
-    QuantParams q = linear_quant(x, 1, 2);
-    EXPECT_EQ(q.axis, -1);
-    DType out = has_input(2) ? qh_dtype(input(2).dtype) : DType::u8;
-    ASSERT_EQ(expected_.dims, x.dims);
-    ASSERT_EQ(qh_dtype(expected_.dtype), out);
-    Tensor xt = tensor_from(DType::f32, x.dims, x.floats);
-    QH_FOR_EACH_TARGET(tag) {
-        Tensor y(out, x.dims, q);
-        poison(y);
-        quantize(xt, y);
-        EXPECT_EQ(first_mismatch(int_values(y), expected_.ints), "");
-        std::string family = out == DType::u8 ? "quantize_f32u8" : "quantize_f32s8";
-        EXPECT_EQ(last_kernel(family), family + "__" + tag);
-    }
-}
+TEST_F(OnnxConformance, test_quantizelinear) { check_quantize(-1); }
 
-TEST_F(OnnxConformance, test_quantizelinear_axis) {
-    expect_op("QuantizeLinear");
-    if (HasFatalFailure()) return;
-    const Blob &x = input(0);
-    ASSERT_EQ(x.dtype, onnx::TensorProto::FLOAT);
-    QuantParams q = linear_quant(x, 1, 2);
-    EXPECT_EQ(q.axis, 1) << "the vector is per-axis on NCHW channels";
-    DType out = has_input(2) ? qh_dtype(input(2).dtype) : DType::u8;
-    ASSERT_EQ(expected_.dims, x.dims);
-    ASSERT_EQ(qh_dtype(expected_.dtype), out);
-    Tensor xt = tensor_from(DType::f32, x.dims, x.floats);
-    QH_FOR_EACH_TARGET(tag) {
-        Tensor y(out, x.dims, q);
-        poison(y);
-        quantize(xt, y);
-        EXPECT_EQ(first_mismatch(int_values(y), expected_.ints), "");
-        std::string family = out == DType::u8 ? "quantize_f32u8" : "quantize_f32s8";
-        EXPECT_EQ(last_kernel(family), family + "__" + tag);
-    }
-}
+TEST_F(OnnxConformance, test_quantizelinear_axis) { check_quantize(1); }
 
 TEST_F(OnnxConformance, test_dequantizelinear) {
     expect_op("DequantizeLinear");
