@@ -354,6 +354,27 @@ protected:
         }
     }
 
+    // DequantizeLinear vectors; `axis` as in check_quantize. Floats compare by bit pattern.
+    void check_dequantize(int axis) {
+        expect_op("DequantizeLinear");
+        if (HasFatalFailure()) return;
+        const Blob &x = input(0);
+        QuantParams q = linear_quant(x, 1, 2);
+        EXPECT_EQ(q.axis, axis) << "per-axis vectors dequantize along NCHW channels";
+        ASSERT_EQ(expected_.dtype, onnx::TensorProto::FLOAT);
+        ASSERT_EQ(expected_.dims, x.dims);
+        Tensor xt = int_tensor(qh_dtype(x.dtype), x.dims, x.ints, q);
+        QH_FOR_EACH_TARGET(tag) {
+            Tensor y(DType::f32, x.dims);
+            poison(y);
+            dequantize(xt, y);
+            std::vector<float> got(y.data<float>(), y.data<float>() + y.numel());
+            EXPECT_EQ(first_mismatch(float_bits(got), float_bits(expected_.floats)), "");
+            std::string family = std::string("dequantize_") + dtype_name(xt.dtype()) + "f32";
+            EXPECT_EQ(last_kernel(family), family + "__" + tag);
+        }
+    }
+
     void run_convinteger() {
         expect_op("ConvInteger");
         if (HasFatalFailure()) return;
@@ -455,45 +476,9 @@ TEST_F(OnnxConformance, test_quantizelinear) { check_quantize(-1); }
 
 TEST_F(OnnxConformance, test_quantizelinear_axis) { check_quantize(1); }
 
-TEST_F(OnnxConformance, test_dequantizelinear) {
-    expect_op("DequantizeLinear");
-    if (HasFatalFailure()) return;
-    const Blob &x = input(0);
-    QuantParams q = linear_quant(x, 1, 2);
-    EXPECT_EQ(q.axis, -1);
-    ASSERT_EQ(expected_.dtype, onnx::TensorProto::FLOAT);
-    ASSERT_EQ(expected_.dims, x.dims);
-    Tensor xt = int_tensor(qh_dtype(x.dtype), x.dims, x.ints, q);
-    QH_FOR_EACH_TARGET(tag) {
-        Tensor y(DType::f32, x.dims);
-        poison(y);
-        dequantize(xt, y);
-        std::vector<float> got(y.data<float>(), y.data<float>() + y.numel());
-        EXPECT_EQ(first_mismatch(float_bits(got), float_bits(expected_.floats)), "");
-        std::string family = std::string("dequantize_") + dtype_name(xt.dtype()) + "f32";
-        EXPECT_EQ(last_kernel(family), family + "__" + tag);
-    }
-}
+TEST_F(OnnxConformance, test_dequantizelinear) { check_dequantize(-1); }
 
-TEST_F(OnnxConformance, test_dequantizelinear_axis) {
-    expect_op("DequantizeLinear");
-    if (HasFatalFailure()) return;
-    const Blob &x = input(0);
-    QuantParams q = linear_quant(x, 1, 2);
-    EXPECT_EQ(q.axis, 1) << "the vector is per-axis on NCHW channels";
-    ASSERT_EQ(expected_.dtype, onnx::TensorProto::FLOAT);
-    ASSERT_EQ(expected_.dims, x.dims);
-    Tensor xt = int_tensor(qh_dtype(x.dtype), x.dims, x.ints, q);
-    QH_FOR_EACH_TARGET(tag) {
-        Tensor y(DType::f32, x.dims);
-        poison(y);
-        dequantize(xt, y);
-        std::vector<float> got(y.data<float>(), y.data<float>() + y.numel());
-        EXPECT_EQ(first_mismatch(float_bits(got), float_bits(expected_.floats)), "");
-        std::string family = std::string("dequantize_") + dtype_name(xt.dtype()) + "f32";
-        EXPECT_EQ(last_kernel(family), family + "__" + tag);
-    }
-}
+TEST_F(OnnxConformance, test_dequantizelinear_axis) { check_dequantize(1); }
 
 TEST_F(OnnxConformance, test_maxpool_2d_uint8) {
     expect_op("MaxPool");
