@@ -20,12 +20,17 @@ inline Expr clamp_to(Type t, Expr v, Expr lo, Expr hi) {
     return Halide::clamp(v, Halide::max(lo, tlo), Halide::min(hi, thi));
 }
 
-// Round a float to the nearest integer (half to even) and convert to int32. The clamp comes
-// first: without SSE4.1 Halide emulates round() through an int32 conversion, which overflows
-// for |f| >= 2^31. The bounds are integers, so clamping first never changes the result.
+// Round a float to the nearest integer (half to even) and convert to int32, with the float
+// adder doing the rounding: for |c| <= 2^22, c + 1.5*2^23 lies in [2^23, 2^24), where floats are
+// exactly the integers, so the IEEE addition (default mode: nearest, ties to even) rounds c and
+// the sum's bit pattern is 0x4B400000 + round(c). Two vector ops instead of round + convert
+// (AVX-512 has no 512-bit vroundps; Halide splits it into two 256-bit halves), and no int32
+// conversion that could overflow. Callers saturate to at most 16 bits afterwards, so clamping
+// to +-65536 first never changes a result.
 inline Expr round_to_i32(Expr f) {
     Expr c = Halide::strict_float(Halide::clamp(f, -65536.0f, 65536.0f));
-    return Halide::cast<int32_t>(Halide::strict_float(Halide::round(c)));
+    Expr biased = Halide::strict_float(c + 12582912.0f);  // 1.5 * 2^23
+    return Halide::reinterpret<int32_t>(biased) - 0x4B400000;
 }
 
 // acc (int32) -> quantized value in int32: clamp(round(float(acc) * mult) + zp, lo, hi),

@@ -36,7 +36,10 @@ void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile
         .split(s.c, co, ci, OB, TailStrategy::GuardWithIf)
         .reorder(ci, xi, yi, co, xo, yo, s.n)
         .fuse(yo, s.n, yn)
-        .vectorize(ci, 16);
+        .vectorize(ci, 16)
+        .unroll(ci)
+        .unroll(xi)
+        .unroll(yi);
     if (t.parallel) out.parallel(yn);
 
     // One register tile of accumulators per (co, xo, y, n).
