@@ -163,6 +163,7 @@ int main(int argc, char **argv) {
         if (probs.empty()) throw std::invalid_argument("give a problem: --shape STR or --layer PRESET");
         if (do_tune && probs.size() != 1) throw std::invalid_argument("--tune takes exactly one problem");
 
+        const std::string where = target + (tag == target ? "" : " schedule=" + tag);
         const bool runnable = qh::cpu_supports(target);
         RunOptions o;
         o.target_tag = target;
@@ -232,7 +233,7 @@ int main(int argc, char **argv) {
             if (!do_tune) {
                 TrialResult r = run_trial(wl, o);
                 r.knobs = r.compiled ? effective_knobs(op, tag, validate_knobs(op, tag, knobs)) : knobs;
-                std::printf("%s\n", summary_line(wl, target, r, peak, "run").c_str());
+                std::printf("%s\n", summary_line(wl, where, r, peak, "run").c_str());
                 run["result"] = trial_json(r, peak);
                 if (!r.correct) failures++;
                 else roof.push_back({p.label(), p.ops() / p.min_bytes(), r.gops});
@@ -247,7 +248,7 @@ int main(int argc, char **argv) {
                 od.knobs = tr.default_trial.knobs;
                 TrialResult d = run_trial(wl, od);
                 d.knobs = tr.default_trial.knobs;
-                std::printf("%s\n", summary_line(wl, target, d, peak, "default").c_str());
+                std::printf("%s\n", summary_line(wl, where, d, peak, "default").c_str());
                 int rejected = 0;
                 for (auto &x : tr.trials) rejected += !x.correct;
                 std::printf("tune: %zu trials, %d rejected (failed to build or not bit-exact)\n",
@@ -261,7 +262,7 @@ int main(int argc, char **argv) {
                     ob.knobs = tr.trials[tr.best].knobs;
                     TrialResult b = run_trial(wl, ob);
                     b.knobs = ob.knobs;
-                    std::printf("%s\n", summary_line(wl, target, b, peak, "best").c_str());
+                    std::printf("%s\n", summary_line(wl, where, b, peak, "best").c_str());
                     run["best"] = trial_json(b, peak);
                 }
                 double dg = p.ops() / (tr.default_ms * 1e-3) * 1e-9;
@@ -269,10 +270,11 @@ int main(int argc, char **argv) {
                 run["retimed_default_ms"] = tr.default_ms;
                 run["retimed_best_ms"] = tr.best_ms;
                 run["improved"] = tr.improved;
+                run["rounds_won"] = Json(tr.rounds_won);
                 if (tr.improved) {
                     std::printf("tune: best beats the default: %.4f ms vs %.4f ms re-timed back to back "
-                                "(%.1f vs %.1f GOP/s, %.2fx)\n", tr.best_ms, tr.default_ms, bg, dg,
-                                tr.default_ms / tr.best_ms);
+                                "(%.1f vs %.1f GOP/s, %.2fx; faster in %d of 7 rounds)\n", tr.best_ms, tr.default_ms, bg, dg,
+                                tr.default_ms / tr.best_ms, tr.rounds_won);
                     if (!no_db) {
                         Json e = Json::object();
                         e["op"] = p.op;
@@ -295,7 +297,8 @@ int main(int argc, char **argv) {
                     }
                 } else {
                     std::printf("tune: could not beat the default schedule (best %.4f ms vs default %.4f ms "
-                                "re-timed back to back); database unchanged\n", tr.best_ms, tr.default_ms);
+                                "re-timed back to back, faster in %d of 7 rounds; needs > 3%% and >= 6); database unchanged\n",
+                                tr.best_ms, tr.default_ms, tr.rounds_won);
                 }
                 if (!plot.empty()) {
                     plot_trials_svg(plot, tr, wl.fam.family + " " + p.label() + " @" + target + ": time per trial");
@@ -309,7 +312,7 @@ int main(int argc, char **argv) {
                 oa.emit_asm = oa.emit_stmt = "";
                 TrialResult a = run_trial(wl, oa);
                 a.knobs = "Adams2019 autoscheduler";
-                std::printf("%s\n", summary_line(wl, target, a, peak, "autosched").c_str());
+                std::printf("%s\n", summary_line(wl, where, a, peak, "autosched").c_str());
                 run["autoscheduler"] = trial_json(a, peak);
             }
             report["runs"].push(run);

@@ -132,15 +132,17 @@ TuneResult tune(const Workload &wl, const RunOptions &base, const TuneOptions &t
         ob.knobs = r.trials[r.best].knobs;
         auto kd = Kernel::build(wl, od, nullptr), kb = Kernel::build(wl, ob, nullptr);
         std::vector<double> td, tb;
-        for (int round = 0; round < 5; round++) {
+        for (int round = 0; round < 7; round++) {
             td.push_back(kd->time_ms(base.repeats));
             tb.push_back(kb->time_ms(base.repeats));
+            r.rounds_won += tb.back() < td.back();
         }
         std::sort(td.begin(), td.end());
         std::sort(tb.begin(), tb.end());
         r.default_ms = td[td.size() / 2];
         r.best_ms = tb[tb.size() / 2];
-        r.improved = r.best_ms < r.default_ms * 0.98;
+        // On a shared machine: a clear margin, and faster in (nearly) every round.
+        r.improved = r.best_ms < r.default_ms * 0.97 && r.rounds_won >= 6;
     }
     return r;
 }

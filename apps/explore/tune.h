@@ -22,7 +22,8 @@ struct TuneResult {
     // Re-timed back to back after the search (median of interleaved rounds), so that the
     // comparison is not skewed by load changes during the search.
     double default_ms = 0, best_ms = 0;
-    bool improved = false;  // best beats the default by more than 2%
+    int rounds_won = 0;     // of 7 interleaved rounds, those where best was faster
+    bool improved = false;  // best beats the default by > 3% (medians) and in >= 6 of 7 rounds
 };
 
 // Knob sets (text) to try: random samples from the declared ranges, constraints of the
