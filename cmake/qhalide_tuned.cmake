@@ -34,6 +34,7 @@ if (QHALIDE_TUNING_DB AND EXISTS "${QHALIDE_TUNING_DB}")
     endif ()
     get_property(qh_params GLOBAL PROPERTY QH_FAMILY_PARAMS_${qh_family})
     set(fn qh_${qh_family}__${qh_target}__${qh_shape})
+    string(REPLACE "=" ":" qh_knobs_arg "${qh_knobs}")  # GenGen rejects '=' inside a value
     if (TARGET ${fn})
       message(FATAL_ERROR "${QHALIDE_TUNING_DB}: duplicate entry ${qh_family}/${qh_target}/${qh_shape}")
     endif ()
@@ -42,7 +43,7 @@ if (QHALIDE_TUNING_DB AND EXISTS "${QHALIDE_TUNING_DB}")
       FUNCTION_NAME ${fn}
       TARGETS ${QH_HALIDE_TARGET_${qh_target}}
       USE_RUNTIME qh_halide_runtime
-      PARAMS schedule=${qh_target} "knobs=${qh_knobs}" ${qh_params}
+      PARAMS schedule=${qh_target} knobs=${qh_knobs_arg} ${qh_params}
       ASSEMBLY asm)
     string(APPEND QH_TUNED_TABLE "QH_TUNED(${qh_family}, ${qh_target}, ${qh_shape}, \"${qh_knobs}\")\n")
     list(APPEND QH_KERNEL_LIBS ${fn})

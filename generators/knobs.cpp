@@ -10,7 +10,9 @@ Knobs::Knobs(const std::string &text) {
     std::string item;
     while (std::getline(ss, item, ',')) {
         if (item.empty()) continue;
-        auto eq = item.find('=');
+        // name=value, or name:value (Halide's GenGen command line rejects '=' inside a value,
+        // so the AOT build passes tuned knobs as "knobs=tile_x:2,tile_y:3").
+        auto eq = item.find_first_of("=:");
         if (eq == std::string::npos || eq == 0 || eq + 1 == item.size())
             throw std::runtime_error("knob '" + item + "': expected name=integer");
         std::string name = item.substr(0, eq), val = item.substr(eq + 1);

@@ -25,7 +25,7 @@ struct KnobSpec {
 class Knobs {
 public:
     Knobs() = default;
-    // Parses "a=1,b=2"; throws std::runtime_error on malformed text.
+    // Parses "a=1,b=2" (or "a:1,b:2"); throws std::runtime_error on malformed text.
     explicit Knobs(const std::string &text);
     // Value of a declared knob: given value or the spec default. Validates range.
     int get(const KnobSpec &spec) const;

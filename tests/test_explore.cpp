@@ -86,6 +86,9 @@ TEST(BuildInfo, TargetsAndFamiliesComeFromCmake) {
 
 TEST(Knobs, ValidationNamesKnobRangeAndDoc) {
     EXPECT_NO_THROW(validate_knobs("conv2d", "x86_avx512vnni", "tile_x=4,tile_oc=4"));
+    // name:value is the same (the AOT build's spelling: GenGen rejects '=' inside a value).
+    EXPECT_EQ(validate_knobs("conv2d", "x86_avx512vnni", "tile_x:4,tile_y=3").values(),
+              (std::map<std::string, int>{{"tile_x", 4}, {"tile_y", 3}}));
     std::string e = error_of([] { validate_knobs("conv2d", "x86_avx512vnni", "tile_z=3"); });
     EXPECT_NE(e.find("unknown knob 'tile_z'"), std::string::npos) << e;
     for (const char *k : {"tile_x", "tile_y", "tile_oc", "parallel"})
