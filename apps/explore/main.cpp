@@ -202,14 +202,15 @@ int main(int argc, char **argv) {
         // Best of three medians: on a shared machine a disturbed measurement only ever lowers it.
         double core_peak = 0;
         for (int i = 0; i < 3; i++) core_peak = std::max(core_peak, qh::bench::vnni_peak_gops(5));
-        if (core_peak > 0) {
+        auto set_peak_text = [&] {
             peak.gops = core_peak * threads;
             char b[128];
             std::snprintf(b, sizeof b, "VNNI peak %.1f GOP/s (%d thread%s, measured now)", peak.gops,
                           threads, threads > 1 ? "s" : "");
             peak.text = b;
             if (target != "x86_avx512vnni") peak.text += " [the VNNI peak, although " + target + " cannot use VNNI]";
-        }
+        };
+        if (core_peak > 0) set_peak_text();
 
         Json report = Json::object();
         report["cpu"] = qh::cpu_features().brand;
@@ -222,6 +223,13 @@ int main(int argc, char **argv) {
 
         for (auto &p : probs) {
             Workload wl = make_workload(p, dtypes);
+            if (core_peak > 0 && &p != &probs.front()) {  // re-measure: keep the least disturbed
+                double again = qh::bench::vnni_peak_gops(5);
+                if (again > core_peak) {
+                    core_peak = again;
+                    set_peak_text();
+                }
+            }
             Json run = Json::object();
             run["op"] = p.op;
             run["family"] = wl.fam.family;
@@ -317,6 +325,7 @@ int main(int argc, char **argv) {
             }
             report["runs"].push(run);
         }
+        report["vnni_peak_gops"] = peak.gops;
         if (!plot.empty() && !do_tune) {
             double bw = measure_read_bandwidth_gbps() * threads;
             plot_roofline_svg(plot, roof, peak.gops, bw, "roofline @" + target + " (" + std::to_string(threads) + " thread(s))");
