@@ -67,12 +67,13 @@ std::string summary_line(const Workload &wl, const std::string &target, const Tr
     s += b;
     if (peak.gops > 0 && wl.prob.op != "maxpool")
         s += " | " + pct(r.gops / peak.gops) + " of " + peak.text;
-    if (r.inspected) s += " | " + r.insp.summary();
+    if (r.inspected && wl.prob.op != "maxpool") s += " | " + r.insp.summary();  // no dot product in a pool
     std::snprintf(b, sizeof b, " | build %.1f s", r.compile_s);
     return s + b;
 }
 
-Json trial_json(const TrialResult &r, const Peak &peak) {
+Json trial_json(const TrialResult &r, Peak peak, const Workload &wl) {
+    if (wl.prob.op == "maxpool") peak.gops = 0;  // compares, not dot products
     Json j = Json::object();
     j["knobs"] = r.knobs;
     j["compiled"] = r.compiled;
@@ -242,7 +243,7 @@ int main(int argc, char **argv) {
                 TrialResult r = run_trial(wl, o);
                 r.knobs = r.compiled ? effective_knobs(op, tag, validate_knobs(op, tag, knobs)) : knobs;
                 std::printf("%s\n", summary_line(wl, where, r, peak, "run").c_str());
-                run["result"] = trial_json(r, peak);
+                run["result"] = trial_json(r, peak, wl);
                 if (!r.correct) failures++;
                 else roof.push_back({p.label(), p.ops() / p.min_bytes(), r.gops});
             } else {
@@ -262,8 +263,8 @@ int main(int argc, char **argv) {
                 std::printf("tune: %zu trials, %d rejected (failed to build or not bit-exact)\n",
                             tr.trials.size(), rejected);
                 Json trials = Json::array();
-                for (auto &x : tr.trials) trials.push(trial_json(x, peak));
-                run["default"] = trial_json(d, peak);
+                for (auto &x : tr.trials) trials.push(trial_json(x, peak, wl));
+                run["default"] = trial_json(d, peak, wl);
                 run["trials"] = trials;
                 if (tr.best >= 0) {
                     RunOptions ob = o;
@@ -271,7 +272,7 @@ int main(int argc, char **argv) {
                     TrialResult b = run_trial(wl, ob);
                     b.knobs = ob.knobs;
                     std::printf("%s\n", summary_line(wl, where, b, peak, "best").c_str());
-                    run["best"] = trial_json(b, peak);
+                    run["best"] = trial_json(b, peak, wl);
                 }
                 double dg = p.ops() / (tr.default_ms * 1e-3) * 1e-9;
                 double bg = tr.best_ms > 0 ? p.ops() / (tr.best_ms * 1e-3) * 1e-9 : 0;
@@ -321,7 +322,7 @@ int main(int argc, char **argv) {
                 TrialResult a = run_trial(wl, oa);
                 a.knobs = "Adams2019 autoscheduler";
                 std::printf("%s\n", summary_line(wl, where, a, peak, "autosched").c_str());
-                run["autoscheduler"] = trial_json(a, peak);
+                run["autoscheduler"] = trial_json(a, peak, wl);
             }
             report["runs"].push(run);
         }
