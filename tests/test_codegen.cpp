@@ -70,3 +70,17 @@ TEST(Codegen, VariantsStayWithinTheirIsa) {
 }
 
 }  // namespace
+
+// Tuned kernels (tuning/db.json) are held to the same instruction rules as their family.
+TEST(Codegen, TunedKernelsUseTheirTargetsDotInstruction) {
+    for (auto &t : qh::tuned_kernels()) {
+        std::string k = t.name(), fam = t.family, tag = t.tag;
+        if (!is_dot_family(fam)) continue;
+        std::string s = read_asm(k);
+        if (tag == "x86_avx512vnni") EXPECT_GT(count(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k;
+        if (tag == "x86_avx2") {
+            EXPECT_GT(count(s, "\\bvpmaddwd\\b"), 0u) << k;
+            EXPECT_EQ(count(s, "\\bvpmaddubsw\\b"), 0u) << k;
+        }
+    }
+}
