@@ -94,7 +94,7 @@ void Graph::validate() const {
             if (n.op == OpKind::Conv && (w.dim(2) != n.window.kernel_h || w.dim(3) != n.window.kernel_w))
                 fail(n, "weights " + w.describe() + " disagree with kernel " + std::to_string(n.window.kernel_h) +
                             "x" + std::to_string(n.window.kernel_w));
-            if (n.bias.numel() > 0) {
+            if (n.bias.rank() > 0) {
                 if (n.bias.rank() != 1 || n.bias.dim(0) != w.dim(0))
                     fail(n, "bias " + n.bias.describe() + " must have one value per output channel (" +
                                 std::to_string(w.dim(0)) + ")");

@@ -44,6 +44,7 @@ struct GraphValue {
     DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
                                  // (f32, or u8 for a model that takes quantized input)
     QuantParams quant;           // per tensor; empty = float (no quantization known here)
+    DType qtype = DType::u8;     // integer type `quant` refers to (u8 or s8)
 };
 
 struct GraphNode {
