@@ -64,15 +64,6 @@ Tensor load_input(const std::string &path, int size) {
     return io::imagenet_preprocess(io::load_image(path), size * 256 / 224, size);
 }
 
-Tensor replicate(const Tensor &one, int batch) {
-    std::vector<int64_t> shape = one.shape();
-    shape[0] = batch;
-    Tensor t(DType::f32, shape);
-    for (int b = 0; b < batch; b++)
-        std::memcpy(t.data<float>() + b * one.numel(), one.raw(), one.nbytes());
-    return t;
-}
-
 double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0 : v[v.size() / 2];
@@ -122,7 +113,7 @@ int run(const Options &o) {
     if (one.shape() != std::vector<int64_t>{1, size, size, 3})
         throw std::runtime_error("input '" + o.image + "' is " + one.describe() + ", model wants [1," +
                                  std::to_string(size) + "," + std::to_string(size) + ",3]");
-    Tensor x = replicate(one, o.batch);
+    Tensor x = io::repeat_batch(one, o.batch);
     std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
 
     for (int i = 0; i < o.warmup; i++) m->execute();
