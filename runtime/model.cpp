@@ -579,7 +579,7 @@ void Model::Impl::lower_int8() {
     // Graph outputs are f32 for the caller: dequantize the quantized ones into an external tensor.
     for (size_t k = 0; k < g.outputs.size(); k++) {
         int id = g.outputs[k];
-        if (v[id].dtype == DType::f32) {
+        if (v[id].dtype == DType::f32 || g.values[id].dtype == v[id].dtype) {  // f32, or u8 wanted
             out_ids[k] = id;
             continue;
         }

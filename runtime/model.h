@@ -51,7 +51,7 @@ public:
     int num_inputs() const;
     int num_outputs() const;
     Tensor &input(int i);              // write inputs here (NHWC f32 or u8, batch from prepare)
-    const Tensor &output(int i) const;  // f32
+    const Tensor &output(int i) const;  // f32 (u8 for quantized outputs the graph declares u8)
     const std::string &input_name(int i) const;
     const std::string &output_name(int i) const;
     void execute();

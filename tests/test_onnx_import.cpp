@@ -9,7 +9,9 @@
 #include <fstream>
 #include <functional>
 
+#include "model.h"
 #include "onnx_import.h"
+#include "test_util.h"
 #include "onnx_tensor.h"
 
 #ifndef QH_ONNX_TESTDATA_DIR
@@ -711,6 +713,26 @@ TEST_F(OnnxTestdata, QLinearConv) {
     EXPECT_EQ(y.dtype, DType::u8);
     EXPECT_FALSE(y.quant.empty());
 }
+
+// End to end through prepare/execute on every kernel variant: bit-exact with the vector.
+void run_testdata_bit_exact(const std::string &test) {
+    const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test + "/test_data_set_0/";
+    Graph g = import_testdata(test);
+    Tensor x = load_tensor_pb(dir + "input_0.pb"), want = load_tensor_pb(dir + "output_0.pb");
+    QH_FOR_EACH_TARGET(tag) {
+        auto m = qh::Model::prepare(g, {int(x.dim(0))});
+        ASSERT_EQ(m->input(0).nbytes(), x.nbytes());  // one channel or 2-D: NCHW and NHWC agree
+        std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+        m->execute();
+        const Tensor &y = m->output(0);
+        ASSERT_EQ(y.dtype(), want.dtype()) << tag;
+        ASSERT_EQ(y.numel(), want.numel()) << tag;
+        EXPECT_EQ(std::memcmp(y.raw(), want.raw(), want.nbytes()), 0) << test << " on " << tag;
+    }
+}
+
+TEST_F(OnnxTestdata, QLinearConvRunsBitExact) { run_testdata_bit_exact("test_qlinearconv"); }
+TEST_F(OnnxTestdata, QLinearMatMulRunsBitExact) { run_testdata_bit_exact("test_qlinearmatmul_2D"); }
 
 TEST_F(OnnxTestdata, QLinearMatMul2D) {
     Graph g = import_testdata("test_qlinearmatmul_2D");
