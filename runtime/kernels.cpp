@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <set>
 #include <stdexcept>
@@ -32,6 +33,49 @@ std::vector<std::string> all_kernel_names() {
 #undef QH_VARIANT
 #undef QH_FAMILY_END
     return names;
+}
+
+namespace {
+bool g_tuned = [] {
+    const char *e = std::getenv("QHALIDE_NO_TUNED");
+    return !(e && *e && std::string(e) != "0");
+}();
+}  // namespace
+
+const std::vector<TunedKernel> &tuned_kernels() {
+    static const std::vector<TunedKernel> v = {
+#define QH_TUNED(f, t, s, k) {#f, #t, #s, k, reinterpret_cast<void (*)()>(&qh_##f##__##t##__##s)},
+#include "qh_tuned_table.inc"
+#undef QH_TUNED
+    };
+    return v;
+}
+
+void set_tuned_kernels(bool on) {
+    std::lock_guard<std::mutex> l(g_mu);
+    g_tuned = on;
+}
+
+bool tuned_kernels_enabled() {
+    std::lock_guard<std::mutex> l(g_mu);
+    return g_tuned;
+}
+
+const TunedKernel *find_tuned(const char *family, const char *tag, const std::string &shape_key) {
+    if (shape_key.empty() || !tuned_kernels_enabled()) return nullptr;
+    for (auto &t : tuned_kernels()) {
+        if (std::strcmp(t.family, family) || std::strcmp(t.tag, tag) || shape_key != t.shape)
+            continue;
+        if (kernel_log_enabled()) {
+            static std::set<std::string> logged;
+            std::lock_guard<std::mutex> l(g_mu);
+            if (logged.insert(t.name()).second)
+                std::fprintf(stderr, "[qhalide] %s shape %s -> tuned %s (knobs: %s)\n", family,
+                             t.shape, t.name().c_str(), t.knobs);
+        }
+        return &t;
+    }
+    return nullptr;
 }
 
 void force_target(const std::string &tag) {

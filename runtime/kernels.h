@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu_features.h"
+#include "shape_key.h"
 #include "qh_kernel_headers.h"
 
 namespace qh {
@@ -42,6 +43,18 @@ namespace kernels {
 // Names of every kernel in the library ("conv2d_u8s8u8__x86_avx512vnni", ...).
 std::vector<std::string> all_kernel_names();
 
+// Tuned kernels (tuning/db.json -> cmake/qhalide_tuned.cmake): a family's generator built with
+// tuned knobs for one exact shape and tag; same signature as the family's kernels.
+struct TunedKernel {
+    const char *family, *tag, *shape, *knobs;
+    void (*fn)();  // cast back to the family's function type
+    std::string name() const { return std::string(family) + "__" + tag + "__" + shape; }
+};
+const std::vector<TunedKernel> &tuned_kernels();
+// Tuned kernels on (default, or env QHALIDE_NO_TUNED=1 off) / off.
+void set_tuned_kernels(bool on);
+bool tuned_kernels_enabled();
+
 void force_target(const std::string &tag);  // "" restores automatic choice
 std::string forced_target();
 void set_kernel_log(bool on);
@@ -57,6 +70,21 @@ const KernelVariant<Fn> &choose(const KernelVariants<Fn> &v) {
     for (auto &k : v)
         if (t == k.tag) return k;
     return v.back();
+}
+
+// A variant plus, when tuned_kernels() has one for (family, its tag, shape_key), the tuned kernel.
+template <typename Fn>
+struct ChosenKernel {
+    Fn fn;
+    std::string name;
+};
+const TunedKernel *find_tuned(const char *family, const char *tag, const std::string &shape_key);
+template <typename Fn>
+ChosenKernel<Fn> choose(const KernelVariants<Fn> &v, const std::string &shape_key) {
+    const auto &k = choose(v);
+    if (const TunedKernel *t = find_tuned(k.family, k.tag, shape_key))
+        return {reinterpret_cast<Fn>(t->fn), t->name()};
+    return {k.fn, k.name()};
 }
 
 // Threads used by the Halide thread pool (0 = one per core).

@@ -67,6 +67,22 @@ const KernelVariant<Fn> &pick(const KernelVariants<Fn> &v) {
     return k;
 }
 
+// The variant, or the tuned kernel for this exact shape (tuning/db.json) when there is one.
+template <typename Fn>
+ChosenKernel<Fn> pick_shaped(const KernelVariants<Fn> &v, const std::string &shape_key) {
+    auto k = choose(v, shape_key);
+    std::lock_guard<std::mutex> l(g_last_mu);
+    g_last[v.front().family] = k.name;
+    return k;
+}
+
+std::string conv_key(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
+                     const Tensor &y) {
+    return conv2d_shape_key((int)x.dim(0), (int)x.dim(3), (int)x.dim(1), (int)x.dim(2), w.oc,
+                            (int)y.dim(1), (int)y.dim(2), w.kh, w.kw, p.stride_h, p.stride_w,
+                            p.pad_top, p.pad_left);
+}
+
 void check_rc(int rc, const std::string &op, const std::string &kernel) {
     if (rc != 0)
         throw std::runtime_error(op + ": kernel " + kernel + " failed with Halide error " +
@@ -137,11 +153,11 @@ void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tens
     int rc;
     std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
     auto run = [&](const auto &variants, auto out_buf) {
-        const auto &k = pick(variants);
+        const auto k = pick_shaped(variants, conv_key(x, w, p, y));
         rc = k.fn(c.in, w.input_zp, c.wts, c.bias, c.wzp, c.mult, zp0(y), p.act.min, p.act.max,
                   p.stride_w, p.stride_h, p.pad_left, p.pad_top, dummy_u8_4d(), 0, 0, 0.f, 0.f,
                   out_buf);
-        check_rc(rc, op, k.name());
+        check_rc(rc, op, k.name);
     };
     switch (y.dtype()) {
     case DType::u8:
@@ -176,12 +192,12 @@ void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
     ConvCall c = conv_buffers(x, w);
     std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
     float sy = y.quant.scale[0];
-    const auto &k = pick(kernels::conv2d_add_u8s8u8());
+    const auto k = pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y));
     int rc = k.fn(c.in, w.input_zp, c.wts, c.bias, c.wzp, c.mult, zp0(y), p.act.min, p.act.max,
                   p.stride_w, p.stride_h, p.pad_left, p.pad_top, view<uint8_t>(residual, osz),
                   rp.conv_zp, zp0(residual), rp.conv_scale / sy, residual.quant.scale[0] / sy,
                   view<uint8_t>(y, osz));
-    check_rc(rc, op, k.name());
+    check_rc(rc, op, k.name);
 }
 
 void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
@@ -203,9 +219,9 @@ void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tenso
     Buf<float> mult(const_cast<float *>(w.mult.data()), w.oc_pad);
     std::vector<int> osz = {(int)y.dim(1), (int)y.dim(0)};
     auto run = [&](const auto &variants, auto out_buf) {
-        const auto &k = pick(variants);
+        const auto k = pick_shaped(variants, dense_shape_key((int)x.dim(0), w.ic, w.oc));
         check_rc(k.fn(in, w.input_zp, wts, bias, wzp, mult, zp0(y), act.min, act.max, out_buf),
-                 op, k.name());
+                 op, k.name);
     };
     switch (y.dtype()) {
     case DType::u8:
