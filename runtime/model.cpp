@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -341,20 +342,32 @@ void Model::Impl::lower_int8() {
     std::vector<int> producer(g.values.size(), -1);
     for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
     std::vector<bool> fused(g.nodes.size(), false);
+    // s8 activations (ONNX Runtime's default QInt8) become u8 exactly: q + 128 with zero point
+    // z + 128 represents the same real values, and round/saturate commute with the shift.
+    for (size_t id = 0; id < g.values.size(); id++) {
+        if (g.values[id].qtype != DType::s8 || v[id].quant.empty()) continue;
+        if (v[id].quant.zero_point.size() > 1 || v[id].external)
+            throw std::runtime_error("model '" + g.name + "', value '" + v[id].name +
+                                     "': s8 quantization is supported per tensor on intermediate values only");
+        v[id].quant.zero_point = {v[id].quant.zp_at(0) + 128};
+    }
     auto need_quant = [&](const GraphNode &n, int id) -> const QuantParams & {
         if (v[id].quant.empty())
             node_error(g, n, "value '" + v[id].name + "' has no quantization parameters (calibrate a float model "
                              "first, or give a QDQ/QOperator model)");
-        if (g.values[id].qtype != DType::u8)
-            node_error(g, n, "value '" + v[id].name + "' is quantized to " + dtype_name(g.values[id].qtype) +
-                             "; int8 activations must be u8 (asymmetric)");
         return v[id].quant;
     };
-    // The single consumer of `id` if it is a Relu (fusable), else -1.
+    // The single consumer of `id` if it is a Relu that can be fused: exactly, i.e. when `id`
+    // has no quantization of its own (calibrated graphs) or the same as the Relu's output. A QDQ
+    // graph with different parameters on both sides rounds and saturates twice; the standalone
+    // Relu below does that.
     auto relu_after = [&](int id) {
         if (cons[id].size() != 1 || is_graph_output(g, id)) return -1;
         int c = cons[id][0];
-        return g.nodes[c].op == OpKind::Relu ? c : -1;
+        if (g.nodes[c].op != OpKind::Relu) return -1;
+        const QuantParams &a = v[id].quant, &b = v[g.nodes[c].output].quant;
+        bool same = a.empty() || (!b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0));
+        return same ? c : -1;
     };
 
     // Graph inputs: the caller writes f32 into an external tensor; a quantize step makes u8.
@@ -508,20 +521,24 @@ void Model::Impl::lower_int8() {
             s.run = [this, x, b, y, act] { add(T(x), T(b), act, T(y)); };
             break;
         }
-        case OpKind::Relu: {  // standalone: clamp at the zero point, same quantization
+        case OpKind::Relu: {  // standalone: DequantizeLinear -> Relu -> QuantizeLinear as a table
             const QuantParams &xq = need_quant(n, x);
             int y = n.output;
-            if (!v[y].quant.empty() && (v[y].quant.scale_at(0) != xq.scale_at(0) || v[y].quant.zp_at(0) != xq.zp_at(0)))
-                node_error(g, n, "a standalone Relu must keep its input's quantization");
-            v[y].quant = xq;
+            if (v[y].quant.empty()) v[y].quant = xq;
+            const QuantParams &yq = v[y].quant;
             v[y].dtype = DType::u8;
-            const uint8_t zp = uint8_t(xq.zp_at(0));
+            std::array<uint8_t, 256> lut;
+            for (int q = 0; q < 256; q++) {
+                float r = std::max(0.f, float(q - xq.zp_at(0)) * xq.scale_at(0));
+                float t = std::nearbyint(r / yq.scale_at(0)) + float(yq.zp_at(0));
+                lut[q] = uint8_t(std::clamp(t, 0.f, 255.f));
+            }
             s.info.op = "relu";
             s.writes = {y};
-            s.run = [this, x, y, zp] {
+            s.run = [this, x, y, lut] {
                 const uint8_t *a = T(x).data<uint8_t>();
                 uint8_t *o = T(y).data<uint8_t>();
-                for (int64_t k = 0; k < T(x).numel(); k++) o[k] = std::max(a[k], zp);
+                for (int64_t k = 0, e = T(x).numel(); k < e; k++) o[k] = lut[a[k]];
             };
             break;
         }
@@ -770,8 +787,13 @@ void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOp
         }
         if (opt.progress) opt.progress(int(si) + 1, int(samples.size()));
     }
+    auto cons = g.consumers();
+    auto only_relu_reads = [&](size_t id) {
+        return cons[id].size() == 1 && g.nodes[cons[id][0]].op == OpKind::Relu;
+    };
     for (size_t id = 0; id < nv; id++) {
-        if (is_graph_output(g, int(id)) || !(lo[id] <= hi[id])) continue;
+        // Graph outputs stay float; a value only a ReLU reads is never materialized (fused).
+        if (is_graph_output(g, int(id)) || only_relu_reads(id) || !(lo[id] <= hi[id])) continue;
         float a = lo[id], b = hi[id];
         if (opt.method == CalibrationOptions::Method::percentile && !reservoir[id].empty()) {
             auto &r = reservoir[id];

@@ -103,7 +103,6 @@ struct SmallQuantGraph {
         std::memcpy(d.bias.raw(), b3.data(), 4 * K);
         int y = g.add_node(std::move(d));
         g.outputs = {y};
-        g.values[c1].quant = QuantParams::per_tensor(0.4f, 100);  // pre-relu (unused: fused)
         g.values[r1].quant = QuantParams::per_tensor(0.1f, 3);
         g.values[c2].quant = QuantParams::per_tensor(0.2f, 120);  // the conv's own result in conv_add
         g.values[a].quant = QuantParams::per_tensor(0.15f, 60);

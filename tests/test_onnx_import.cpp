@@ -10,6 +10,7 @@
 #include <functional>
 
 #include "model.h"
+#include "reference_ops.h"
 #include "onnx_import.h"
 #include "test_util.h"
 #include "onnx_tensor.h"
@@ -365,6 +366,45 @@ TEST(OnnxImport, QdqConvPerChannel) {
     EXPECT_EQ(out.dtype, DType::f32);
     EXPECT_EQ(out.quant.scale, std::vector<float>{0.04f});
     EXPECT_EQ(g.outputs[0], g.nodes[1].output);
+}
+
+// The QDQ model end to end (s8 intermediate shifted to u8; Conv and Relu stay apart because
+// their outputs have different quantization): bit-exact with the literal QDQ semantics
+// (requantize to y's s8, dequantize, Relu, quantize to r) computed with the reference ops.
+TEST(OnnxImport, QdqModelRunsEndToEnd) {
+    Graph g = qdq_model().import();
+    std::vector<float> xs(75);
+    for (size_t i = 0; i < xs.size(); i++) xs[i] = std::sin(0.7f * float(i)) * 2.5f;
+    std::vector<uint8_t> xq;  // NHWC = NCHW transposed
+    std::vector<uint8_t> xnhwc(75);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 25; p++)
+            xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, 128, 0, 255));
+    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
+    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
+    const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
+    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    auto acc = ref::conv2d_acc(p, xnhwc, 128, w, zw, bias);
+    auto m = qh::Model::prepare(g, {});
+    Tensor &in = m->input(0);
+    for (int i = 0; i < 75; i++) in.data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+    m->execute();
+    const Tensor &out = m->output(0);
+    ASSERT_EQ(out.numel(), 100);
+    int saturated = 0;
+    for (int i = 0; i < 100; i++) {
+        int c = i % 4;
+        int32_t yq = ref::requantize(acc[i], (0.02f * ws[c]) / 0.05f, -3, -128, 127);
+        float r = std::max(0.f, ref::dequantize(yq, 0.05f, -3));
+        int32_t rq = ref::quantize(r, 0.04f, 0, 0, 255);
+        int32_t got = int32_t(std::lround(out.data<float>()[i] / 0.04f));
+        EXPECT_EQ(got, rq) << "element " << i;
+        saturated += yq == 127;
+    }
+    EXPECT_GT(saturated, 0) << "the data should reach y's saturation, where fusing would be wrong";
+    std::vector<std::string> steps;
+    for (const auto &l : m->layers()) steps.push_back(l.op);
+    EXPECT_EQ(steps, (std::vector<std::string>{"quantize", "conv2d", "relu", "dequantize"}));
 }
 
 TEST(OnnxImport, QdqRefusals) {
