@@ -21,9 +21,12 @@ std::map<std::string, std::string> g_last;
     throw std::invalid_argument(op + ": " + msg);
 }
 
-void expect(bool ok, const std::string &op, const std::string &msg) {
-    if (!ok) fail(op, msg);
-}
+// The message is only built when the check fails: ops run in Model::execute(), which must not
+// allocate.
+#define QH_EXPECT(ok, op, msg)     \
+    do {                           \
+        if (!(ok)) fail((op), (msg)); \
+    } while (0)
 
 std::string shape_str(const std::vector<int64_t> &s) {
     std::string r = "[";
@@ -33,23 +36,23 @@ std::string shape_str(const std::vector<int64_t> &s) {
 
 void expect_tensor(const Tensor &t, const std::string &op, const char *what,
                    std::initializer_list<DType> dtypes, int rank) {
-    expect(t.raw() != nullptr || t.numel() == 0, op, std::string(what) + " has no data");
+    QH_EXPECT(t.raw() != nullptr || t.numel() == 0, op, std::string(what) + " has no data");
     bool ok = false;
     std::string allowed;
     for (auto d : dtypes) {
         ok |= t.dtype() == d;
         allowed += std::string(allowed.empty() ? "" : " or ") + dtype_name(d);
     }
-    expect(ok, op, std::string(what) + " is " + t.describe() + ", expected dtype " + allowed);
-    expect(rank < 0 || t.rank() == rank, op,
+    QH_EXPECT(ok, op, std::string(what) + " is " + t.describe() + ", expected dtype " + allowed);
+    QH_EXPECT(rank < 0 || t.rank() == rank, op,
            std::string(what) + " is " + t.describe() + ", expected rank " + std::to_string(rank));
 }
 
 void expect_per_tensor(const Tensor &t, const std::string &op, const char *what) {
-    expect(t.quant.scale.size() == 1, op,
+    QH_EXPECT(t.quant.scale.size() == 1, op,
            std::string(what) + " needs one per-tensor scale, has " +
                std::to_string(t.quant.scale.size()));
-    expect(t.quant.zero_point.size() <= 1, op,
+    QH_EXPECT(t.quant.zero_point.size() <= 1, op,
            std::string(what) + " needs a per-tensor zero point");
 }
 
@@ -112,19 +115,19 @@ ConvCall conv_buffers(const Tensor &x, const PackedWeights &w) {
 void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
                 const Conv2dParams &p, const Tensor &y) {
     expect_tensor(x, op, "input", {DType::u8}, 4);
-    expect(p.group == 1, op, "group=" + std::to_string(p.group) + " unsupported (only 1)");
-    expect(p.dilation_h == 1 && p.dilation_w == 1, op, "dilation unsupported (only 1)");
-    expect(p.stride_h >= 1 && p.stride_w >= 1, op, "strides must be >= 1");
-    expect(p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0, op,
+    QH_EXPECT(p.group == 1, op, "group=" + std::to_string(p.group) + " unsupported (only 1)");
+    QH_EXPECT(p.dilation_h == 1 && p.dilation_w == 1, op, "dilation unsupported (only 1)");
+    QH_EXPECT(p.stride_h >= 1 && p.stride_w >= 1, op, "strides must be >= 1");
+    QH_EXPECT(p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0, op,
            "pads must be >= 0");
-    expect(x.dim(3) == w.ic, op, "input " + x.describe() + " has " + std::to_string(x.dim(3)) +
+    QH_EXPECT(x.dim(3) == w.ic, op, "input " + x.describe() + " has " + std::to_string(x.dim(3)) +
                                      " channels, weights '" + w.name + "' expect " +
                                      std::to_string(w.ic));
-    expect(x.quant.zp_at(0) == w.input_zp, op,
+    QH_EXPECT(x.quant.zp_at(0) == w.input_zp, op,
            "input zero point " + std::to_string(x.quant.zp_at(0)) + " differs from the " +
                std::to_string(w.input_zp) + " weights '" + w.name + "' were packed for");
     auto want = conv2d_output_shape(x, w, p);
-    expect(y.shape() == want, op, "output is " + y.describe() + ", expected shape " +
+    QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected shape " +
                                       shape_str(want));
 }
 
@@ -165,7 +168,7 @@ void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tens
         else run(kernels::conv2d_u8s8u8(), view<uint8_t>(y, osz));
         break;
     case DType::s8:
-        expect(!w.has_zero_point, op, "s8 output with asymmetric weights '" + w.name +
+        QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights '" + w.name +
                                           "' is not supported (use u8 or s32)");
         run(kernels::conv2d_u8s8s8(), view<int8_t>(y, osz));
         break;
@@ -181,13 +184,13 @@ void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
     check_conv(op, x, w, p, y);
     expect_tensor(y, op, "output", {DType::u8}, 4);
     expect_tensor(residual, op, "residual", {DType::u8}, 4);
-    expect(residual.shape() == y.shape(), op, "residual " + residual.describe() +
+    QH_EXPECT(residual.shape() == y.shape(), op, "residual " + residual.describe() +
                                                   " must have the output's shape " +
                                                   shape_str(y.shape()));
-    expect(!w.has_zero_point, op, "fused residual needs symmetric weights ('" + w.name + "')");
+    QH_EXPECT(!w.has_zero_point, op, "fused residual needs symmetric weights ('" + w.name + "')");
     expect_per_tensor(y, op, "output");
     expect_per_tensor(residual, op, "residual");
-    expect(rp.conv_scale > 0 && rp.conv_zp >= 0 && rp.conv_zp <= 255, op,
+    QH_EXPECT(rp.conv_scale > 0 && rp.conv_zp >= 0 && rp.conv_zp <= 255, op,
            "conv result needs a positive scale and a u8 zero point");
     ConvCall c = conv_buffers(x, w);
     std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
@@ -204,13 +207,13 @@ void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tenso
            const std::string &op) {
     expect_tensor(x, op, "input", {DType::u8}, 2);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 2);
-    expect(w.kh == 1 && w.kw == 1, op, "weights '" + w.name + "' are not 2-D");
-    expect(x.dim(1) == w.ic, op, "input " + x.describe() + " has K=" + std::to_string(x.dim(1)) +
+    QH_EXPECT(w.kh == 1 && w.kw == 1, op, "weights '" + w.name + "' are not 2-D");
+    QH_EXPECT(x.dim(1) == w.ic, op, "input " + x.describe() + " has K=" + std::to_string(x.dim(1)) +
                                      ", weights '" + w.name + "' expect " + std::to_string(w.ic));
-    expect(y.dim(0) == x.dim(0) && y.dim(1) == w.oc, op,
+    QH_EXPECT(y.dim(0) == x.dim(0) && y.dim(1) == w.oc, op,
            "output is " + y.describe() + ", expected [" + std::to_string(x.dim(0)) + "," +
                std::to_string(w.oc) + "]");
-    expect(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
+    QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     Buf<uint8_t> in = view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)});
     Buf<int8_t> wts(w.data.get(), {4, 16, w.ic_pad / 4, w.oc_pad / 16});
@@ -229,7 +232,7 @@ void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tenso
         else run(kernels::dense_u8s8u8(), view<uint8_t>(y, osz));
         break;
     case DType::s8:
-        expect(!w.has_zero_point, op, "s8 output with asymmetric weights is not supported");
+        QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights is not supported");
         run(kernels::dense_u8s8s8(), view<int8_t>(y, osz));
         break;
     default:
@@ -240,23 +243,23 @@ void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tenso
 
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p) {
     if (x.rank() != 4) fail(p.name, "input must be NHWC (rank 4), got " + x.describe());
-    expect(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1, p.name,
+    QH_EXPECT(p.kernel_h >= 1 && p.kernel_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1, p.name,
            "kernel and strides must be >= 1");
-    expect(p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
+    QH_EXPECT(p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
                p.pad_right < p.kernel_w && p.pad_top >= 0 && p.pad_left >= 0,
            p.name, "pads must be >= 0 and smaller than the kernel");
     int64_t oh = (x.dim(1) + p.pad_top + p.pad_bottom - p.kernel_h) / p.stride_h + 1;
     int64_t ow = (x.dim(2) + p.pad_left + p.pad_right - p.kernel_w) / p.stride_w + 1;
-    expect(oh > 0 && ow > 0, p.name, "kernel larger than padded input " + x.describe());
+    QH_EXPECT(oh > 0 && ow > 0, p.name, "kernel larger than padded input " + x.describe());
     return {x.dim(0), oh, ow, x.dim(3)};
 }
 
 void maxpool(const Tensor &x, const PoolParams &p, Tensor &y) {
     const std::string &op = p.name;
     expect_tensor(x, op, "input", {DType::u8, DType::s8}, 4);
-    expect(y.dtype() == x.dtype(), op, "output dtype must equal the input's");
+    QH_EXPECT(y.dtype() == x.dtype(), op, "output dtype must equal the input's");
     auto want = pool_output_shape(x, p);
-    expect(y.shape() == want, op, "output is " + y.describe() + ", expected " + shape_str(want));
+    QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected " + shape_str(want));
     std::vector<int> isz = {(int)x.dim(3), (int)x.dim(2), (int)x.dim(1), (int)x.dim(0)};
     std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
     auto run = [&](const auto &variants, auto in, auto out) {
@@ -275,12 +278,12 @@ void global_avgpool(const Tensor &x, Tensor &y) {
     const std::string op = "global_avgpool";
     expect_tensor(x, op, "input", {DType::u8}, 4);
     expect_tensor(y, op, "output", {DType::u8}, 2);
-    expect(y.dim(0) == x.dim(0) && y.dim(1) == x.dim(3), op,
+    QH_EXPECT(y.dim(0) == x.dim(0) && y.dim(1) == x.dim(3), op,
            "output is " + y.describe() + ", expected [N, C] of input " + x.describe());
     expect_per_tensor(x, op, "input");
     expect_per_tensor(y, op, "output");
     int64_t hw = x.dim(1) * x.dim(2);
-    expect(hw > 0 && hw * 255 < INT32_MAX, op, "H*W out of the int32 accumulator range");
+    QH_EXPECT(hw > 0 && hw * 255 < INT32_MAX, op, "H*W out of the int32 accumulator range");
     float mult = x.quant.scale[0] / (y.quant.scale[0] * float(hw));
     const auto &k = pick(kernels::global_avgpool_u8u8());
     check_rc(k.fn(view<uint8_t>(x, {(int)x.dim(3), (int)x.dim(2), (int)x.dim(1), (int)x.dim(0)}),
@@ -293,7 +296,7 @@ void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
     expect_tensor(a, op, "a", {DType::u8}, -1);
     expect_tensor(b, op, "b", {DType::u8}, -1);
     expect_tensor(y, op, "output", {DType::u8}, -1);
-    expect(a.shape() == b.shape() && a.shape() == y.shape(), op,
+    QH_EXPECT(a.shape() == b.shape() && a.shape() == y.shape(), op,
            "shapes must match (no broadcasting): a " + a.describe() + ", b " + b.describe() +
                ", output " + y.describe());
     for (const Tensor *t : {&a, &b, (const Tensor *)&y}) expect_per_tensor(*t, op, "operand");
@@ -309,7 +312,7 @@ namespace {
 // (inner, channel, outer) view of a tensor for per-axis parameters.
 std::vector<int> axis_view(const Tensor &t, int axis, const std::string &op) {
     if (axis < 0) return {(int)t.numel(), 1, 1};
-    expect(axis < t.rank(), op, "axis " + std::to_string(axis) + " out of range for " +
+    QH_EXPECT(axis < t.rank(), op, "axis " + std::to_string(axis) + " out of range for " +
                                     t.describe());
     int64_t inner = 1, outer = 1;
     for (int i = axis + 1; i < t.rank(); i++) inner *= t.dim(i);
@@ -320,11 +323,11 @@ std::vector<int> axis_view(const Tensor &t, int axis, const std::string &op) {
 // Per-channel scale and zero point vectors matching the channel extent of `v`.
 void channel_params(const QuantParams &q, int channels, const std::string &op,
                     std::vector<float> &scale, std::vector<int32_t> &zp) {
-    expect(!q.scale.empty(), op, "missing scale");
-    expect(q.scale.size() == 1 || (int)q.scale.size() == channels, op,
+    QH_EXPECT(!q.scale.empty(), op, "missing scale");
+    QH_EXPECT(q.scale.size() == 1 || (int)q.scale.size() == channels, op,
            "scale has " + std::to_string(q.scale.size()) + " values, expected 1 or " +
                std::to_string(channels));
-    expect(q.zero_point.size() <= 1 || (int)q.zero_point.size() == channels, op,
+    QH_EXPECT(q.zero_point.size() <= 1 || (int)q.zero_point.size() == channels, op,
            "zero point has " + std::to_string(q.zero_point.size()) + " values, expected 1 or " +
                std::to_string(channels));
     scale.resize(channels);
@@ -332,7 +335,7 @@ void channel_params(const QuantParams &q, int channels, const std::string &op,
     for (int c = 0; c < channels; c++) {
         scale[c] = q.scale_at(c);
         zp[c] = q.zp_at(c);
-        expect(scale[c] > 0, op, "scale must be positive");
+        QH_EXPECT(scale[c] > 0, op, "scale must be positive");
     }
 }
 }  // namespace
@@ -341,7 +344,7 @@ void quantize(const Tensor &x, Tensor &y) {
     const std::string op = "quantize";
     expect_tensor(x, op, "input", {DType::f32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8}, -1);
-    expect(x.shape() == y.shape(), op, "input and output shapes differ");
+    QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     auto v = axis_view(y, y.quant.axis, op);
     std::vector<float> s;
     std::vector<int32_t> z;
@@ -360,7 +363,7 @@ void dequantize(const Tensor &x, Tensor &y) {
     const std::string op = "dequantize";
     expect_tensor(x, op, "input", {DType::u8, DType::s8, DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::f32}, -1);
-    expect(x.shape() == y.shape(), op, "input and output shapes differ");
+    QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     auto v = axis_view(x, x.quant.axis, op);
     std::vector<float> s;
     std::vector<int32_t> z;
@@ -380,7 +383,7 @@ void requantize(const Tensor &x, Tensor &y, const Activation &act) {
     const std::string op = "requantize";
     expect_tensor(x, op, "input", {DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::u4, DType::s4}, -1);
-    expect(x.shape() == y.shape(), op, "input and output shapes differ");
+    QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     int axis = y.quant.axis >= 0 ? y.quant.axis : x.quant.axis;
     auto v = axis_view(x, axis, op);
     std::vector<float> sx, sy;
@@ -389,7 +392,7 @@ void requantize(const Tensor &x, Tensor &y, const Activation &act) {
     channel_params(y.quant, v[1], op, sy, zy);
     std::vector<float> m(v[1]);
     for (int c = 0; c < v[1]; c++) {
-        expect(zx[c] == 0, op, "the s32 input must have zero point 0");
+        QH_EXPECT(zx[c] == 0, op, "the s32 input must have zero point 0");
         m[c] = sx[c] / sy[c];
     }
     Buf<float> mb(m.data(), v[1]);
@@ -411,9 +414,9 @@ void requantize(const Tensor &x, Tensor &y, const Activation &act) {
 void int4_pack(const Tensor &x, Tensor &y) {
     const std::string op = "int4_pack";
     expect_tensor(x, op, "input", {DType::s8, DType::u8}, -1);
-    expect(y.dtype() == (x.dtype() == DType::s8 ? DType::s4 : DType::u4), op,
+    QH_EXPECT(y.dtype() == (x.dtype() == DType::s8 ? DType::s4 : DType::u4), op,
            "output must be s4 for s8 input, u4 for u8 input; got " + y.describe());
-    expect(x.numel() == y.numel(), op, "element counts differ");
+    QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
     std::vector<int> n = {(int)x.numel()}, nb = {(int)y.nbytes()};
     auto run = [&](const auto &variants, auto in) {
         const auto &k = pick(variants);
@@ -426,9 +429,9 @@ void int4_pack(const Tensor &x, Tensor &y) {
 void int4_unpack(const Tensor &x, Tensor &y) {
     const std::string op = "int4_unpack";
     expect_tensor(x, op, "input", {DType::s4, DType::u4}, -1);
-    expect(y.dtype() == (x.dtype() == DType::s4 ? DType::s8 : DType::u8), op,
+    QH_EXPECT(y.dtype() == (x.dtype() == DType::s4 ? DType::s8 : DType::u8), op,
            "output must be s8 for s4 input, u8 for u4 input; got " + y.describe());
-    expect(x.numel() == y.numel(), op, "element counts differ");
+    QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
     std::vector<int> n = {(int)y.numel()}, nb = {(int)x.nbytes()};
     auto run = [&](const auto &variants, auto out) {
         const auto &k = pick(variants);

@@ -9,7 +9,7 @@ cd "$ROOT"
 APT_PACKAGES=(build-essential python3 python3-venv python3-pip git pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libpng-dev libjpeg-dev)
+  libpng-dev libjpeg-dev libopenblas-dev)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -12,6 +12,7 @@
 #include <map>
 #include <stdexcept>
 
+#include "onnx_tensor.h"
 #include "ops.h"
 #include "test_util.h"
 
@@ -42,56 +43,6 @@ std::string onnx_type_name(int t) {
     return onnx::TensorProto_DataType_IsValid(t)
                ? onnx::TensorProto_DataType_Name(onnx::TensorProto_DataType(t))
                : "invalid (" + std::to_string(t) + ")";
-}
-
-Blob decode(const onnx::TensorProto &t, const std::string &where) {
-    Blob b;
-    b.name = t.name();
-    b.dtype = t.data_type();
-    b.dims.assign(t.dims().begin(), t.dims().end());
-    if (t.has_data_location() && t.data_location() == onnx::TensorProto_DataLocation_EXTERNAL)
-        throw std::runtime_error(where + ": external data is not supported");
-    const int64_t n = b.numel();
-    const std::string &raw = t.raw_data();
-    auto from_raw = [&](size_t elem, auto conv) {
-        if (raw.size() != size_t(n) * elem)
-            throw std::runtime_error(where + ": raw_data has " + std::to_string(raw.size()) +
-                                     " bytes, expected " + std::to_string(n * elem));
-        for (int64_t i = 0; i < n; i++) conv(raw.data() + i * elem);
-    };
-    using TP = onnx::TensorProto;
-    switch (b.dtype) {
-    case TP::FLOAT:
-        if (!raw.empty()) {
-            from_raw(4, [&](const char *p) { float f; std::memcpy(&f, p, 4); b.floats.push_back(f); });
-        } else {
-            b.floats.assign(t.float_data().begin(), t.float_data().end());
-        }
-        break;
-    case TP::UINT8:
-    case TP::INT8:
-    case TP::INT32:
-        if (!raw.empty()) {
-            if (b.dtype == TP::UINT8)
-                from_raw(1, [&](const char *p) { b.ints.push_back(uint8_t(*p)); });
-            else if (b.dtype == TP::INT8)
-                from_raw(1, [&](const char *p) { b.ints.push_back(int8_t(*p)); });
-            else
-                from_raw(4, [&](const char *p) { int32_t v; std::memcpy(&v, p, 4); b.ints.push_back(v); });
-        } else {
-            // int32_data holds u8/s8/s32 values, one per element.
-            b.ints.assign(t.int32_data().begin(), t.int32_data().end());
-        }
-        break;
-    default:
-        throw std::runtime_error(where + ": unsupported TensorProto data type " +
-                                 onnx_type_name(b.dtype));
-    }
-    int64_t got = b.dtype == TP::FLOAT ? int64_t(b.floats.size()) : int64_t(b.ints.size());
-    if (got != n)
-        throw std::runtime_error(where + ": " + std::to_string(got) + " values for " +
-                                 std::to_string(n) + " elements");
-    return b;
 }
 
 template <typename Msg>
@@ -154,6 +105,18 @@ std::vector<int32_t> int_values(const Tensor &t) {
     case DType::s32: return values<int32_t>(t);
     default: throw std::runtime_error("int_values: not an integer tensor");
     }
+}
+
+// TensorProto -> Blob through the importer's decoder (onnx_tensor.h).
+Blob decode(const onnx::TensorProto &t, const std::string &where) {
+    Tensor x = tensor_from_proto(t, where);
+    Blob b;
+    b.name = t.name();
+    b.dtype = t.data_type();
+    b.dims = x.shape();
+    if (x.dtype() == DType::f32) b.floats.assign(x.data<float>(), x.data<float>() + x.numel());
+    else b.ints = int_values(x);
+    return b;
 }
 
 std::vector<int32_t> float_bits(const std::vector<float> &f) {

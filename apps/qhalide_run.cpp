@@ -1,0 +1,133 @@
+// qhalide-run: run a supported ONNX model on given inputs, write every graph output as .npy.
+// Inputs and outputs use ONNX's layout (NCHW for images); qhalide runs NHWC inside.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "io/npy.h"
+#include "kernels.h"
+#include "model.h"
+#include "onnx_import.h"
+
+using namespace qh;
+
+namespace {
+
+// NCHW <-> NHWC for rank-4 tensors; other ranks are unchanged.
+Tensor nchw_to_nhwc(const Tensor &t) {
+    if (t.rank() != 4) return t;
+    const int64_t N = t.dim(0), C = t.dim(1), H = t.dim(2), W = t.dim(3);
+    Tensor r(t.dtype(), {N, H, W, C}, t.quant);
+    const size_t e = dtype_storage_bytes(t.dtype(), 1);
+    const auto *s = static_cast<const uint8_t *>(t.raw());
+    auto *d = static_cast<uint8_t *>(r.raw());
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x < W; x++)
+                    std::memcpy(d + (((n * H + y) * W + x) * C + c) * e, s + (((n * C + c) * H + y) * W + x) * e, e);
+    return r;
+}
+
+Tensor nhwc_to_nchw(const Tensor &t) {
+    if (t.rank() != 4) return t;
+    const int64_t N = t.dim(0), H = t.dim(1), W = t.dim(2), C = t.dim(3);
+    Tensor r(t.dtype(), {N, C, H, W}, t.quant);
+    const size_t e = dtype_storage_bytes(t.dtype(), 1);
+    const auto *s = static_cast<const uint8_t *>(t.raw());
+    auto *d = static_cast<uint8_t *>(r.raw());
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t y = 0; y < H; y++)
+                for (int64_t x = 0; x < W; x++)
+                    std::memcpy(d + (((n * C + c) * H + y) * W + x) * e, s + (((n * H + y) * W + x) * C + c) * e, e);
+    return r;
+}
+
+Tensor load_any(const std::string &path) {
+    if (path.size() > 3 && path.substr(path.size() - 3) == ".pb") return load_tensor_pb(path);
+    return io::load_npy(path);
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+    std::string model, out_dir = ".", precision = "auto", target;
+    std::vector<std::string> inputs, calib;
+    int threads = 0;
+    CLI::App app{"qhalide-run: run an ONNX model (float, QDQ or QOperator) on inputs given as .npy or\n"
+                 "ONNX TensorProto .pb files (ONNX layout, NCHW) and write every graph output as .npy."};
+    app.add_option("model", model, "MODEL.onnx")->required()->check(CLI::ExistingFile);
+    app.add_option("--input", inputs, "NAME=FILE (.npy or .pb); one per graph input")->required();
+    app.add_option("--output-dir", out_dir, "where OUTPUT_NAME.npy files go")->capture_default_str();
+    app.add_option("--precision", precision,
+                   "auto (int8 when the model is quantized, else fp32), int8 (float models are calibrated "
+                   "on --calib inputs), fp32")
+        ->check(CLI::IsMember({"auto", "int8", "fp32"}))->capture_default_str();
+    app.add_option("--calib", calib, "calibration inputs (.npy/.pb, ONNX layout) for --precision int8 on a float model");
+    app.add_option("--threads", threads, "threads (0: all cores)")->capture_default_str();
+    app.add_option("--target", target, "force a kernel variant (generic, x86_avx2, x86_avx512vnni)");
+    CLI11_PARSE(app, argc, argv);
+    try {
+        if (!target.empty()) force_target(target);
+        Graph g = import_onnx(model);
+        bool quantized = !g.values[g.inputs[0]].quant.empty();
+        Precision p = precision == "fp32" ? Precision::fp32
+                      : precision == "int8" ? Precision::int8
+                                            : (quantized ? Precision::int8 : Precision::fp32);
+        std::map<std::string, Tensor> given;
+        for (const auto &kv : inputs) {
+            auto eq = kv.find('=');
+            if (eq == std::string::npos) throw std::runtime_error("--input '" + kv + "': expected NAME=FILE");
+            given[kv.substr(0, eq)] = nchw_to_nhwc(load_any(kv.substr(eq + 1)));
+        }
+        if (p == Precision::int8 && !quantized) {
+            if (calib.empty())
+                throw std::runtime_error("model '" + model + "' is float: --precision int8 needs --calib inputs");
+            std::vector<Tensor> samples;
+            for (const auto &f : calib) samples.push_back(nchw_to_nhwc(load_any(f)));
+            CalibrationOptions co;
+            co.threads = threads;
+            co.progress = [](int d, int t) { std::fprintf(stderr, "\rcalibrating %d/%d%s", d, t, d == t ? "\n" : ""); };
+            calibrate(g, samples, co);
+        }
+        int batch = 1;
+        for (int i : g.inputs) {
+            auto it = given.find(g.values[i].name);
+            if (it == given.end()) throw std::runtime_error("no --input for graph input '" + g.values[i].name + "'");
+            batch = int(it->second.dim(0));
+        }
+        PrepareOptions po;
+        po.batch = batch;
+        po.threads = threads;
+        po.precision = p;
+        auto m = Model::prepare(g, po);
+        for (int i = 0; i < m->num_inputs(); i++) {
+            const Tensor &src = given.at(m->input_name(i));
+            Tensor &dst = m->input(i);
+            if (src.shape() != dst.shape() || src.dtype() != dst.dtype())
+                throw std::runtime_error("input '" + m->input_name(i) + "' is " + src.describe() + " (NHWC), model wants " +
+                                         dst.describe());
+            std::memcpy(dst.raw(), src.raw(), src.nbytes());
+        }
+        m->execute();
+        std::filesystem::create_directories(out_dir);
+        for (int i = 0; i < m->num_outputs(); i++) {
+            std::string name = m->output_name(i);
+            for (char &c : name)
+                if (c == '/' || c == ':') c = '_';
+            std::string path = out_dir + "/" + name + ".npy";
+            io::save_npy(path, nhwc_to_nchw(m->output(i)));
+            std::printf("%s %s -> %s\n", m->output_name(i).c_str(), m->output(i).describe().c_str(), path.c_str());
+        }
+        return 0;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "qhalide-run: error: %s\n", e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,81 @@
+// The model IR: what every importer (ONNX float / QDQ / QOperator, the built-in ResNet builders)
+// produces and what prepare() (runtime/model.h) turns into an executable plan.
+//
+// Semantics. A Graph is a list of nodes in topological order over values. Every value has *real*
+// (float) semantics; a value may carry quantization parameters (`quant`), which says "this value
+// is represented as u8 (or s8) with real = scale * (q - zero_point)". There are no
+// Quantize/Dequantize nodes: importers fold QuantizeLinear/DequantizeLinear pairs into the `quant`
+// of the value they annotate (QDQ), and QLinear* ops into plain ops whose inputs/outputs carry
+// quant (QOperator). A float model simply has no quant anywhere until calibrate() adds it.
+//
+// Layout contract: activations are NHWC ({N, H, W, C}) or {N, K} after Flatten, whatever the
+// source format; importers of NCHW formats transpose shapes, not data (weights stay OIHW).
+// Only graph inputs need a shape (batch dimension is replaced by prepare's batch size);
+// prepare() infers the rest.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tensor.h"
+
+namespace qh {
+
+enum class OpKind {
+    Conv,           // in: x {N,H,W,C}; weights OIHW; bias {OC}; attrs kernel/stride/pad; groups 1
+    Dense,          // in: x {N,K}; weights {OC, K} (y = x W^T + b), i.e. ONNX Gemm transB=1
+    BatchNorm,      // in: x; y = x * bn_scale[c] + bn_shift[c] (eps/mean/var already combined)
+    Relu,           // in: x
+    Add,            // in: a, b (same shape)
+    MaxPool,        // in: x; attrs kernel/stride/pad
+    GlobalAvgPool,  // in: x {N,H,W,C} -> {N,1,1,C}
+    Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
+};
+const char *op_name(OpKind k);
+
+struct WindowAttrs {  // Conv and MaxPool
+    int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
+    int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+};
+
+struct GraphValue {
+    std::string name;
+    std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K}; others are inferred
+    DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
+                                 // (f32, or u8 for a model that takes quantized input)
+    QuantParams quant;           // per tensor; empty = float (no quantization known here)
+    DType qtype = DType::u8;     // integer type `quant` refers to (u8 or s8)
+};
+
+struct GraphNode {
+    OpKind op = OpKind::Relu;
+    std::string name;
+    std::vector<int> inputs;  // value ids
+    int output = -1;          // value id
+    WindowAttrs window;       // Conv, MaxPool
+    // Conv / Dense constants.
+    //  weights: f32, or u8/s8 with quant (per tensor, or per output channel: axis 0, OC values).
+    //  bias: empty, f32 {OC}, or s32 {OC} in units of x_scale * w_scale[oc] (ONNX QLinearConv /
+    //  QDQ convention; zero point 0).
+    Tensor weights, bias;
+    std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
+};
+
+struct Graph {
+    std::string name = "model";
+    std::vector<GraphValue> values;
+    std::vector<GraphNode> nodes;  // topological order
+    std::vector<int> inputs, outputs;
+
+    int add_value(std::string name, std::vector<int64_t> shape = {}, DType dtype = DType::f32);
+    // Adds a node producing a new value named `out_name` (default: the node name); returns it.
+    int add_node(GraphNode node, const std::string &out_name = "");
+    int find_value(const std::string &name) const;  // -1 if absent
+    // Consumers of each value (node indices), in order.
+    std::vector<std::vector<int>> consumers() const;
+    // Structural checks (ids in range, topological order, arity, constants present and
+    // consistent); throws naming the node and what is wrong.
+    void validate() const;
+};
+
+}  // namespace qh

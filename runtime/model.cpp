@@ -1,0 +1,815 @@
+#include "model.h"
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+
+#include "float_ops.h"
+#include "kernels.h"
+#include "ops.h"
+#include "pack.h"
+
+extern "C" void openblas_set_num_threads(int);  // OpenBLAS (linked by CMake)
+
+namespace qh {
+
+const char *precision_name(Precision p) { return p == Precision::int8 ? "int8" : "fp32"; }
+
+namespace {
+
+[[noreturn]] void node_error(const Graph &g, const GraphNode &n, const std::string &what) {
+    throw std::runtime_error("model '" + g.name + "', node '" + n.name + "' (" + op_name(n.op) + "): " + what);
+}
+
+std::string shape_str(const std::vector<int64_t> &s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
+    return r + "]";
+}
+
+int64_t window_out(int64_t in, int k, int stride, int pad0, int pad1) {
+    return (in + pad0 + pad1 - k) / stride + 1;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Graph passes
+
+Graph fold_batchnorm(const Graph &src) {
+    Graph g = src;
+    auto cons = g.consumers();
+    std::vector<bool> drop(g.nodes.size(), false);
+    std::vector<int> producer(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+        GraphNode &bn = g.nodes[i];
+        if (bn.op != OpKind::BatchNorm) continue;
+        int v = bn.inputs[0], p = producer[v];
+        if (p < 0 || g.nodes[p].op != OpKind::Conv || cons[v].size() != 1) continue;
+        if (std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end()) continue;
+        GraphNode &conv = g.nodes[p];
+        if (conv.weights.dtype() != DType::f32 || conv.bias.dtype() == DType::s32) continue;
+        const int64_t oc = conv.weights.dim(0);
+        if (int64_t(bn.bn_scale.size()) != oc)
+            node_error(g, bn, std::to_string(bn.bn_scale.size()) + " channels after a conv with " + std::to_string(oc));
+        Tensor w(DType::f32, conv.weights.shape());
+        const int64_t per = conv.weights.numel() / oc;
+        for (int64_t o = 0; o < oc; o++)
+            for (int64_t k = 0; k < per; k++)
+                w.data<float>()[o * per + k] = conv.weights.data<float>()[o * per + k] * bn.bn_scale[o];
+        Tensor b(DType::f32, {oc});
+        for (int64_t o = 0; o < oc; o++) {
+            float b0 = conv.bias.rank() > 0 ? conv.bias.data<float>()[o] : 0.f;
+            b.data<float>()[o] = b0 * bn.bn_scale[o] + bn.bn_shift[o];
+        }
+        conv.weights = w;
+        conv.bias = b;
+        conv.output = bn.output;
+        drop[i] = true;
+    }
+    std::vector<GraphNode> kept;
+    for (size_t i = 0; i < g.nodes.size(); i++)
+        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+    g.nodes = std::move(kept);
+    return g;
+}
+
+std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
+    if (batch < 1) throw std::runtime_error("model '" + g.name + "': batch must be >= 1");
+    std::vector<std::vector<int64_t>> s(g.values.size());
+    for (int i : g.inputs) {
+        s[i] = g.values[i].shape;
+        s[i][0] = batch;
+    }
+    for (const GraphNode &n : g.nodes) {
+        const auto &x = s[n.inputs[0]];
+        const std::string xs = "input '" + g.values[n.inputs[0]].name + "' " + shape_str(x);
+        std::vector<int64_t> y = x;
+        switch (n.op) {
+        case OpKind::Conv:
+        case OpKind::MaxPool: {
+            if (x.size() != 4) node_error(g, n, xs + ": expected NHWC (rank 4)");
+            const WindowAttrs &a = n.window;
+            if (n.op == OpKind::Conv && x[3] != n.weights.dim(1))
+                node_error(g, n, xs + " has " + std::to_string(x[3]) + " channels, weights " +
+                                     n.weights.describe() + " expect " + std::to_string(n.weights.dim(1)));
+            y[1] = window_out(x[1], a.kernel_h, a.stride_h, a.pad_top, a.pad_bottom);
+            y[2] = window_out(x[2], a.kernel_w, a.stride_w, a.pad_left, a.pad_right);
+            if (y[1] < 1 || y[2] < 1) node_error(g, n, xs + " is smaller than the window");
+            if (n.op == OpKind::Conv) y[3] = n.weights.dim(0);
+            break;
+        }
+        case OpKind::Dense:
+            if (x.size() != 2 || x[1] != n.weights.dim(1))
+                node_error(g, n, xs + ": expected [N," + std::to_string(n.weights.dim(1)) + "]");
+            y = {x[0], n.weights.dim(0)};
+            break;
+        case OpKind::BatchNorm:
+            if (x.back() != int64_t(n.bn_scale.size()))
+                node_error(g, n, xs + " vs " + std::to_string(n.bn_scale.size()) + " channels");
+            break;
+        case OpKind::Relu: break;
+        case OpKind::Add:
+            if (s[n.inputs[1]] != x)
+                node_error(g, n, "shapes differ: " + shape_str(x) + " and " + shape_str(s[n.inputs[1]]) +
+                                     " (broadcasting is not supported)");
+            break;
+        case OpKind::GlobalAvgPool:
+            if (x.size() != 4) node_error(g, n, xs + ": expected NHWC (rank 4)");
+            y = {x[0], 1, 1, x[3]};
+            break;
+        case OpKind::Flatten:
+            if (x.size() == 4 && (x[1] != 1 || x[2] != 1))
+                node_error(g, n, xs + ": only 1x1 spatial inputs can be flattened (NHWC and NCHW orders differ otherwise)");
+            y = {x[0], x.back()};
+            break;
+        }
+        s[n.output] = y;
+    }
+    return s;
+}
+
+QuantParams quant_from_range(float lo, float hi) {
+    lo = std::min(lo, 0.f);
+    hi = std::max(hi, 0.f);
+    float scale = (hi - lo) / 255.f;
+    if (!(scale > 0) || !std::isfinite(scale)) scale = 1.f;
+    int zp = int(std::nearbyint(-lo / scale));
+    return QuantParams::per_tensor(scale, std::clamp(zp, 0, 255));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Model
+
+namespace {
+
+// A tensor of the executable plan: an IR value, or an internal one (the s32 logits, the f32
+// graph input before quantization, a reshaped view).
+struct ValueInfo {
+    std::string name;
+    std::vector<int64_t> shape;
+    DType dtype = DType::f32;
+    QuantParams quant;
+    int alias = -1;         // shares the storage of this value (Flatten, GAP's {N,C} view)
+    bool external = false;  // graph input/output: own memory, never in the arena
+    int first = -1, last = -1;  // steps that write first / read last (root values)
+    size_t offset = 0;
+};
+
+struct Step {
+    LayerInfo info;
+    std::string family;  // kernel family for last_kernel(); empty for non-kernel steps
+    std::vector<int> reads, writes;
+    std::function<void()> run;
+};
+
+}  // namespace
+
+struct Model::Impl {
+    Graph g;
+    PrepareOptions opt;
+    std::vector<ValueInfo> v;
+    std::vector<Tensor> t;  // one view per ValueInfo (after planning)
+    std::vector<Step> steps;
+    std::vector<LayerInfo> layers;
+    std::vector<int> in_ids, out_ids;  // external tensors
+    std::shared_ptr<uint8_t> arena;
+    size_t arena_size = 0;
+    std::vector<float> scratch;  // fp32 im2col
+    std::vector<PackedWeights> packed;
+    std::vector<f32::ConvWeights> fweights;
+    bool profiling = false, kernels_known = false;
+
+    int add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q = {}) {
+        ValueInfo vi;
+        vi.name = std::move(name);
+        vi.shape = std::move(shape);
+        vi.dtype = dt;
+        vi.quant = std::move(q);
+        v.push_back(std::move(vi));
+        return int(v.size()) - 1;
+    }
+    int root(int id) const { return v[id].alias >= 0 ? root(v[id].alias) : id; }
+    Tensor &T(int id) { return t[id]; }
+
+    void lower_fp32();
+    void lower_int8();
+    void plan();
+};
+
+namespace {
+
+bool is_graph_output(const Graph &g, int v) {
+    return std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end();
+}
+
+Conv2dParams conv_params(const GraphNode &n) {
+    Conv2dParams p;
+    p.stride_h = n.window.stride_h;
+    p.stride_w = n.window.stride_w;
+    p.pad_top = n.window.pad_top;
+    p.pad_left = n.window.pad_left;
+    p.pad_bottom = n.window.pad_bottom;
+    p.pad_right = n.window.pad_right;
+    p.name = n.name;
+    return p;
+}
+
+// Weights of a Conv/Dense node as the packer wants them: integer weights as given, float
+// weights quantized symmetric per output channel (s = max|w| / 127); float bias quantized to
+// int32 in units of x_scale * w_scale[oc].
+PackedWeights pack_node(const Graph &g, const GraphNode &n, const QuantParams &xq, float out_scale,
+                        std::vector<float> *w_scales = nullptr) {
+    const Tensor &w = n.weights;
+    const int oc = int(w.dim(0)), ic = int(w.dim(1));
+    const int kh = w.rank() == 4 ? int(w.dim(2)) : 1, kw = w.rank() == 4 ? int(w.dim(3)) : 1;
+    const int64_t per = w.numel() / oc;
+    WeightsDesc d;
+    d.name = n.name + ".weights";
+    d.oc = oc; d.ic = ic; d.kh = kh; d.kw = kw;
+    std::vector<int8_t> q;
+    if (w.dtype() == DType::f32) {
+        q.resize(w.numel());
+        d.scale.resize(oc);
+        for (int o = 0; o < oc; o++) {
+            float m = 0;
+            for (int64_t k = 0; k < per; k++) m = std::max(m, std::fabs(w.data<float>()[o * per + k]));
+            float s = m > 0 ? m / 127.f : 1.f;
+            d.scale[o] = s;
+            for (int64_t k = 0; k < per; k++)
+                q[o * per + k] = int8_t(std::clamp(std::nearbyint(w.data<float>()[o * per + k] / s), -127.f, 127.f));
+        }
+        d.dtype = DType::s8;
+        d.data = q.data();
+    } else {
+        if (w.quant.empty()) node_error(g, n, "integer weights without quantization parameters");
+        d.dtype = w.dtype();
+        d.data = w.raw();
+        for (int o = 0; o < (w.quant.scale.size() == 1 ? 1 : oc); o++) d.scale.push_back(w.quant.scale_at(o));
+        if (!w.quant.zero_point.empty())
+            for (int o = 0; o < (w.quant.zero_point.size() == 1 ? 1 : oc); o++) d.zero_point.push_back(w.quant.zp_at(o));
+    }
+    std::vector<int32_t> bias;
+    if (n.bias.rank() > 0) {
+        if (n.bias.dtype() == DType::s32) {
+            bias.assign(n.bias.data<int32_t>(), n.bias.data<int32_t>() + oc);
+        } else {
+            bias.resize(oc);
+            for (int o = 0; o < oc; o++) {
+                double s = double(xq.scale_at(0)) * double(d.scale.size() == 1 ? d.scale[0] : d.scale[o]);
+                double b = std::nearbyint(double(n.bias.data<float>()[o]) / s);
+                bias[o] = int32_t(std::clamp(b, double(INT32_MIN), double(INT32_MAX)));
+            }
+        }
+        d.bias = bias.data();
+    }
+    if (w_scales)
+        for (int o = 0; o < oc; o++) w_scales->push_back(d.scale.size() == 1 ? d.scale[0] : d.scale[o]);
+    return pack_weights(d, xq.scale_at(0), xq.zp_at(0), out_scale);
+}
+
+}  // namespace
+
+void Model::Impl::lower_fp32() {
+    for (const GraphNode &n : g.nodes) {
+        Step s;
+        s.info.name = n.name;
+        s.info.kernel = "fp32 reference";
+        s.reads = n.inputs;
+        s.writes = {n.output};
+        const int x = n.inputs[0], y = n.output;
+        switch (n.op) {
+        case OpKind::Conv: {
+            fweights.push_back(f32::prepare_conv_weights(n.weights, n.bias));
+            size_t fw = fweights.size() - 1;
+            WindowAttrs a = n.window;
+            scratch.resize(std::max(scratch.size(), f32::conv2d_scratch_floats(v[x].shape, fweights[fw], a)));
+            s.info.op = "conv2d";
+            s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0] * v[y].shape[1] * v[y].shape[2]);
+            s.run = [this, x, y, fw, a] { f32::conv2d(T(x), fweights[fw], a, scratch.data(), T(y)); };
+            break;
+        }
+        case OpKind::Dense: {
+            fweights.push_back(f32::prepare_conv_weights(n.weights, n.bias));
+            size_t fw = fweights.size() - 1;
+            s.info.op = "dense";
+            s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0]);
+            s.run = [this, x, y, fw] { f32::dense(T(x), fweights[fw], T(y)); };
+            break;
+        }
+        case OpKind::BatchNorm: {
+            s.info.op = "batchnorm";
+            auto sc = n.bn_scale, sh = n.bn_shift;
+            s.run = [this, x, y, sc, sh] { f32::batchnorm(T(x), sc, sh, T(y)); };
+            break;
+        }
+        case OpKind::Relu: s.info.op = "relu"; s.run = [this, x, y] { f32::relu(T(x), T(y)); }; break;
+        case OpKind::Add: {
+            int b = n.inputs[1];
+            s.info.op = "add";
+            s.run = [this, x, b, y] { f32::add(T(x), T(b), T(y)); };
+            break;
+        }
+        case OpKind::MaxPool: {
+            WindowAttrs a = n.window;
+            s.info.op = "maxpool";
+            s.run = [this, x, y, a] { f32::maxpool(T(x), a, T(y)); };
+            break;
+        }
+        case OpKind::GlobalAvgPool:
+            s.info.op = "global_avgpool";
+            s.run = [this, x, y] { f32::global_avgpool(T(x), T(y)); };
+            break;
+        case OpKind::Flatten:
+            if (!opt.keep_all_values && !v[y].external) {
+                v[y].alias = x;
+                continue;
+            }
+            s.info.op = "flatten";
+            s.run = [this, x, y] { std::memcpy(T(y).raw(), T(x).raw(), T(x).nbytes()); };
+            break;
+        }
+        steps.push_back(std::move(s));
+    }
+}
+
+void Model::Impl::lower_int8() {
+    auto cons = g.consumers();
+    std::vector<int> producer(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
+    std::vector<bool> fused(g.nodes.size(), false);
+    // s8 activations (ONNX Runtime's default QInt8) become u8 exactly: q + 128 with zero point
+    // z + 128 represents the same real values, and round/saturate commute with the shift.
+    for (size_t id = 0; id < g.values.size(); id++) {
+        if (g.values[id].qtype != DType::s8 || v[id].quant.empty()) continue;
+        if (v[id].quant.zero_point.size() > 1 || v[id].external)
+            throw std::runtime_error("model '" + g.name + "', value '" + v[id].name +
+                                     "': s8 quantization is supported per tensor on intermediate values only");
+        v[id].quant.zero_point = {v[id].quant.zp_at(0) + 128};
+    }
+    auto need_quant = [&](const GraphNode &n, int id) -> const QuantParams & {
+        if (v[id].quant.empty())
+            node_error(g, n, "value '" + v[id].name + "' has no quantization parameters (calibrate a float model "
+                             "first, or give a QDQ/QOperator model)");
+        return v[id].quant;
+    };
+    // The single consumer of `id` if it is a Relu that can be fused: exactly, i.e. when `id`
+    // has no quantization of its own (calibrated graphs) or the same as the Relu's output. A QDQ
+    // graph with different parameters on both sides rounds and saturates twice; the standalone
+    // Relu below does that.
+    auto relu_after = [&](int id) {
+        if (cons[id].size() != 1 || is_graph_output(g, id)) return -1;
+        int c = cons[id][0];
+        if (g.nodes[c].op != OpKind::Relu) return -1;
+        const QuantParams &a = v[id].quant, &b = v[g.nodes[c].output].quant;
+        bool same = a.empty() || (!b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0));
+        return same ? c : -1;
+    };
+
+    // Graph inputs: the caller writes f32 into an external tensor; a quantize step makes u8.
+    for (size_t k = 0; k < g.inputs.size(); k++) {
+        int id = g.inputs[k];
+        if (g.values[id].dtype == DType::u8) {
+            v[id].external = true;
+            v[id].dtype = DType::u8;
+            in_ids[k] = id;
+            continue;
+        }
+        const QuantParams &q = need_quant(GraphNode{OpKind::Relu, "input " + v[id].name}, id);
+        int ext = add_internal(v[id].name + ":f32", v[id].shape, DType::f32);
+        v[ext].external = true;
+        in_ids[k] = ext;
+        v[id].dtype = DType::u8;
+        v[id].quant = q;
+        Step s;
+        s.info = {v[id].name, "quantize", "", 0};
+        s.family = "quantize_f32u8";
+        s.reads = {ext};
+        s.writes = {id};
+        s.run = [this, ext, id] { quantize(T(ext), T(id)); };
+        steps.push_back(std::move(s));
+    }
+
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+        if (fused[i]) continue;
+        const GraphNode &n = g.nodes[i];
+        const int x = n.inputs[0];
+        Step s;
+        s.info.name = n.name;
+        s.reads = n.inputs;
+        switch (n.op) {
+        case OpKind::Conv: {
+            const QuantParams &xq = need_quant(n, x);
+            int out = n.output, res = -1, add_node = -1;
+            // Conv -> Add (other operand already computed) [-> Relu]: one conv2d_add.
+            if (cons[out].size() == 1 && !is_graph_output(g, out) && g.nodes[cons[out][0]].op == OpKind::Add) {
+                const GraphNode &a = g.nodes[cons[out][0]];
+                int other = a.inputs[0] == out ? a.inputs[1] : a.inputs[0];
+                if (other != out && (producer[other] < int(i))) {
+                    res = other;
+                    add_node = cons[out][0];
+                }
+            }
+            std::string op = "conv2d";
+            int y = out;
+            if (add_node >= 0) {
+                fused[add_node] = true;
+                y = g.nodes[add_node].output;
+                op = "conv2d_add";
+                s.info.name = g.nodes[add_node].name;
+            }
+            int r = relu_after(y);
+            if (r >= 0) {
+                fused[r] = true;
+                y = g.nodes[r].output;
+                op += "+relu";
+                s.info.name = g.nodes[r].name;
+            }
+            const QuantParams &yq = need_quant(n, y);
+            v[y].dtype = DType::u8;
+            Conv2dParams p = conv_params(n);
+            p.act = r >= 0 ? Activation::relu(yq.zp_at(0)) : Activation{};
+            s.info.op = op;
+            s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0] * v[y].shape[1] * v[y].shape[2]);
+            s.writes = {y};
+            if (add_node < 0) {
+                packed.push_back(pack_node(g, n, xq, yq.scale_at(0)));
+                size_t pw = packed.size() - 1;
+                s.family = packed[pw].has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8";
+                s.run = [this, x, y, pw, p] { conv2d(T(x), packed[pw], p, T(y)); };
+            } else {
+                const QuantParams &cq = need_quant(n, out);
+                need_quant(g.nodes[add_node], res);
+                packed.push_back(pack_node(g, n, xq, cq.scale_at(0)));
+                size_t pw = packed.size() - 1;
+                if (packed[pw].has_zero_point)
+                    node_error(g, n, "a residual add after a conv with asymmetric weights is not supported");
+                ResidualParams rp{cq.scale_at(0), cq.zp_at(0)};
+                s.reads = {x, res};
+                s.family = "conv2d_add_u8s8u8";
+                s.run = [this, x, y, res, pw, p, rp] { conv2d_add(T(x), packed[pw], p, rp, T(res), T(y)); };
+            }
+            break;
+        }
+        case OpKind::Dense: {
+            const QuantParams &xq = need_quant(n, x);
+            int y = n.output;
+            int r = relu_after(y);
+            if (r >= 0) {
+                fused[r] = true;
+                y = g.nodes[r].output;
+            }
+            s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0]);
+            s.writes = {y};
+            if (!v[y].quant.empty()) {  // u8 output
+                v[y].dtype = DType::u8;
+                packed.push_back(pack_node(g, n, xq, v[y].quant.scale_at(0)));
+                size_t pw = packed.size() - 1;
+                Activation act = r >= 0 ? Activation::relu(v[y].quant.zp_at(0)) : Activation{};
+                s.info.op = r >= 0 ? "dense+relu" : "dense";
+                s.family = packed[pw].has_zero_point ? "dense_u8z8u8" : "dense_u8s8u8";
+                std::string name = n.name;
+                s.run = [this, x, y, pw, act, name] { dense(T(x), packed[pw], act, T(y), name); };
+            } else {  // float output: s32 accumulators, then exact dequantization per channel
+                if (r >= 0) node_error(g, n, "a Relu after a float-output Dense is not supported");
+                std::vector<float> ws;
+                packed.push_back(pack_node(g, n, xq, 0.f, &ws));
+                size_t pw = packed.size() - 1;
+                const PackedWeights &w = packed[pw];
+                QuantParams aq;  // real = s_x * s_w[oc] * acc, computed in float32 as ONNX does
+                aq.axis = 1;
+                aq.zero_point = {0};
+                for (float sw : ws) aq.scale.push_back(xq.scale_at(0) * sw);
+                int acc = add_internal(n.name + ":s32", v[y].shape, DType::s32, aq);
+                v[y].dtype = DType::f32;
+                s.info.op = "dense";
+                s.family = w.has_zero_point ? "dense_u8z8s32" : "dense_u8s8s32";
+                s.writes = {acc};
+                std::string name = n.name;
+                s.run = [this, x, acc, pw, name] { dense(T(x), packed[pw], {}, T(acc), name); };
+                steps.push_back(std::move(s));
+                Step d;
+                d.info = {n.name, "dequantize", "", 0};
+                d.family = "dequantize_s32f32";
+                d.reads = {acc};
+                d.writes = {y};
+                d.run = [this, acc, y] { dequantize(T(acc), T(y)); };
+                steps.push_back(std::move(d));
+                continue;
+            }
+            break;
+        }
+        case OpKind::Add: {
+            need_quant(n, x);
+            need_quant(n, n.inputs[1]);
+            int y = n.output, r = relu_after(y);
+            if (r >= 0) {
+                fused[r] = true;
+                y = g.nodes[r].output;
+            }
+            const QuantParams &yq = need_quant(n, y);
+            v[y].dtype = DType::u8;
+            Activation act = r >= 0 ? Activation::relu(yq.zp_at(0)) : Activation{};
+            int b = n.inputs[1];
+            s.info.op = r >= 0 ? "add+relu" : "add";
+            s.family = "add_u8u8u8";
+            s.writes = {y};
+            s.run = [this, x, b, y, act] { add(T(x), T(b), act, T(y)); };
+            break;
+        }
+        case OpKind::Relu: {  // standalone: DequantizeLinear -> Relu -> QuantizeLinear as a table
+            const QuantParams &xq = need_quant(n, x);
+            int y = n.output;
+            if (v[y].quant.empty()) v[y].quant = xq;
+            const QuantParams &yq = v[y].quant;
+            v[y].dtype = DType::u8;
+            std::array<uint8_t, 256> lut;
+            for (int q = 0; q < 256; q++) {
+                float r = std::max(0.f, float(q - xq.zp_at(0)) * xq.scale_at(0));
+                float t = std::nearbyint(r / yq.scale_at(0)) + float(yq.zp_at(0));
+                lut[q] = uint8_t(std::clamp(t, 0.f, 255.f));
+            }
+            s.info.op = "relu";
+            s.writes = {y};
+            s.run = [this, x, y, lut] {
+                const uint8_t *a = T(x).data<uint8_t>();
+                uint8_t *o = T(y).data<uint8_t>();
+                for (int64_t k = 0, e = T(x).numel(); k < e; k++) o[k] = lut[a[k]];
+            };
+            break;
+        }
+        case OpKind::MaxPool: {
+            const QuantParams &xq = need_quant(n, x);
+            int y = n.output;
+            if (!v[y].quant.empty() && (v[y].quant.scale_at(0) != xq.scale_at(0) || v[y].quant.zp_at(0) != xq.zp_at(0)))
+                node_error(g, n, "MaxPool must keep its input's quantization (output scale/zero point differ)");
+            v[y].quant = xq;
+            v[y].dtype = DType::u8;
+            PoolParams p;
+            p.kernel_h = n.window.kernel_h; p.kernel_w = n.window.kernel_w;
+            p.stride_h = n.window.stride_h; p.stride_w = n.window.stride_w;
+            p.pad_top = n.window.pad_top; p.pad_left = n.window.pad_left;
+            p.pad_bottom = n.window.pad_bottom; p.pad_right = n.window.pad_right;
+            p.name = n.name;
+            s.info.op = "maxpool";
+            s.family = "maxpool_u8u8";
+            s.writes = {y};
+            s.run = [this, x, y, p] { maxpool(T(x), p, T(y)); };
+            break;
+        }
+        case OpKind::GlobalAvgPool: {
+            need_quant(n, x);
+            int y = n.output;
+            const QuantParams &yq = need_quant(n, y);
+            v[y].dtype = DType::u8;
+            // The kernel writes {N, C}: a view of y's storage.
+            int view = add_internal(v[y].name + ":nc", {v[y].shape[0], v[y].shape[3]}, DType::u8, yq);
+            v[view].alias = y;
+            s.info.op = "global_avgpool";
+            s.family = "global_avgpool_u8u8";
+            s.writes = {y};
+            s.run = [this, x, view] { global_avgpool(T(x), T(view)); };
+            break;
+        }
+        case OpKind::Flatten: {
+            int y = n.output;
+            v[y].dtype = v[x].dtype;
+            v[y].quant = v[x].quant;
+            if (!v[y].external && !opt.keep_all_values) {
+                v[y].alias = x;
+                continue;
+            }
+            s.info.op = "flatten";
+            s.writes = {y};
+            s.run = [this, x, y] { std::memcpy(T(y).raw(), T(x).raw(), T(x).nbytes()); };
+            break;
+        }
+        case OpKind::BatchNorm:
+            node_error(g, n, "BatchNorm that could not be folded into a float Conv is not supported in int8");
+        }
+        steps.push_back(std::move(s));
+    }
+    // Graph outputs are f32 for the caller: dequantize the quantized ones into an external tensor.
+    for (size_t k = 0; k < g.outputs.size(); k++) {
+        int id = g.outputs[k];
+        if (v[id].dtype == DType::f32 || g.values[id].dtype == v[id].dtype) {  // f32, or u8 wanted
+            out_ids[k] = id;
+            continue;
+        }
+        v[id].external = false;
+        int ext = add_internal(v[id].name + ":f32", v[id].shape, DType::f32);
+        v[ext].external = true;
+        out_ids[k] = ext;
+        Step d;
+        d.info = {v[id].name, "dequantize", "", 0};
+        d.family = "dequantize_u8f32";
+        d.reads = {id};
+        d.writes = {ext};
+        d.run = [this, id, ext] { dequantize(T(id), T(ext)); };
+        steps.push_back(std::move(d));
+    }
+}
+
+// Memory planning: every non-external root value gets an arena slot alive from the step that
+// first writes it to the step that last reads it; slots are placed largest first at the lowest
+// offset that overlaps no live slot (greedy by size, as TFLite's arena planner does).
+void Model::Impl::plan() {
+    for (auto &vi : v) vi.first = vi.last = -1;
+    for (size_t si = 0; si < steps.size(); si++) {
+        for (int w : steps[si].writes) {
+            int r = root(w);
+            if (v[r].first < 0) v[r].first = int(si);
+            v[r].last = std::max(v[r].last, int(si));
+        }
+        for (int rd : steps[si].reads) v[root(rd)].last = int(si);
+    }
+    const size_t kAlign = 64;
+    std::vector<int> order;
+    for (size_t i = 0; i < v.size(); i++)
+        if (v[i].alias < 0 && !v[i].external && v[i].first >= 0) order.push_back(int(i));
+    auto bytes = [&](int i) {
+        int64_t n = 1;
+        for (auto d : v[i].shape) n *= d;
+        return (dtype_storage_bytes(v[i].dtype, n) + kAlign - 1) / kAlign * kAlign;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bytes(a) > bytes(b); });
+    std::vector<int> placed;
+    arena_size = 0;
+    for (int i : order) {
+        const bool all_live = opt.keep_all_values;
+        std::vector<std::pair<size_t, size_t>> busy;
+        for (int j : placed)
+            if (all_live || !(v[j].last < v[i].first || v[i].last < v[j].first)) busy.push_back({v[j].offset, bytes(j)});
+        std::sort(busy.begin(), busy.end());
+        size_t off = 0;
+        for (auto [o, sz] : busy) {
+            if (off + bytes(i) <= o) break;
+            off = std::max(off, o + sz);
+        }
+        v[i].offset = off;
+        arena_size = std::max(arena_size, off + bytes(i));
+        placed.push_back(i);
+    }
+    arena = std::shared_ptr<uint8_t>(static_cast<uint8_t *>(std::aligned_alloc(kAlign, std::max<size_t>(arena_size, kAlign))),
+                                     std::free);
+    t.assign(v.size(), Tensor());
+    for (size_t i = 0; i < v.size(); i++) {
+        int r = root(int(i));
+        if (v[r].external) {
+            if (int(i) == r) t[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
+        } else if (v[r].first >= 0) {
+            t[i] = Tensor::wrap(v[i].dtype, v[i].shape, arena.get() + v[r].offset, v[i].quant);
+        }
+    }
+    for (size_t i = 0; i < v.size(); i++) {  // views of external values
+        int r = root(int(i));
+        if (v[r].external && int(i) != r) t[i] = Tensor::wrap(v[i].dtype, v[i].shape, t[r].raw(), v[i].quant);
+    }
+}
+
+Model::Model() : impl_(new Impl) {}
+Model::~Model() = default;
+
+std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &opt) {
+    std::unique_ptr<Model> m(new Model());
+    Impl &I = *m->impl_;
+    src.validate();
+    I.g = fold_batchnorm(src);
+    I.opt = opt;
+    auto shapes = infer_shapes(I.g, opt.batch);
+    for (size_t i = 0; i < I.g.values.size(); i++) {
+        ValueInfo vi;
+        vi.name = I.g.values[i].name;
+        vi.shape = shapes[i];
+        vi.dtype = DType::f32;
+        vi.quant = opt.precision == Precision::int8 ? I.g.values[i].quant : QuantParams{};
+        I.v.push_back(vi);
+    }
+    for (int id : I.g.inputs) I.v[id].external = true;
+    for (int id : I.g.outputs) I.v[id].external = true;
+    I.in_ids = I.g.inputs;
+    I.out_ids = I.g.outputs;
+    if (opt.threads > 0) {
+        set_num_threads(opt.threads);
+        openblas_set_num_threads(opt.threads);
+    }
+    if (opt.precision == Precision::int8)
+        I.lower_int8();
+    else
+        I.lower_fp32();
+    I.plan();
+    for (auto &s : I.steps) I.layers.push_back(s.info);
+    return m;
+}
+
+void Model::execute() {
+    Impl &I = *impl_;
+    for (size_t i = 0; i < I.steps.size(); i++) {
+        Step &s = I.steps[i];
+        if (I.profiling) {
+            auto t0 = std::chrono::steady_clock::now();
+            s.run();
+            auto t1 = std::chrono::steady_clock::now();
+            I.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+            I.layers[i].calls++;
+        } else {
+            s.run();
+        }
+    }
+    if (!I.kernels_known) {  // once: record which AOT kernel each step ran
+        for (size_t i = 0; i < I.steps.size(); i++)
+            if (!I.steps[i].family.empty()) I.layers[i].kernel = last_kernel(I.steps[i].family);
+        I.kernels_known = true;
+    }
+}
+
+int Model::num_inputs() const { return int(impl_->in_ids.size()); }
+int Model::num_outputs() const { return int(impl_->out_ids.size()); }
+Tensor &Model::input(int i) { return impl_->t.at(impl_->in_ids.at(i)); }
+const Tensor &Model::output(int i) const { return impl_->t.at(impl_->out_ids.at(i)); }
+const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
+const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
+const Tensor *Model::value(int id) const {
+    if (id < 0 || size_t(id) >= impl_->g.values.size()) return nullptr;
+    const Tensor &t = impl_->t[id];
+    return t.raw() ? &t : nullptr;
+}
+const std::vector<LayerInfo> &Model::layers() const { return impl_->layers; }
+void Model::set_profiling(bool on) { impl_->profiling = on; }
+size_t Model::arena_bytes() const { return impl_->arena_size; }
+Precision Model::precision() const { return impl_->opt.precision; }
+int Model::batch() const { return impl_->opt.batch; }
+
+// ---------------------------------------------------------------------------------------------
+// Calibration
+
+void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOptions &opt) {
+    if (samples.empty()) throw std::runtime_error("calibrate '" + g.name + "': no calibration samples");
+    if (g.inputs.size() != 1) throw std::runtime_error("calibrate '" + g.name + "': only single-input models");
+    g = fold_batchnorm(g);
+    const GraphValue &in = g.values[g.inputs[0]];
+    PrepareOptions po;
+    po.batch = int(samples[0].dim(0));
+    po.threads = opt.threads;
+    po.precision = Precision::fp32;
+    po.keep_all_values = true;
+    auto m = Model::prepare(g, po);
+    const size_t nv = g.values.size();
+    std::vector<float> lo(nv, INFINITY), hi(nv, -INFINITY);
+    std::vector<std::vector<float>> reservoir(nv);
+    const size_t kReservoir = 1 << 16;
+    for (size_t si = 0; si < samples.size(); si++) {
+        const Tensor &s = samples[si];
+        if (s.dtype() != DType::f32 || s.shape() != m->input(0).shape())
+            throw std::runtime_error("calibrate '" + g.name + "': sample " + std::to_string(si) + " is " + s.describe() +
+                                     ", expected " + m->input(0).describe() + " like input '" + in.name + "'");
+        std::memcpy(m->input(0).raw(), s.raw(), s.nbytes());
+        m->execute();
+        for (size_t id = 0; id < nv; id++) {
+            const Tensor *t = m->value(int(id));
+            if (!t || t->dtype() != DType::f32) continue;
+            const float *p = t->data<float>();
+            const int64_t n = t->numel();
+            for (int64_t k = 0; k < n; k++) {
+                lo[id] = std::min(lo[id], p[k]);
+                hi[id] = std::max(hi[id], p[k]);
+            }
+            if (opt.method == CalibrationOptions::Method::percentile) {
+                // Deterministic strided subsample, at most kReservoir / #samples values per run.
+                int64_t want = int64_t(kReservoir / samples.size()) + 1;
+                int64_t stride = std::max<int64_t>(1, n / want);
+                for (int64_t k = (int64_t(si) * 7919) % stride; k < n; k += stride) reservoir[id].push_back(p[k]);
+            }
+        }
+        if (opt.progress) opt.progress(int(si) + 1, int(samples.size()));
+    }
+    auto cons = g.consumers();
+    auto only_relu_reads = [&](size_t id) {
+        return cons[id].size() == 1 && g.nodes[cons[id][0]].op == OpKind::Relu;
+    };
+    for (size_t id = 0; id < nv; id++) {
+        // Graph outputs stay float; a value only a ReLU reads is never materialized (fused).
+        if (is_graph_output(g, int(id)) || only_relu_reads(id) || !(lo[id] <= hi[id])) continue;
+        float a = lo[id], b = hi[id];
+        if (opt.method == CalibrationOptions::Method::percentile && !reservoir[id].empty()) {
+            auto &r = reservoir[id];
+            std::sort(r.begin(), r.end());
+            auto at = [&](double pct) { return r[std::min(r.size() - 1, size_t(pct / 100.0 * double(r.size() - 1) + 0.5))]; };
+            a = lo[id] >= 0 ? 0.f : at(100.0 - opt.percentile);
+            b = at(opt.percentile);
+        }
+        g.values[id].quant = quant_from_range(a, b);
+        g.values[id].qtype = DType::u8;
+    }
+    for (const auto &[name, q] : opt.overrides) {
+        int id = g.find_value(name);
+        if (id < 0) throw std::runtime_error("calibrate '" + g.name + "': override for unknown value '" + name + "'");
+        g.values[id].quant = q;
+    }
+}
+
+}  // namespace qh

@@ -1,0 +1,95 @@
+// From a Graph (runtime/graph.h) to something that runs: graph passes, calibration, prepare,
+// execute.
+//
+//   Graph g = build_resnet({50});            // or import_onnx("model.onnx")
+//   calibrate(g, samples, {});               // float models only: sets every value's quant
+//   auto m = Model::prepare(g, {.batch = 16, .threads = 2});
+//   copy an input into m->input(0); m->execute(); read m->output(0)   (many times)
+//
+// prepare() does, once: BatchNorm folding, shape inference for the batch, lowering to kernels
+// (int8: Conv[+Relu] -> conv2d, Conv+Add[+Relu] -> conv2d_add, Dense -> dense, ...; weights
+// quantized per output channel if they are float, and packed), memory planning of every
+// intermediate into one arena, and the thread count. execute() only runs kernels: no
+// allocation, no graph walking.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph.h"
+#include "tensor.h"
+
+namespace qh {
+
+enum class Precision { int8, fp32 };
+const char *precision_name(Precision p);
+
+struct PrepareOptions {
+    int batch = 1;
+    int threads = 0;  // 0: leave the current setting (Halide: all cores)
+    Precision precision = Precision::int8;
+    bool keep_all_values = false;  // give every value its own memory (calibration, debugging)
+};
+
+// One executed step (a fused layer) with what it ran and, when profiling, its time.
+struct LayerInfo {
+    std::string name;    // the IR node (last node of a fused group)
+    std::string op;      // e.g. "conv2d+relu", "conv2d_add+relu", "dense", "quantize"
+    std::string kernel;  // the AOT kernel chosen (after the first execute) or "fp32 reference"
+    double ops = 0;      // arithmetic operations per execute (2 per MAC), 0 for data movement
+    double total_ms = 0;
+    int64_t calls = 0;
+};
+
+class Model {
+public:
+    static std::unique_ptr<Model> prepare(const Graph &g, const PrepareOptions &opt);
+    ~Model();
+
+    int num_inputs() const;
+    int num_outputs() const;
+    Tensor &input(int i);              // write inputs here (NHWC f32 or u8, batch from prepare)
+    const Tensor &output(int i) const;  // f32 (u8 for quantized outputs the graph declares u8)
+    const std::string &input_name(int i) const;
+    const std::string &output_name(int i) const;
+    void execute();
+
+    // A value's tensor after execute (only meaningful with keep_all_values, else the arena slot
+    // may hold a later value); nullptr for values that have no storage of their own.
+    const Tensor *value(int id) const;
+    const std::vector<LayerInfo> &layers() const;
+    void set_profiling(bool on);
+    size_t arena_bytes() const;
+    Precision precision() const;
+    int batch() const;
+
+private:
+    Model();
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+// Graph passes (prepare runs them too).
+Graph fold_batchnorm(const Graph &g);  // Conv -> BatchNorm becomes one Conv (float weights)
+// Shapes of every value for `batch` (NHWC / {N,K}); throws naming the node on any mismatch.
+std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch);
+
+struct CalibrationOptions {
+    enum class Method { minmax, percentile } method = Method::minmax;
+    double percentile = 99.99;  // percentile method: clip to [100-p, p] percentiles
+    int threads = 0;
+    // Per-value overrides, applied after calibration (value name -> u8 quant params).
+    std::map<std::string, QuantParams> overrides;
+    std::function<void(int done, int total)> progress;
+};
+// Runs the float graph (BatchNorm folded first: `g` is replaced by the folded graph) on every
+// sample batch ({N, ...} like the graph input) and sets u8 quantization (asymmetric, zero
+// included, scale = range / 255) on every activation value except the graph outputs, which
+// stay float (the last Dense then runs with s32 output and exact dequantization).
+void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOptions &opt);
+// u8 quant params of a real range [lo, hi] (widened to include 0), as ONNX Runtime computes them.
+QuantParams quant_from_range(float lo, float hi);
+
+}  // namespace qh

@@ -1,0 +1,847 @@
+// ONNX importer (runtime/onnx_import.h): small models built here with ONNX's protobuf classes
+// (float, QDQ, QOperator), every refusal, and the libonnx-testdata node models that fit the IR.
+#include <gtest/gtest.h>
+#include <onnx/onnx_pb.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include "model.h"
+#include "reference_ops.h"
+#include "onnx_import.h"
+#include "test_util.h"
+#include "onnx_tensor.h"
+
+#ifndef QH_ONNX_TESTDATA_DIR
+#define QH_ONNX_TESTDATA_DIR "/usr/share/libonnx-testdata/data/node"
+#endif
+
+namespace qh::test {
+namespace {
+
+namespace fs = std::filesystem;
+using TP = onnx::TensorProto;
+
+// ---- building models -------------------------------------------------------------------------
+
+struct Model {
+    onnx::ModelProto m;
+    onnx::GraphProto *g;
+    std::string name;
+
+    explicit Model(std::string n, int opset = 13) : name(std::move(n)) {
+        m.set_ir_version(7);
+        m.set_producer_name("qhalide-test");
+        auto *o = m.add_opset_import();
+        o->set_domain("");
+        o->set_version(opset);
+        g = m.mutable_graph();
+        g->set_name(name);
+    }
+    void ms_domain() {
+        auto *o = m.add_opset_import();
+        o->set_domain("com.microsoft");
+        o->set_version(1);
+    }
+    // dims: -1 = symbolic ("N").
+    void input(const std::string &n, std::vector<int64_t> dims, int elem = TP::FLOAT) {
+        auto *vi = g->add_input();
+        vi->set_name(n);
+        auto *tt = vi->mutable_type()->mutable_tensor_type();
+        tt->set_elem_type(elem);
+        auto *sh = tt->mutable_shape();
+        for (int64_t d : dims) {
+            auto *dim = sh->add_dim();
+            if (d < 0) dim->set_dim_param("N");
+            else dim->set_dim_value(d);
+        }
+    }
+    void output(const std::string &n, int elem = TP::FLOAT) {
+        auto *vi = g->add_output();
+        vi->set_name(n);
+        vi->mutable_type()->mutable_tensor_type()->set_elem_type(elem);
+    }
+    onnx::NodeProto &node(const std::string &op, std::vector<std::string> in, std::vector<std::string> out,
+                          const std::string &name = "", const std::string &domain = "") {
+        auto *n = g->add_node();
+        n->set_op_type(op);
+        n->set_name(name);
+        if (!domain.empty()) n->set_domain(domain);
+        for (auto &i : in) n->add_input(i);
+        for (auto &o : out) n->add_output(o);
+        return *n;
+    }
+    TP &init(const std::string &n, int type, std::vector<int64_t> dims) {
+        TP *t = g->add_initializer();
+        t->set_name(n);
+        t->set_data_type(type);
+        for (auto d : dims) t->add_dims(d);
+        return *t;
+    }
+    // Floats in float_data; integers alternate raw_data (raw=true) and int32_data.
+    void f32(const std::string &n, std::vector<int64_t> dims, const std::vector<float> &v, bool raw = false) {
+        TP &t = init(n, TP::FLOAT, dims);
+        if (raw) t.set_raw_data(std::string(reinterpret_cast<const char *>(v.data()), v.size() * 4));
+        else for (float f : v) t.add_float_data(f);
+    }
+    void ints(const std::string &n, int type, std::vector<int64_t> dims, const std::vector<int32_t> &v, bool raw = true) {
+        TP &t = init(n, type, dims);
+        if (!raw) {
+            for (int32_t x : v) t.add_int32_data(x);
+            return;
+        }
+        std::string r;
+        for (int32_t x : v) {
+            if (type == TP::INT32) r.append(reinterpret_cast<const char *>(&x), 4);
+            else r.push_back(char(x));
+        }
+        t.set_raw_data(r);
+    }
+    void i64(const std::string &n, std::vector<int64_t> dims, const std::vector<int64_t> &v) {
+        TP &t = init(n, TP::INT64, dims);
+        for (int64_t x : v) t.add_int64_data(x);
+    }
+    std::string bytes() const { return m.SerializeAsString(); }
+    Graph import() const { return import_onnx_bytes(bytes(), name); }
+};
+
+void attr(onnx::NodeProto &n, const std::string &name, std::vector<int64_t> v) {
+    auto *a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INTS);
+    for (auto x : v) a->add_ints(x);
+}
+void attr(onnx::NodeProto &n, const std::string &name, int64_t v) {
+    auto *a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::INT);
+    a->set_i(v);
+}
+void attr_f(onnx::NodeProto &n, const std::string &name, float v) {
+    auto *a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::FLOAT);
+    a->set_f(v);
+}
+void attr_s(onnx::NodeProto &n, const std::string &name, const std::string &v) {
+    auto *a = n.add_attribute();
+    a->set_name(name);
+    a->set_type(onnx::AttributeProto::STRING);
+    a->set_s(v);
+}
+
+std::vector<float> ramp(size_t n, float start, float step) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; i++) v[i] = start + step * float(i);
+    return v;
+}
+
+// Runs f, which must throw std::runtime_error whose message contains every part.
+void expect_error(const std::function<void()> &f, const std::vector<std::string> &parts) {
+    try {
+        f();
+    } catch (const std::runtime_error &e) {
+        std::string msg = e.what();
+        for (const auto &p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+        return;
+    }
+    ADD_FAILURE() << "no error thrown (expected one containing '" << (parts.empty() ? "" : parts[0]) << "')";
+}
+
+std::vector<OpKind> ops(const Graph &g) {
+    std::vector<OpKind> r;
+    for (auto &n : g.nodes) r.push_back(n.op);
+    return r;
+}
+
+template <typename T>
+std::vector<T> data(const Tensor &t) {
+    return std::vector<T>(t.data<T>(), t.data<T>() + t.numel());
+}
+
+// ---- float -----------------------------------------------------------------------------------
+
+// x -> conv1(+b) -> bn -> relu -> conv2 -> add(relu, conv2) -> maxpool -> gap -> flatten
+//   -> gemm transB=1 -> gemm transB=0 -> matmul + bias -> logits
+Model float_model() {
+    Model m("float_net");
+    m.input("x", {-1, 3, 8, 8});
+    m.f32("W1", {4, 3, 3, 3}, ramp(108, -1.f, 0.02f), true);
+    m.f32("B1", {4}, {0.1f, 0.2f, 0.3f, 0.4f});
+    auto &c1 = m.node("Conv", {"x", "W1", "B1"}, {"c1"}, "conv1");
+    attr(c1, "pads", {1, 1, 1, 1});
+    attr(c1, "kernel_shape", {3, 3});
+    m.f32("bn_s", {4}, {1.f, 2.f, 0.5f, 1.5f});
+    m.f32("bn_b", {4}, {0.f, 0.1f, -0.1f, 0.2f});
+    m.f32("bn_m", {4}, {0.5f, -0.5f, 0.f, 1.f});
+    m.f32("bn_v", {4}, {1.f, 4.f, 0.25f, 2.f});
+    auto &bn = m.node("BatchNormalization", {"c1", "bn_s", "bn_b", "bn_m", "bn_v"}, {"b1"}, "bn1");
+    attr_f(bn, "epsilon", 1e-3f);
+    m.node("Relu", {"b1"}, {"r1"}, "relu1");
+    m.f32("W2", {4, 4, 1, 1}, ramp(16, 0.5f, -0.05f));
+    m.node("Conv", {"r1", "W2"}, {"c2"}, "conv2");
+    m.node("Add", {"r1", "c2"}, {"s1"}, "add1");
+    auto &mp = m.node("MaxPool", {"s1"}, {"p1"}, "pool1");
+    attr(mp, "kernel_shape", {2, 2});
+    attr(mp, "strides", {2, 2});
+    m.node("GlobalAveragePool", {"p1"}, {"g1"}, "gap");
+    m.node("Flatten", {"g1"}, {"f1"}, "flatten");
+    m.f32("Wfc", {5, 4}, ramp(20, -0.5f, 0.05f));
+    m.f32("Cfc", {5}, {1.f, 2.f, 3.f, 4.f, 5.f});
+    auto &fc = m.node("Gemm", {"f1", "Wfc", "Cfc"}, {"fc1"}, "fc1");
+    attr(fc, "transB", int64_t(1));
+    m.f32("Wkn", {5, 6}, ramp(30, 0.f, 1.f));
+    m.f32("Ckn", {}, {0.25f});
+    m.node("Gemm", {"fc1", "Wkn", "Ckn"}, {"fc2"}, "fc2");
+    m.node("Dropout", {"fc2"}, {"d1"}, "drop");
+    m.f32("Wm", {6, 2}, ramp(12, 1.f, 1.f));
+    m.f32("bm", {2}, {-1.f, 1.f});
+    m.node("MatMul", {"d1", "Wm"}, {"mm"}, "matmul");
+    m.node("Add", {"mm", "bm"}, {"logits"}, "bias");
+    m.output("logits");
+    return m;
+}
+
+TEST(OnnxImport, FloatNetwork) {
+    Model m = float_model();
+    Graph g = m.import();
+    EXPECT_EQ(g.name, "float_net");
+    using K = OpKind;
+    EXPECT_EQ(ops(g), (std::vector<K>{K::Conv, K::BatchNorm, K::Relu, K::Conv, K::Add, K::MaxPool,
+                                      K::GlobalAvgPool, K::Flatten, K::Dense, K::Dense, K::Dense}));
+    ASSERT_EQ(g.inputs.size(), 1u);
+    const GraphValue &x = g.values[g.inputs[0]];
+    EXPECT_EQ(x.name, "x");
+    EXPECT_EQ(x.shape, (std::vector<int64_t>{1, 8, 8, 3}));  // NCHW {N,3,8,8}, dynamic N -> 1
+    EXPECT_EQ(x.dtype, DType::f32);
+    for (auto &v : g.values) EXPECT_TRUE(v.quant.empty()) << v.name;
+
+    const GraphNode &c1 = g.nodes[0];
+    EXPECT_EQ(c1.name, "conv1");
+    EXPECT_EQ(c1.weights.shape(), (std::vector<int64_t>{4, 3, 3, 3}));  // OIHW, untouched
+    EXPECT_EQ(c1.weights.dtype(), DType::f32);
+    EXPECT_EQ(data<float>(c1.weights), ramp(108, -1.f, 0.02f));
+    EXPECT_EQ(data<float>(c1.bias), (std::vector<float>{0.1f, 0.2f, 0.3f, 0.4f}));
+    EXPECT_EQ(c1.window.kernel_h, 3);
+    EXPECT_EQ(c1.window.pad_top, 1);
+    EXPECT_EQ(c1.window.pad_right, 1);
+    EXPECT_EQ(c1.window.stride_h, 1);
+    EXPECT_EQ(c1.inputs, (std::vector<int>{g.inputs[0]}));
+
+    // BN: scale/sqrt(var+eps), B - mean*that.
+    const GraphNode &bn = g.nodes[1];
+    const float s[] = {1.f, 2.f, 0.5f, 1.5f}, b[] = {0.f, 0.1f, -0.1f, 0.2f}, mu[] = {0.5f, -0.5f, 0.f, 1.f},
+                var[] = {1.f, 4.f, 0.25f, 2.f};
+    ASSERT_EQ(bn.bn_scale.size(), 4u);
+    for (int c = 0; c < 4; c++) {
+        float sc = s[c] / std::sqrt(var[c] + 1e-3f);
+        EXPECT_NEAR(bn.bn_scale[c], sc, 1e-6f * std::fabs(sc)) << c;
+        EXPECT_NEAR(bn.bn_shift[c], b[c] - mu[c] * sc, 1e-6f) << c;
+    }
+    EXPECT_FLOAT_EQ(bn.bn_scale[1], 2.f / std::sqrt(4.001f));
+    EXPECT_EQ(g.nodes[3].bias.rank(), 0);  // conv2 has no bias
+    // Add reads relu1 and conv2.
+    EXPECT_EQ(g.nodes[4].inputs, (std::vector<int>{g.nodes[2].output, g.nodes[3].output}));
+    EXPECT_EQ(g.nodes[5].window.kernel_w, 2);
+    EXPECT_EQ(g.nodes[5].window.stride_w, 2);
+
+    // Gemm transB=1: weights as given {OC, K}.
+    const GraphNode &fc1 = g.nodes[8];
+    EXPECT_EQ(fc1.weights.shape(), (std::vector<int64_t>{5, 4}));
+    EXPECT_EQ(data<float>(fc1.weights), ramp(20, -0.5f, 0.05f));
+    EXPECT_EQ(data<float>(fc1.bias), (std::vector<float>{1.f, 2.f, 3.f, 4.f, 5.f}));
+    // Gemm transB=0: {K=5, N=6} -> {6, 5}; scalar C broadcast.
+    const GraphNode &fc2 = g.nodes[9];
+    EXPECT_EQ(fc2.weights.shape(), (std::vector<int64_t>{6, 5}));
+    for (int n = 0; n < 6; n++)
+        for (int k = 0; k < 5; k++) EXPECT_EQ(fc2.weights.data<float>()[n * 5 + k], float(k * 6 + n));
+    EXPECT_EQ(data<float>(fc2.bias), std::vector<float>(6, 0.25f));
+    // Dropout passes through; MatMul + Add folds into one Dense with bias, named by the Add.
+    const GraphNode &mm = g.nodes[10];
+    EXPECT_EQ(mm.inputs, (std::vector<int>{fc2.output}));
+    EXPECT_EQ(mm.weights.shape(), (std::vector<int64_t>{2, 6}));
+    EXPECT_EQ(mm.weights.data<float>()[1 * 6 + 0], 2.f);  // Wm[0][1]
+    EXPECT_EQ(data<float>(mm.bias), (std::vector<float>{-1.f, 1.f}));
+    ASSERT_EQ(g.outputs.size(), 1u);
+    EXPECT_EQ(g.outputs[0], mm.output);
+    EXPECT_EQ(g.values[mm.output].name, "logits");
+    EXPECT_EQ(g.values[mm.output].dtype, DType::f32);
+}
+
+TEST(OnnxImport, FromFileAndReshapeAsFlatten) {
+    Model m("reshape_net");
+    m.input("x", {2, 8, 1, 1});
+    m.i64("shape", {2}, {0, -1});
+    m.node("Reshape", {"x", "shape"}, {"r"}, "reshape");
+    m.f32("W", {3, 8}, ramp(24, 0.f, 0.1f));
+    auto &fc = m.node("Gemm", {"r", "W"}, {"y"}, "fc");
+    attr(fc, "transB", int64_t(1));
+    m.output("y");
+    fs::path p = fs::temp_directory_path() / "qh_test_reshape_net.onnx";
+    {
+        std::ofstream f(p, std::ios::binary);
+        f << m.bytes();
+    }
+    Graph g = import_onnx(p.string());
+    fs::remove(p);
+    EXPECT_EQ(ops(g), (std::vector<OpKind>{OpKind::Flatten, OpKind::Dense}));
+    EXPECT_EQ(g.values[g.inputs[0]].shape, (std::vector<int64_t>{2, 1, 1, 8}));
+    EXPECT_EQ(g.nodes[1].bias.rank(), 0);  // no bias: a default Tensor
+}
+
+// ---- QDQ -------------------------------------------------------------------------------------
+
+// x -Q/DQ-> conv(DQ(int8 W per channel), DQ(int32 bias)) -Q/DQ(int8)-> relu -Q/DQ-> out
+Model qdq_model(float bias_scale_factor = 1.f, int w_axis = 0) {
+    Model m("qdq_conv");
+    m.input("x", {1, 3, 5, 5});
+    m.f32("x_s", {}, {0.02f});
+    m.ints("x_z", TP::UINT8, {}, {128});
+    m.node("QuantizeLinear", {"x", "x_s", "x_z"}, {"x_q"}, "x_quant");
+    m.node("DequantizeLinear", {"x_q", "x_s", "x_z"}, {"x_dq"}, "x_dequant");
+    std::vector<int32_t> wq(4 * 3 * 3 * 3);
+    for (size_t i = 0; i < wq.size(); i++) wq[i] = int32_t(i % 255) - 127;
+    m.ints("w_q", TP::INT8, {4, 3, 3, 3}, wq);
+    std::vector<float> ws = {0.01f, 0.02f, 0.03f, 0.04f};
+    if (w_axis == 1) ws.resize(3);
+    m.f32("w_s", {int64_t(ws.size())}, ws);
+    m.ints("w_z", TP::INT8, {int64_t(ws.size())}, std::vector<int32_t>(ws.size(), 0), false);
+    auto &dqw = m.node("DequantizeLinear", {"w_q", "w_s", "w_z"}, {"w_dq"}, "w_dequant");
+    attr(dqw, "axis", int64_t(w_axis));
+    m.ints("b_q", TP::INT32, {4}, {100, -200, 300, -400});
+    std::vector<float> bs;
+    for (int c = 0; c < 4; c++) bs.push_back(0.02f * ws[w_axis == 0 ? c : 0] * bias_scale_factor);
+    m.f32("b_s", {4}, bs);
+    m.ints("b_z", TP::INT32, {4}, {0, 0, 0, 0});
+    auto &dqb = m.node("DequantizeLinear", {"b_q", "b_s", "b_z"}, {"b_dq"}, "b_dequant");
+    attr(dqb, "axis", int64_t(0));
+    auto &conv = m.node("Conv", {"x_dq", "w_dq", "b_dq"}, {"y"}, "conv");
+    attr(conv, "pads", {1, 1, 1, 1});
+    m.f32("y_s", {}, {0.05f});
+    m.ints("y_z", TP::INT8, {}, {-3});
+    m.node("QuantizeLinear", {"y", "y_s", "y_z"}, {"y_q"}, "y_quant");
+    m.node("DequantizeLinear", {"y_q", "y_s", "y_z"}, {"y_dq"}, "y_dequant");
+    m.node("Relu", {"y_dq"}, {"r"}, "relu");
+    m.f32("r_s", {}, {0.04f});
+    m.ints("r_z", TP::UINT8, {}, {0});
+    m.node("QuantizeLinear", {"r", "r_s", "r_z"}, {"r_q"}, "r_quant");
+    m.node("DequantizeLinear", {"r_q", "r_s", "r_z"}, {"out"}, "r_dequant");
+    m.output("out");
+    return m;
+}
+
+TEST(OnnxImport, QdqConvPerChannel) {
+    Graph g = qdq_model().import();
+    EXPECT_EQ(ops(g), (std::vector<OpKind>{OpKind::Conv, OpKind::Relu}));
+    const GraphValue &x = g.values[g.inputs[0]];
+    EXPECT_EQ(x.name, "x");  // the graph input keeps its name: the caller binds it
+    EXPECT_EQ(x.dtype, DType::f32);
+    EXPECT_EQ(x.quant.scale, std::vector<float>{0.02f});
+    EXPECT_EQ(x.quant.zero_point, std::vector<int32_t>{128});
+    const GraphNode &conv = g.nodes[0];
+    EXPECT_EQ(conv.inputs, (std::vector<int>{g.inputs[0]}));
+    EXPECT_EQ(conv.weights.dtype(), DType::s8);
+    EXPECT_EQ(conv.weights.shape(), (std::vector<int64_t>{4, 3, 3, 3}));
+    EXPECT_EQ(conv.weights.quant.axis, 0);
+    EXPECT_EQ(conv.weights.quant.scale, (std::vector<float>{0.01f, 0.02f, 0.03f, 0.04f}));
+    EXPECT_EQ(conv.weights.quant.zero_point, (std::vector<int32_t>{0, 0, 0, 0}));
+    EXPECT_EQ(conv.weights.data<int8_t>()[0], -127);
+    EXPECT_EQ(conv.weights.data<int8_t>()[107], int8_t(107 - 127));
+    EXPECT_EQ(conv.bias.dtype(), DType::s32);
+    EXPECT_EQ(data<int32_t>(conv.bias), (std::vector<int32_t>{100, -200, 300, -400}));
+    // The conv output is the value the DequantizeLinear produces, quantized to int8.
+    const GraphValue &y = g.values[conv.output];
+    EXPECT_EQ(y.name, "y_dq");
+    EXPECT_EQ(y.quant.scale, std::vector<float>{0.05f});
+    EXPECT_EQ(y.quant.zero_point, std::vector<int32_t>{-3});
+    EXPECT_EQ(y.qtype, DType::s8);
+    EXPECT_EQ(x.qtype, DType::u8);
+    EXPECT_EQ(g.nodes[1].inputs, (std::vector<int>{conv.output}));
+    ASSERT_EQ(g.outputs.size(), 1u);
+    const GraphValue &out = g.values[g.outputs[0]];
+    EXPECT_EQ(out.name, "out");
+    EXPECT_EQ(out.dtype, DType::f32);
+    EXPECT_EQ(out.quant.scale, std::vector<float>{0.04f});
+    EXPECT_EQ(g.outputs[0], g.nodes[1].output);
+}
+
+// The QDQ model end to end (s8 intermediate shifted to u8; Conv and Relu stay apart because
+// their outputs have different quantization): bit-exact with the literal QDQ semantics
+// (requantize to y's s8, dequantize, Relu, quantize to r) computed with the reference ops.
+TEST(OnnxImport, QdqModelRunsEndToEnd) {
+    Graph g = qdq_model().import();
+    std::vector<float> xs(75);
+    for (size_t i = 0; i < xs.size(); i++) xs[i] = std::sin(0.7f * float(i)) * 2.5f;
+    std::vector<uint8_t> xq;  // NHWC = NCHW transposed
+    std::vector<uint8_t> xnhwc(75);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 25; p++)
+            xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, 128, 0, 255));
+    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
+    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
+    const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
+    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    auto acc = ref::conv2d_acc(p, xnhwc, 128, w, zw, bias);
+    auto m = qh::Model::prepare(g, {});
+    Tensor &in = m->input(0);
+    for (int i = 0; i < 75; i++) in.data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+    m->execute();
+    const Tensor &out = m->output(0);
+    ASSERT_EQ(out.numel(), 100);
+    int saturated = 0;
+    for (int i = 0; i < 100; i++) {
+        int c = i % 4;
+        int32_t yq = ref::requantize(acc[i], (0.02f * ws[c]) / 0.05f, -3, -128, 127);
+        float r = std::max(0.f, ref::dequantize(yq, 0.05f, -3));
+        int32_t rq = ref::quantize(r, 0.04f, 0, 0, 255);
+        int32_t got = int32_t(std::lround(out.data<float>()[i] / 0.04f));
+        EXPECT_EQ(got, rq) << "element " << i;
+        saturated += yq == 127;
+    }
+    EXPECT_GT(saturated, 0) << "the data should reach y's saturation, where fusing would be wrong";
+    std::vector<std::string> steps;
+    for (const auto &l : m->layers()) steps.push_back(l.op);
+    EXPECT_EQ(steps, (std::vector<std::string>{"quantize", "conv2d", "relu", "dequantize"}));
+}
+
+TEST(OnnxImport, QdqRefusals) {
+    expect_error([] { qdq_model(1.5f).import(); },
+                 {"qdq_conv", "node 'conv' (Conv)", "bias 'b_dq'", "not input scale * weight scale"});
+    expect_error([] { qdq_model(1.f, 1).import(); }, {"node 'conv' (Conv)", "per axis 1", "output channel"});
+    // The float tensor read both through Q/DQ and directly.
+    Model m = qdq_model();
+    m.node("Relu", {"y"}, {"y2"}, "sneaky");
+    expect_error([&] { m.import(); }, {"node 'y_quant' (QuantizeLinear)", "'y'", "node 'sneaky' (Relu)"});
+    // Q and DQ disagree.
+    Model d = qdq_model();
+    d.g->mutable_node(1)->set_input(1, "y_s");
+    expect_error([&] { d.import(); }, {"node 'x_dequant' (DequantizeLinear)", "scale 0.05", "scale 0.02"});
+}
+
+// ---- QOperator -------------------------------------------------------------------------------
+
+Model qop_model(float add_a_scale = 0.1f) {
+    Model m("qop_net");
+    m.ms_domain();
+    m.input("x", {1, 2, 4, 4});
+    m.f32("x_s", {}, {0.05f});
+    m.ints("x_z", TP::UINT8, {}, {10});
+    m.node("QuantizeLinear", {"x", "x_s", "x_z"}, {"x_q"}, "quant");
+    m.ints("wa", TP::UINT8, {3, 2, 1, 1}, {1, 2, 3, 4, 5, 6});
+    m.f32("wa_s", {3}, {0.1f, 0.2f, 0.3f});
+    m.ints("wa_z", TP::UINT8, {3}, {128, 127, 126});
+    m.f32("a_s", {}, {0.1f});
+    m.ints("a_z", TP::UINT8, {}, {5});
+    m.ints("ba", TP::INT32, {3}, {7, 8, 9});
+    m.node("QLinearConv", {"x_q", "x_s", "x_z", "wa", "wa_s", "wa_z", "a_s", "a_z", "ba"}, {"a_q"}, "conv_a");
+    m.ints("wb", TP::INT8, {3, 2, 3, 3}, std::vector<int32_t>(54, -2), false);
+    m.f32("wb_s", {}, {0.5f});
+    m.ints("wb_z", TP::INT8, {}, {0});
+    m.f32("b_s", {}, {0.2f});
+    m.ints("b_z", TP::UINT8, {}, {0});
+    auto &cb = m.node("QLinearConv", {"x_q", "x_s", "x_z", "wb", "wb_s", "wb_z", "b_s", "b_z"}, {"b_q"}, "conv_b");
+    attr(cb, "pads", {1, 1, 1, 1});
+    m.f32("a_s2", {}, {add_a_scale});
+    m.f32("s_s", {}, {0.3f});
+    m.ints("s_z", TP::UINT8, {}, {0});
+    m.node("QLinearAdd", {"a_q", "a_s2", "a_z", "b_q", "b_s", "b_z", "s_s", "s_z"}, {"s_q"}, "add", "com.microsoft");
+    auto &mp = m.node("MaxPool", {"s_q"}, {"p_q"}, "pool");
+    attr(mp, "kernel_shape", {2, 2});
+    attr(mp, "strides", {2, 2});
+    m.f32("g_s", {}, {0.25f});
+    m.ints("g_z", TP::UINT8, {}, {3});
+    auto &gap = m.node("QLinearGlobalAveragePool", {"p_q", "s_s", "s_z", "g_s", "g_z"}, {"g_q"}, "gap", "com.microsoft");
+    attr(gap, "channels_last", int64_t(0));
+    m.node("DequantizeLinear", {"g_q", "g_s", "g_z"}, {"y"}, "dequant");
+    m.output("y");
+    return m;
+}
+
+TEST(OnnxImport, QOperatorChain) {
+    Graph g = qop_model().import();
+    using K = OpKind;
+    EXPECT_EQ(ops(g), (std::vector<K>{K::Conv, K::Conv, K::Add, K::MaxPool, K::GlobalAvgPool}));
+    const GraphValue &x = g.values[g.inputs[0]];
+    EXPECT_EQ(x.shape, (std::vector<int64_t>{1, 4, 4, 2}));
+    EXPECT_EQ(x.dtype, DType::f32);
+    EXPECT_EQ(x.quant.scale, std::vector<float>{0.05f});
+    EXPECT_EQ(x.quant.zero_point, std::vector<int32_t>{10});
+    const GraphNode &ca = g.nodes[0], &cb = g.nodes[1], &add = g.nodes[2];
+    EXPECT_EQ(ca.weights.dtype(), DType::u8);
+    EXPECT_EQ(ca.weights.quant.axis, 0);
+    EXPECT_EQ(ca.weights.quant.zero_point, (std::vector<int32_t>{128, 127, 126}));
+    EXPECT_EQ(data<int32_t>(ca.bias), (std::vector<int32_t>{7, 8, 9}));
+    EXPECT_EQ(g.values[ca.output].quant.zero_point, std::vector<int32_t>{5});
+    EXPECT_EQ(cb.weights.dtype(), DType::s8);
+    EXPECT_EQ(cb.weights.quant.axis, -1);
+    EXPECT_EQ(cb.window.pad_bottom, 1);
+    EXPECT_EQ(cb.bias.rank(), 0);
+    EXPECT_EQ(add.inputs, (std::vector<int>{ca.output, cb.output}));
+    EXPECT_EQ(g.values[add.output].quant.scale, std::vector<float>{0.3f});
+    // MaxPool keeps the quantization of its input.
+    EXPECT_EQ(g.values[g.nodes[3].output].quant.scale, std::vector<float>{0.3f});
+    ASSERT_EQ(g.outputs.size(), 1u);
+    const GraphValue &y = g.values[g.outputs[0]];
+    EXPECT_EQ(g.outputs[0], g.nodes[4].output);
+    EXPECT_EQ(y.name, "y");
+    EXPECT_EQ(y.dtype, DType::f32);
+    EXPECT_EQ(y.quant.scale, std::vector<float>{0.25f});
+    EXPECT_EQ(y.quant.zero_point, std::vector<int32_t>{3});
+}
+
+TEST(OnnxImport, QOperatorRefusals) {
+    expect_error([] { qop_model(0.7f).import(); }, {"node 'add' (com.microsoft:QLinearAdd)", "'a_q'", "scale 0.7", "scale 0.1"});
+    Model m = qop_model();
+    ASSERT_EQ(m.g->node(5).name(), "gap");
+    attr(*m.g->mutable_node(5), "channels_last", int64_t(1));
+    m.g->mutable_node(5)->mutable_attribute()->DeleteSubrange(0, 1);
+    expect_error([&] { m.import(); }, {"node 'gap'", "channels_last=1 not supported"});
+    Model d = qop_model();
+    ASSERT_EQ(d.g->node(3).name(), "add");
+    d.g->mutable_node(3)->set_domain("ai.onnx.ml");
+    expect_error([&] { d.import(); }, {"node 'add'", "domain 'ai.onnx.ml' not supported"});
+}
+
+// ---- refusals --------------------------------------------------------------------------------
+
+// x {1,3,8,8} -> Conv(W {4,3,3,3}) named conv3 -> y
+Model conv_model() {
+    Model m("conv_only");
+    m.input("x", {1, 3, 8, 8});
+    m.f32("W", {4, 3, 3, 3}, ramp(108, 0.f, 0.01f));
+    m.node("Conv", {"x", "W"}, {"y"}, "conv3");
+    m.output("y");
+    return m;
+}
+
+TEST(OnnxImport, ConvModelImports) {
+    Graph g = conv_model().import();
+    EXPECT_EQ(ops(g), std::vector<OpKind>{OpKind::Conv});
+}
+
+TEST(OnnxImport, TruncatedAndGarbage) {
+    const std::string full = float_model().bytes();
+    ASSERT_NO_THROW(import_onnx_bytes(full, "full.onnx"));
+    int cuts = 0;
+    for (size_t cut : {size_t(1), size_t(2), size_t(10), full.size() / 4, full.size() / 2, full.size() - 100,
+                       full.size() - 10, full.size() - 1}) {
+        expect_error([&] { import_onnx_bytes(full.substr(0, cut), "cut.onnx"); }, {"cut.onnx"});
+        cuts++;
+    }
+    for (size_t cut = 3; cut < full.size(); cut += full.size() / 37 + 1)  // many more cut points
+        EXPECT_THROW(import_onnx_bytes(full.substr(0, cut), "cut.onnx"), std::runtime_error) << cut;
+    EXPECT_EQ(cuts, 8);
+    expect_error([] { import_onnx_bytes("\x08\x07\x12\xff\xff\xff\xff garbage", "garbage.onnx"); },
+                 {"garbage.onnx", "not a valid ONNX model"});
+    expect_error([] { import_onnx_bytes("", "empty.onnx"); }, {"empty.onnx", "empty"});
+    expect_error([] { import_onnx("/nonexistent/model.onnx"); }, {"/nonexistent/model.onnx"});
+    // A valid ModelProto without opset or graph.
+    onnx::ModelProto e;
+    e.set_producer_name("nothing");
+    expect_error([&] { import_onnx_bytes(e.SerializeAsString(), "hollow.onnx"); }, {"hollow.onnx", "opset_import"});
+}
+
+TEST(OnnxImport, RefusesUnsupported) {
+    {
+        Model m = conv_model();
+        m.node("Softmax", {"y"}, {"z"}, "sm");
+        m.g->mutable_output(0)->set_name("z");
+        expect_error([&] { m.import(); }, {"conv_only", "node 'sm' (Softmax)", "op not supported", "supported: Conv"});
+    }
+    {
+        Model m = conv_model();
+        attr(*m.g->mutable_node(0), "group", int64_t(2));
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv): group=2 not supported (only group=1)"});
+    }
+    {
+        Model m = conv_model();
+        attr(*m.g->mutable_node(0), "dilations", {2, 2});
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "dilations [2,2] not supported (only 1)"});
+    }
+    {
+        Model m = conv_model();
+        attr_s(*m.g->mutable_node(0), "auto_pad", "SAME_UPPER");
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "auto_pad=SAME_UPPER not supported"});
+    }
+    {
+        Model m = conv_model();
+        attr_f(*m.g->mutable_node(0), "mystery", 1.f);
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "attribute 'mystery' not supported"});
+    }
+    {  // missing initializer
+        Model m = conv_model();
+        m.g->mutable_initializer()->Clear();
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "weights 'W' is not defined"});
+    }
+    {  // wrong initializer size (raw_data)
+        Model m = conv_model();
+        TP *w = m.g->mutable_initializer(0);
+        w->clear_float_data();
+        w->set_raw_data(std::string(10, '\0'));
+        expect_error([&] { m.import(); }, {"conv_only", "constant 'W'", "raw_data has 10 bytes", "needs 432"});
+    }
+    {  // wrong initializer size (typed field)
+        Model m = conv_model();
+        m.g->mutable_initializer(0)->add_float_data(1.f);
+        expect_error([&] { m.import(); }, {"constant 'W'", "float_data has 109 values"});
+    }
+    {  // unsupported dtype
+        Model m = conv_model();
+        m.g->mutable_initializer(0)->set_data_type(TP::DOUBLE);
+        expect_error([&] { m.import(); }, {"constant 'W'", "DOUBLE not supported"});
+    }
+    {  // weights computed by the graph
+        Model m = conv_model();
+        m.g->mutable_initializer()->Clear();
+        m.input("W", {4, 3, 3, 3});
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "only constant weights"});
+    }
+    {  // integer weights without DequantizeLinear
+        Model m = conv_model();
+        m.g->mutable_initializer()->Clear();
+        m.ints("W", TP::INT8, {4, 3, 3, 3}, std::vector<int32_t>(108, 1));
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "s8[4,3,3,3] without DequantizeLinear"});
+    }
+    {  // channels disagree
+        Model m("bad_channels");
+        m.input("x", {1, 5, 8, 8});
+        m.f32("W", {4, 3, 3, 3}, ramp(108, 0.f, 0.01f));
+        m.node("Conv", {"x", "W"}, {"y"}, "conv");
+        m.output("y");
+        expect_error([&] { m.import(); }, {"node 'conv' (Conv)", "5 channels", "expect 3"});
+    }
+    {  // rank-3 input
+        Model m("rank3");
+        m.input("x", {3, 4, 5});
+        m.node("Relu", {"x"}, {"y"}, "relu");
+        m.output("y");
+        expect_error([&] { m.import(); }, {"graph input 'x' has rank 3"});
+    }
+    {  // broadcasting Add
+        Model m("bcast");
+        m.input("a", {1, 3, 4, 4});
+        m.input("b", {1, 3, 1, 1});
+        m.node("Add", {"a", "b"}, {"y"}, "add");
+        m.output("y");
+        expect_error([&] { m.import(); }, {"node 'add' (Add)", "broadcasting is not supported"});
+    }
+    {  // Flatten of a spatial map (NCHW and NHWC orders differ)
+        Model m("flat");
+        m.input("x", {1, 3, 4, 4});
+        m.node("Flatten", {"x"}, {"y"}, "flatten");
+        m.output("y");
+        expect_error([&] { m.import(); }, {"node 'flatten' (Flatten)", "spatial size 4x4"});
+    }
+    {  // MaxPool ceil_mode, unnamed node
+        Model m("pool");
+        m.input("x", {1, 3, 4, 4});
+        auto &p = m.node("MaxPool", {"x"}, {"y"});
+        attr(p, "kernel_shape", {2, 2});
+        attr(p, "ceil_mode", int64_t(1));
+        m.output("y");
+        expect_error([&] { m.import(); }, {"node #0 (MaxPool) -> 'y'", "ceil_mode=1 not supported"});
+    }
+    {  // Gemm alpha
+        Model m = float_model();
+        attr_f(*m.g->mutable_node(9), "alpha", 2.f);
+        expect_error([&] { m.import(); }, {"node 'fc2' (Gemm)", "alpha=2", "only 1"});
+    }
+    {  // graph output a constant / no outputs
+        Model m = conv_model();
+        m.g->clear_output();
+        expect_error([&] { m.import(); }, {"conv_only", "no outputs"});
+    }
+    {  // int64 shape out of int32 range
+        Model m("reshape_big");
+        m.input("x", {2, 8, 1, 1});
+        m.i64("shape", {2}, {0, int64_t(1) << 40});
+        m.node("Reshape", {"x", "shape"}, {"r"}, "reshape");
+        m.output("r");
+        expect_error([&] { m.import(); }, {"constant 'shape'", "does not fit int32"});
+    }
+}
+
+// ---- TensorProto decoding --------------------------------------------------------------------
+
+TEST(OnnxImport, TensorFromProto) {
+    TP t;
+    t.set_data_type(TP::UINT8);
+    t.add_dims(3);
+    for (int v : {0, 7, 255}) t.add_int32_data(v);
+    Tensor a = tensor_from_proto(t, "t");
+    EXPECT_EQ(a.dtype(), DType::u8);
+    EXPECT_EQ(data<uint8_t>(a), (std::vector<uint8_t>{0, 7, 255}));
+    t.set_int32_data(2, 256);
+    expect_error([&] { tensor_from_proto(t, "t_bad"); }, {"t_bad", "value 256", "does not fit UINT8"});
+    TP i;
+    i.set_data_type(TP::INT64);
+    i.add_dims(2);
+    int64_t raw[2] = {-5, 1 << 30};
+    i.set_raw_data(std::string(reinterpret_cast<const char *>(raw), 16));
+    Tensor b = tensor_from_proto_bytes(i.SerializeAsString(), "i64");
+    EXPECT_EQ(b.dtype(), DType::s32);
+    EXPECT_EQ(data<int32_t>(b), (std::vector<int32_t>{-5, 1 << 30}));
+    expect_error([] { tensor_from_proto_bytes("\xff\xff", "junk.pb"); }, {"junk.pb", "not a valid serialized"});
+    TP e;
+    e.set_data_type(TP::FLOAT);
+    e.set_data_location(TP::EXTERNAL);
+    expect_error([&] { tensor_from_proto(e, "ext"); }, {"ext", "external data"});
+    // A real test vector file.
+    std::string pb = std::string(QH_ONNX_TESTDATA_DIR) + "/test_qlinearconv/test_data_set_0/input_0.pb";
+    Tensor x = load_tensor_pb(pb);
+    EXPECT_EQ(x.dtype(), DType::u8);
+    EXPECT_EQ(x.shape(), (std::vector<int64_t>{1, 1, 7, 7}));
+    expect_error([] { load_tensor_pb("/nonexistent.pb"); }, {"/nonexistent.pb"});
+}
+
+// ---- libonnx-testdata node models ------------------------------------------------------------
+
+// Loads <dir>/<test>/model.onnx; graph inputs after the first (the data) are bound as
+// initializers from test_data_set_0 (there they are runtime inputs; in a deployed model
+// weights and quantization parameters are constants). Returns the serialized model.
+std::string testdata_model(const std::string &test) {
+    const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test;
+    onnx::ModelProto m;
+    std::ifstream f(dir + "/model.onnx", std::ios::binary);
+    if (!f || !m.ParseFromIstream(&f)) throw std::runtime_error("cannot read " + dir + "/model.onnx");
+    auto *g = m.mutable_graph();
+    google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> keep;
+    for (int i = 0; i < g->input_size(); i++) {
+        if (i == 0) {
+            *keep.Add() = g->input(i);
+            continue;
+        }
+        std::ifstream tf(dir + "/test_data_set_0/input_" + std::to_string(i) + ".pb", std::ios::binary);
+        TP t;
+        if (!tf || !t.ParseFromIstream(&tf)) throw std::runtime_error(dir + ": cannot read input " + std::to_string(i));
+        t.set_name(g->input(i).name());
+        *g->add_initializer() = t;
+    }
+    *g->mutable_input() = keep;
+    return m.SerializeAsString();
+}
+
+Graph import_testdata(const std::string &test) { return import_onnx_bytes(testdata_model(test), test); }
+
+class OnnxTestdata : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ASSERT_TRUE(fs::is_directory(QH_ONNX_TESTDATA_DIR))
+            << QH_ONNX_TESTDATA_DIR << " missing: install Debian's libonnx-testdata";
+    }
+};
+
+TEST_F(OnnxTestdata, QLinearConv) {
+    Graph g = import_testdata("test_qlinearconv");
+    ASSERT_EQ(ops(g), std::vector<OpKind>{OpKind::Conv});
+    const GraphValue &x = g.values[g.inputs[0]];
+    EXPECT_EQ(x.dtype, DType::u8);  // the model takes quantized input
+    EXPECT_EQ(x.shape, (std::vector<int64_t>{1, 7, 7, 1}));
+    Tensor xs = load_tensor_pb(std::string(QH_ONNX_TESTDATA_DIR) + "/test_qlinearconv/test_data_set_0/input_1.pb");
+    Tensor xz = load_tensor_pb(std::string(QH_ONNX_TESTDATA_DIR) + "/test_qlinearconv/test_data_set_0/input_2.pb");
+    EXPECT_EQ(x.quant.scale, std::vector<float>{xs.data<float>()[0]});
+    EXPECT_EQ(x.quant.zero_point, std::vector<int32_t>{xz.data<uint8_t>()[0]});
+    const GraphNode &c = g.nodes[0];
+    EXPECT_EQ(c.weights.dtype(), DType::u8);
+    EXPECT_EQ(c.weights.shape(), (std::vector<int64_t>{1, 1, 1, 1}));
+    EXPECT_EQ(c.weights.quant.zero_point, std::vector<int32_t>{255});
+    const GraphValue &y = g.values[g.outputs[0]];
+    EXPECT_EQ(y.name, "y");
+    EXPECT_EQ(y.dtype, DType::u8);
+    EXPECT_FALSE(y.quant.empty());
+}
+
+// End to end through prepare/execute on every kernel variant: bit-exact with the vector.
+void run_testdata_bit_exact(const std::string &test) {
+    const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test + "/test_data_set_0/";
+    Graph g = import_testdata(test);
+    Tensor x = load_tensor_pb(dir + "input_0.pb"), want = load_tensor_pb(dir + "output_0.pb");
+    QH_FOR_EACH_TARGET(tag) {
+        auto m = qh::Model::prepare(g, {int(x.dim(0))});
+        ASSERT_EQ(m->input(0).nbytes(), x.nbytes());  // one channel or 2-D: NCHW and NHWC agree
+        std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+        m->execute();
+        const Tensor &y = m->output(0);
+        ASSERT_EQ(y.dtype(), want.dtype()) << tag;
+        ASSERT_EQ(y.numel(), want.numel()) << tag;
+        EXPECT_EQ(std::memcmp(y.raw(), want.raw(), want.nbytes()), 0) << test << " on " << tag;
+    }
+}
+
+TEST_F(OnnxTestdata, QLinearConvRunsBitExact) { run_testdata_bit_exact("test_qlinearconv"); }
+TEST_F(OnnxTestdata, QLinearMatMulRunsBitExact) { run_testdata_bit_exact("test_qlinearmatmul_2D"); }
+
+TEST_F(OnnxTestdata, QLinearMatMul2D) {
+    Graph g = import_testdata("test_qlinearmatmul_2D");
+    ASSERT_EQ(ops(g), std::vector<OpKind>{OpKind::Dense});
+    EXPECT_EQ(g.values[g.inputs[0]].shape, (std::vector<int64_t>{2, 4}));
+    Tensor b = load_tensor_pb(std::string(QH_ONNX_TESTDATA_DIR) + "/test_qlinearmatmul_2D/test_data_set_0/input_3.pb");
+    const Tensor &w = g.nodes[0].weights;
+    ASSERT_EQ(w.shape(), (std::vector<int64_t>{3, 4}));  // B {4,3} -> {OC=3, K=4}
+    for (int n = 0; n < 3; n++)
+        for (int k = 0; k < 4; k++) EXPECT_EQ(w.data<uint8_t>()[n * 4 + k], b.data<uint8_t>()[k * 3 + n]);
+}
+
+TEST_F(OnnxTestdata, FloatNodeModels) {
+    auto one = [](const std::string &t, OpKind k) {
+        SCOPED_TRACE(t);
+        Graph g = import_testdata(t);
+        EXPECT_EQ(ops(g), std::vector<OpKind>{k});
+        return g;
+    };
+    Graph gap = one("test_globalaveragepool", OpKind::GlobalAvgPool);
+    EXPECT_EQ(gap.values[gap.inputs[0]].shape, (std::vector<int64_t>{1, 5, 5, 3}));
+    Graph mp = one("test_maxpool_2d_pads", OpKind::MaxPool);
+    EXPECT_EQ(mp.nodes[0].window.kernel_h, 3);
+    EXPECT_EQ(mp.nodes[0].window.pad_top, 2);
+    EXPECT_EQ(mp.nodes[0].window.pad_right, 2);
+    for (auto t : {"test_maxpool_2d_default", "test_maxpool_2d_strides", "test_maxpool_2d_precomputed_pads",
+                   "test_maxpool_2d_precomputed_strides"})
+        one(t, OpKind::MaxPool);
+    Graph conv = one("test_conv_with_strides_padding", OpKind::Conv);
+    EXPECT_EQ(conv.nodes[0].window.stride_h, 2);
+    EXPECT_EQ(conv.values[conv.inputs[0]].shape, (std::vector<int64_t>{1, 7, 5, 1}));
+    Graph asym = one("test_conv_with_strides_and_asymmetric_padding", OpKind::Conv);
+    const WindowAttrs &aw = asym.nodes[0].window;  // ONNX pads [1,0,1,0]: H begin, W begin, H end, W end
+    EXPECT_EQ((std::vector<int>{aw.pad_top, aw.pad_left, aw.pad_bottom, aw.pad_right}), (std::vector<int>{1, 0, 1, 0}));
+    one("test_conv_with_strides_no_padding", OpKind::Conv);
+    Graph bn = one("test_batchnorm_example", OpKind::BatchNorm);
+    EXPECT_EQ(bn.nodes[0].bn_scale.size(), 3u);
+    one("test_batchnorm_epsilon", OpKind::BatchNorm);
+    Graph gemm = one("test_gemm_transposeB", OpKind::Dense);
+    EXPECT_EQ(gemm.nodes[0].weights.shape(), (std::vector<int64_t>{4, 6}));
+    EXPECT_EQ(gemm.nodes[0].bias.shape(), (std::vector<int64_t>{4}));  // C {1,4}
+    for (auto t : {"test_gemm_default_no_bias", "test_gemm_default_vector_bias", "test_gemm_default_scalar_bias",
+                   "test_gemm_default_single_elem_vector_bias", "test_gemm_default_zero_bias"})
+        one(t, OpKind::Dense);
+    Graph mm = one("test_matmul_2d", OpKind::Dense);  // B bound as a constant
+    EXPECT_EQ(mm.nodes[0].weights.shape(), (std::vector<int64_t>{3, 4}));
+}
+
+TEST_F(OnnxTestdata, RefusedNodeModels) {
+    auto refused = [](const std::string &t, const std::string &what) {
+        SCOPED_TRACE(t);
+        expect_error([&] { import_testdata(t); }, {t, what});
+    };
+    refused("test_maxpool_2d_ceil", "ceil_mode=1 not supported");
+    refused("test_maxpool_2d_dilations", "dilations [2,2] not supported");
+    refused("test_maxpool_2d_same_upper", "auto_pad=SAME_UPPER not supported");
+    refused("test_maxpool_2d_uint8", "u8 with no known scale/zero point");
+    refused("test_conv_with_autopad_same", "auto_pad=SAME_LOWER not supported");
+    refused("test_gemm_alpha", "alpha=");
+    refused("test_gemm_transposeA", "transA=1 not supported");
+    refused("test_gemm_default_matrix_bias", "only a bias per output");
+    refused("test_batchnorm_example_training_mode", "training_mode=1 not supported");
+    refused("test_flatten_axis2", "axis=2 not supported");
+    refused("test_relu", "rank 3");
+    refused("test_qlinearmatmul_3D", "rank 3");
+    refused("test_convtranspose", "(ConvTranspose) -> 'Y': op not supported");
+    refused("test_flatten_axis1", "spatial size 4x5");  // {2,3,4,5}: NCHW and NHWC orders differ
+    refused("test_matmul_3d", "rank 3");
+}
+
+}  // namespace
+}  // namespace qh::test
