@@ -58,7 +58,7 @@ Tensor load_any(const std::string &path) {
 
 int main(int argc, char **argv) {
     std::string model, out_dir = ".", precision = "auto", target;
-    std::vector<std::string> inputs, calib;
+    std::vector<std::string> inputs, calib, expects;
     int threads = 0;
     CLI::App app{"qhalide-run: run an ONNX model (float, QDQ or QOperator) on inputs given as .npy or\n"
                  "ONNX TensorProto .pb files (ONNX layout, NCHW) and write every graph output as .npy."};
@@ -71,6 +71,9 @@ int main(int argc, char **argv) {
         ->check(CLI::IsMember({"auto", "int8", "fp32"}))->capture_default_str();
     app.add_option("--calib", calib, "calibration inputs (.npy/.pb, ONNX layout) for --precision int8 on a float model");
     app.add_option("--threads", threads, "threads (0: all cores)")->capture_default_str();
+    app.add_option("--expect", expects,
+                   "NAME=FILE (.npy or .pb): compare that output bit for bit (conformance runs); "
+                   "exit 2 on a mismatch");
     app.add_option("--target", target, "force a kernel variant (generic, x86_avx2, x86_avx512vnni)");
     CLI11_PARSE(app, argc, argv);
     try {
@@ -125,7 +128,24 @@ int main(int argc, char **argv) {
             io::save_npy(path, nhwc_to_nchw(m->output(i)));
             std::printf("%s %s -> %s\n", m->output_name(i).c_str(), m->output(i).describe().c_str(), path.c_str());
         }
-        return 0;
+        int mismatches = 0;
+        for (const auto &kv : expects) {
+            auto eq = kv.find('=');
+            if (eq == std::string::npos) throw std::runtime_error("--expect '" + kv + "': expected NAME=FILE");
+            const std::string name = kv.substr(0, eq);
+            int k = -1;
+            for (int i = 0; i < m->num_outputs(); i++)
+                if (m->output_name(i) == name) k = i;
+            if (k < 0) throw std::runtime_error("--expect: the model has no output '" + name + "'");
+            Tensor want = load_any(kv.substr(eq + 1));
+            Tensor got = nhwc_to_nchw(m->output(k));
+            bool same = got.dtype() == want.dtype() && got.shape() == want.shape() &&
+                        std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0;
+            std::printf("%s: %s (got %s, expected %s)\n", name.c_str(), same ? "bit-exact" : "MISMATCH",
+                        got.describe().c_str(), want.describe().c_str());
+            mismatches += !same;
+        }
+        return mismatches ? 2 : 0;
     } catch (const std::exception &e) {
         std::fprintf(stderr, "qhalide-run: error: %s\n", e.what());
         return 1;

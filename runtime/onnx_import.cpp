@@ -754,8 +754,14 @@ void Importer::maxpool() {
     allow_attrs({"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"});
     only_first_output();
     const Act &x = act(0, "input");
-    if (x.repr != DType::f32 && g_.values[x.v].quant.empty())
-        nfail("input '" + in_name(0) + "' is " + dtype_name(x.repr) + " with no known scale/zero point");
+    if (x.repr != DType::f32 && g_.values[x.v].quant.empty()) {
+        // A plain uint8 graph input (e.g. ONNX's test_maxpool_2d_uint8): its real value is its
+        // integer, i.e. scale 1, zero point 0, which is exact for MaxPool.
+        if (!input_values_.count(x.v))
+            nfail("input '" + in_name(0) + "' is " + dtype_name(x.repr) + " with no known scale/zero point");
+        g_.values[x.v].quant = QuantParams::per_tensor(1.f, 0);
+        g_.values[x.v].qtype = x.repr;
+    }
     GraphNode n;
     n.op = OpKind::MaxPool;
     n.window = window(false, 0, 0);

@@ -772,6 +772,8 @@ void run_testdata_bit_exact(const std::string &test) {
 }
 
 TEST_F(OnnxTestdata, QLinearConvRunsBitExact) { run_testdata_bit_exact("test_qlinearconv"); }
+// A plain uint8 input (real value = integer: scale 1, zero point 0) into MaxPool.
+TEST_F(OnnxTestdata, MaxPoolUint8RunsBitExact) { run_testdata_bit_exact("test_maxpool_2d_uint8"); }
 TEST_F(OnnxTestdata, QLinearMatMulRunsBitExact) { run_testdata_bit_exact("test_qlinearmatmul_2D"); }
 
 TEST_F(OnnxTestdata, QLinearMatMul2D) {
@@ -829,7 +831,6 @@ TEST_F(OnnxTestdata, RefusedNodeModels) {
     refused("test_maxpool_2d_ceil", "ceil_mode=1 not supported");
     refused("test_maxpool_2d_dilations", "dilations [2,2] not supported");
     refused("test_maxpool_2d_same_upper", "auto_pad=SAME_UPPER not supported");
-    refused("test_maxpool_2d_uint8", "u8 with no known scale/zero point");
     refused("test_conv_with_autopad_same", "auto_pad=SAME_LOWER not supported");
     refused("test_gemm_alpha", "alpha=");
     refused("test_gemm_transposeA", "transA=1 not supported");
