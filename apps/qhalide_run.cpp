@@ -2,6 +2,7 @@
 // Inputs and outputs use ONNX's layout (NCHW for images); qhalide runs NHWC inside.
 #include <CLI/CLI.hpp>
 
+#include <array>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -18,36 +19,31 @@ using namespace qh;
 
 namespace {
 
-// NCHW <-> NHWC for rank-4 tensors; other ranks are unchanged.
-Tensor nchw_to_nhwc(const Tensor &t) {
+// Rank-4 transpose: output dim d is input dim perm[d]; other ranks are returned unchanged.
+Tensor permute4(const Tensor &t, const std::array<int, 4> &perm) {
     if (t.rank() != 4) return t;
-    const int64_t N = t.dim(0), C = t.dim(1), H = t.dim(2), W = t.dim(3);
-    Tensor r(t.dtype(), {N, H, W, C}, t.quant);
+    std::array<int64_t, 4> in{t.dim(0), t.dim(1), t.dim(2), t.dim(3)}, in_stride{}, out_dims{};
+    in_stride[3] = 1;
+    for (int d = 2; d >= 0; d--) in_stride[d] = in_stride[d + 1] * in[d + 1];
+    for (int d = 0; d < 4; d++) out_dims[d] = in[perm[d]];
+    Tensor r(t.dtype(), {out_dims[0], out_dims[1], out_dims[2], out_dims[3]}, t.quant);
     const size_t e = dtype_storage_bytes(t.dtype(), 1);
     const auto *s = static_cast<const uint8_t *>(t.raw());
-    auto *d = static_cast<uint8_t *>(r.raw());
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t y = 0; y < H; y++)
-                for (int64_t x = 0; x < W; x++)
-                    std::memcpy(d + (((n * H + y) * W + x) * C + c) * e, s + (((n * C + c) * H + y) * W + x) * e, e);
+    auto *o = static_cast<uint8_t *>(r.raw());
+    size_t k = 0;
+    for (int64_t a = 0; a < out_dims[0]; a++)
+        for (int64_t b = 0; b < out_dims[1]; b++)
+            for (int64_t c = 0; c < out_dims[2]; c++)
+                for (int64_t d = 0; d < out_dims[3]; d++, k++) {
+                    int64_t src = a * in_stride[perm[0]] + b * in_stride[perm[1]] + c * in_stride[perm[2]] +
+                                  d * in_stride[perm[3]];
+                    std::memcpy(o + k * e, s + src * e, e);
+                }
     return r;
 }
 
-Tensor nhwc_to_nchw(const Tensor &t) {
-    if (t.rank() != 4) return t;
-    const int64_t N = t.dim(0), H = t.dim(1), W = t.dim(2), C = t.dim(3);
-    Tensor r(t.dtype(), {N, C, H, W}, t.quant);
-    const size_t e = dtype_storage_bytes(t.dtype(), 1);
-    const auto *s = static_cast<const uint8_t *>(t.raw());
-    auto *d = static_cast<uint8_t *>(r.raw());
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t y = 0; y < H; y++)
-                for (int64_t x = 0; x < W; x++)
-                    std::memcpy(d + (((n * C + c) * H + y) * W + x) * e, s + (((n * H + y) * W + x) * C + c) * e, e);
-    return r;
-}
+Tensor nchw_to_nhwc(const Tensor &t) { return permute4(t, {0, 2, 3, 1}); }
+Tensor nhwc_to_nchw(const Tensor &t) { return permute4(t, {0, 3, 1, 2}); }
 
 Tensor load_any(const std::string &path) {
     if (path.size() > 3 && path.substr(path.size() - 3) == ".pb") return load_tensor_pb(path);
