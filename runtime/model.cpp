@@ -708,6 +708,14 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
 
 void Model::execute() {
     Impl &I = *impl_;
+    if (!I.kernels_known) {  // first run: record which AOT kernel each step ran (tuned ones differ per shape)
+        for (size_t i = 0; i < I.steps.size(); i++) {
+            I.steps[i].run();
+            if (!I.steps[i].family.empty()) I.layers[i].kernel = last_kernel(I.steps[i].family);
+        }
+        I.kernels_known = true;
+        return;
+    }
     for (size_t i = 0; i < I.steps.size(); i++) {
         Step &s = I.steps[i];
         if (I.profiling) {
@@ -719,11 +727,6 @@ void Model::execute() {
         } else {
             s.run();
         }
-    }
-    if (!I.kernels_known) {  // once: record which AOT kernel each step ran
-        for (size_t i = 0; i < I.steps.size(); i++)
-            if (!I.steps[i].family.empty()) I.layers[i].kernel = last_kernel(I.steps[i].family);
-        I.kernels_known = true;
     }
 }
 
