@@ -24,10 +24,9 @@ namespace {
     throw std::runtime_error("model '" + g.name + "', node '" + n.name + "' (" + op_name(n.op) + "): " + what);
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
-    return r + "]";
+// Same per-tensor scale and zero point (both quantized).
+bool same_quant(const QuantParams &a, const QuantParams &b) {
+    return !a.empty() && !b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0);
 }
 
 int64_t window_out(int64_t in, int k, int stride, int pad0, int pad1) {
@@ -366,8 +365,7 @@ void Model::Impl::lower_int8() {
         int c = cons[id][0];
         if (g.nodes[c].op != OpKind::Relu) return -1;
         const QuantParams &a = v[id].quant, &b = v[g.nodes[c].output].quant;
-        bool same = a.empty() || (!b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0));
-        return same ? c : -1;
+        return a.empty() || same_quant(a, b) ? c : -1;
     };
 
     // Graph inputs: the caller writes f32 into an external tensor; a quantize step makes u8.
@@ -545,7 +543,7 @@ void Model::Impl::lower_int8() {
         case OpKind::MaxPool: {
             const QuantParams &xq = need_quant(n, x);
             int y = n.output;
-            if (!v[y].quant.empty() && (v[y].quant.scale_at(0) != xq.scale_at(0) || v[y].quant.zp_at(0) != xq.zp_at(0)))
+            if (!v[y].quant.empty() && !same_quant(v[y].quant, xq))
                 node_error(g, n, "MaxPool must keep its input's quantization (output scale/zero point differ)");
             v[y].quant = xq;
             v[y].dtype = DType::u8;

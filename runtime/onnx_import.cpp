@@ -37,12 +37,6 @@ std::string onnx_type_name(int t) {
                                    : "invalid type " + std::to_string(t);
 }
 
-std::string shape_str(const std::vector<int64_t> &s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
-    return r + "]";
-}
-
 }  // namespace
 
 Tensor tensor_from_proto(const onnx::TensorProto &t, const std::string &where) {
@@ -294,6 +288,13 @@ private:
             undefined(n, what);
         }
         return decode(n);
+    }
+    // QLinearConv's B / QGemm's C: an int32 constant, one value per output channel.
+    const Tensor &int32_bias(int i, int64_t oc, const std::string &what) {
+        const Tensor &b = constant(i, what);
+        if (b.dtype() != DType::s32 || b.rank() != 1 || b.dim(0) != oc)
+            nfail(what + " '" + in_name(i) + "' is " + b.describe() + ", expected int32 with " + std::to_string(oc) + " values");
+        return b;
     }
     float const_scale(int i, const std::string &what) {
         const Tensor &t = constant(i, what);
@@ -640,12 +641,7 @@ void Importer::qlinear_conv() {
     auto ys = window_out(xs, n.window, oc, "input '" + in_name(0) + "'");
     if (xs[3] != wc.dim(1))
         nfail("input has " + std::to_string(xs[3]) + " channels, weights " + wc.describe() + " expect " + std::to_string(wc.dim(1)));
-    if (has_in(8)) {
-        const Tensor &b = constant(8, "bias");
-        if (b.dtype() != DType::s32 || b.rank() != 1 || b.dim(0) != oc)
-            nfail("bias '" + in_name(8) + "' is " + b.describe() + ", expected int32 with " + std::to_string(oc) + " values");
-        n.bias = b;
-    }
+    if (has_in(8)) n.bias = int32_bias(8, oc, "bias");
     n.weights = w.w;
     n.inputs = {x.v};
     DType yt;
@@ -911,12 +907,7 @@ void Importer::qgemm() {
     check_dense_input(x, w.w);
     GraphNode n;
     n.op = OpKind::Dense;
-    if (has_in(6)) {
-        const Tensor &c = constant(6, "C");
-        if (c.dtype() != DType::s32 || c.rank() != 1 || c.dim(0) != oc)
-            nfail("C '" + in_name(6) + "' is " + c.describe() + ", expected int32 with " + std::to_string(oc) + " values");
-        n.bias = c;
-    }
+    if (has_in(6)) n.bias = int32_bias(6, oc, "C");
     n.weights = w.w;
     n.inputs = {x.v};
     if (!has_in(7)) {  // float output

@@ -28,12 +28,6 @@ std::map<std::string, std::string> g_last;
         if (!(ok)) fail((op), (msg)); \
     } while (0)
 
-std::string shape_str(const std::vector<int64_t> &s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
-    return r + "]";
-}
-
 void expect_tensor(const Tensor &t, const std::string &op, const char *what,
                    std::initializer_list<DType> dtypes, int rank) {
     QH_EXPECT(t.raw() != nullptr || t.numel() == 0, op, std::string(what) + " has no data");

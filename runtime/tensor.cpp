@@ -58,10 +58,12 @@ int64_t Tensor::numel() const {
     return n;
 }
 
-std::string Tensor::describe() const {
-    std::string s = std::string(dtype_name(dtype_)) + "[";
-    for (size_t i = 0; i < shape_.size(); i++) s += (i ? "," : "") + std::to_string(shape_[i]);
+std::string shape_str(const std::vector<int64_t> &shape) {
+    std::string s = "[";
+    for (size_t i = 0; i < shape.size(); i++) s += (i ? "," : "") + std::to_string(shape[i]);
     return s + "]";
 }
+
+std::string Tensor::describe() const { return dtype_name(dtype_) + shape_str(shape_); }
 
 }  // namespace qh

@@ -15,6 +15,8 @@ namespace qh {
 enum class DType { u8, s8, s32, f32, u4, s4 };
 
 const char *dtype_name(DType t);
+// "[1,56,56,64]": a shape for messages.
+std::string shape_str(const std::vector<int64_t> &shape);
 int dtype_bits(DType t);
 // Byte size of `numel` elements of `t` (packed for u4/s4).
 size_t dtype_storage_bytes(DType t, int64_t numel);
