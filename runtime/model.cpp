@@ -1,4 +1,5 @@
 #include "model.h"
+#include "scratch_alloc.h"
 
 #include <algorithm>
 #include <array>
@@ -161,9 +162,12 @@ struct ValueInfo {
 
 struct Step {
     LayerInfo info;
-    std::string family;  // kernel family for last_kernel(); empty for non-kernel steps
     std::vector<int> reads, writes;
+    // Kernel steps: binds the op to the planned tensors (called once, after plan()).
+    std::function<BoundOp()> bind;
+    // Host steps (fp32 reference, lookup tables, copies): the code to run.
     std::function<void()> run;
+    BoundOp op;  // what execute() runs
 };
 
 }  // namespace
@@ -181,7 +185,7 @@ struct Model::Impl {
     std::vector<float> scratch;  // fp32 im2col
     std::vector<PackedWeights> packed;
     std::vector<f32::ConvWeights> fweights;
-    bool profiling = false, kernels_known = false;
+    bool profiling = false;
 
     int add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q = {}) {
         ValueInfo vi;
@@ -385,10 +389,9 @@ void Model::Impl::lower_int8() {
         v[id].quant = q;
         Step s;
         s.info = {v[id].name, "quantize", "", 0};
-        s.family = "quantize_f32u8";
         s.reads = {ext};
         s.writes = {id};
-        s.run = [this, ext, id] { quantize(T(ext), T(id)); };
+        s.bind = [this, ext, id] { return bind_quantize(T(ext), T(id)); };
         steps.push_back(std::move(s));
     }
 
@@ -437,8 +440,7 @@ void Model::Impl::lower_int8() {
             if (add_node < 0) {
                 packed.push_back(pack_node(g, n, xq, yq.scale_at(0)));
                 size_t pw = packed.size() - 1;
-                s.family = packed[pw].has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8";
-                s.run = [this, x, y, pw, p] { conv2d(T(x), packed[pw], p, T(y)); };
+                s.bind = [this, x, y, pw, p] { return bind_conv2d(T(x), packed[pw], p, T(y)); };
             } else {
                 const QuantParams &cq = need_quant(n, out);
                 need_quant(g.nodes[add_node], res);
@@ -448,8 +450,7 @@ void Model::Impl::lower_int8() {
                     node_error(g, n, "a residual add after a conv with asymmetric weights is not supported");
                 ResidualParams rp{cq.scale_at(0), cq.zp_at(0)};
                 s.reads = {x, res};
-                s.family = "conv2d_add_u8s8u8";
-                s.run = [this, x, y, res, pw, p, rp] { conv2d_add(T(x), packed[pw], p, rp, T(res), T(y)); };
+                s.bind = [this, x, y, res, pw, p, rp] { return bind_conv2d_add(T(x), packed[pw], p, rp, T(res), T(y)); };
             }
             break;
         }
@@ -469,9 +470,8 @@ void Model::Impl::lower_int8() {
                 size_t pw = packed.size() - 1;
                 Activation act = r >= 0 ? Activation::relu(v[y].quant.zp_at(0)) : Activation{};
                 s.info.op = r >= 0 ? "dense+relu" : "dense";
-                s.family = packed[pw].has_zero_point ? "dense_u8z8u8" : "dense_u8s8u8";
                 std::string name = n.name;
-                s.run = [this, x, y, pw, act, name] { dense(T(x), packed[pw], act, T(y), name); };
+                s.bind = [this, x, y, pw, act, name] { return bind_dense(T(x), packed[pw], act, T(y), name); };
             } else {  // float output: s32 accumulators, then exact dequantization per channel
                 if (r >= 0) node_error(g, n, "a Relu after a float-output Dense is not supported");
                 std::vector<float> ws;
@@ -485,17 +485,15 @@ void Model::Impl::lower_int8() {
                 int acc = add_internal(n.name + ":s32", v[y].shape, DType::s32, aq);
                 v[y].dtype = DType::f32;
                 s.info.op = "dense";
-                s.family = w.has_zero_point ? "dense_u8z8s32" : "dense_u8s8s32";
                 s.writes = {acc};
                 std::string name = n.name;
-                s.run = [this, x, acc, pw, name] { dense(T(x), packed[pw], {}, T(acc), name); };
+                s.bind = [this, x, acc, pw, name] { return bind_dense(T(x), packed[pw], {}, T(acc), name); };
                 steps.push_back(std::move(s));
                 Step d;
                 d.info = {n.name, "dequantize", "", 0};
-                d.family = "dequantize_s32f32";
                 d.reads = {acc};
                 d.writes = {y};
-                d.run = [this, acc, y] { dequantize(T(acc), T(y)); };
+                d.bind = [this, acc, y] { return bind_dequantize(T(acc), T(y)); };
                 steps.push_back(std::move(d));
                 continue;
             }
@@ -514,9 +512,8 @@ void Model::Impl::lower_int8() {
             Activation act = r >= 0 ? Activation::relu(yq.zp_at(0)) : Activation{};
             int b = n.inputs[1];
             s.info.op = r >= 0 ? "add+relu" : "add";
-            s.family = "add_u8u8u8";
             s.writes = {y};
-            s.run = [this, x, b, y, act] { add(T(x), T(b), act, T(y)); };
+            s.bind = [this, x, b, y, act] { return bind_add(T(x), T(b), act, T(y)); };
             break;
         }
         case OpKind::Relu: {  // standalone: DequantizeLinear -> Relu -> QuantizeLinear as a table
@@ -532,6 +529,7 @@ void Model::Impl::lower_int8() {
                 lut[q] = uint8_t(std::clamp(t, 0.f, 255.f));
             }
             s.info.op = "relu";
+            s.info.kernel = "host: 256-entry lookup table (dequantize, relu, quantize)";
             s.writes = {y};
             s.run = [this, x, y, lut] {
                 const uint8_t *a = T(x).data<uint8_t>();
@@ -554,9 +552,8 @@ void Model::Impl::lower_int8() {
             p.pad_bottom = n.window.pad_bottom; p.pad_right = n.window.pad_right;
             p.name = n.name;
             s.info.op = "maxpool";
-            s.family = "maxpool_u8u8";
             s.writes = {y};
-            s.run = [this, x, y, p] { maxpool(T(x), p, T(y)); };
+            s.bind = [this, x, y, p] { return bind_maxpool(T(x), p, T(y)); };
             break;
         }
         case OpKind::GlobalAvgPool: {
@@ -568,9 +565,8 @@ void Model::Impl::lower_int8() {
             int view = add_internal(v[y].name + ":nc", {v[y].shape[0], v[y].shape[3]}, DType::u8, yq);
             v[view].alias = y;
             s.info.op = "global_avgpool";
-            s.family = "global_avgpool_u8u8";
             s.writes = {y};
-            s.run = [this, x, view] { global_avgpool(T(x), T(view)); };
+            s.bind = [this, x, view] { return bind_global_avgpool(T(x), T(view)); };
             break;
         }
         case OpKind::Flatten: {
@@ -582,6 +578,7 @@ void Model::Impl::lower_int8() {
                 continue;
             }
             s.info.op = "flatten";
+            s.info.kernel = "host: copy";
             s.writes = {y};
             s.run = [this, x, y] { std::memcpy(T(y).raw(), T(x).raw(), T(x).nbytes()); };
             break;
@@ -604,10 +601,9 @@ void Model::Impl::lower_int8() {
         out_ids[k] = ext;
         Step d;
         d.info = {v[id].name, "dequantize", "", 0};
-        d.family = "dequantize_u8f32";
         d.reads = {id};
         d.writes = {ext};
-        d.run = [this, id, ext] { dequantize(T(id), T(ext)); };
+        d.bind = [this, id, ext] { return bind_dequantize(T(id), T(ext)); };
         steps.push_back(std::move(d));
     }
 }
@@ -700,30 +696,31 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
     else
         I.lower_fp32();
     I.plan();
-    for (auto &s : I.steps) I.layers.push_back(s.info);
+    install_scratch_allocator(opt.threads);  // kernels' per-task scratch comes from a reused pool
+    for (auto &s : I.steps) {  // validate and bind every step to its planned tensors, once
+        if (s.bind) {
+            s.op = s.bind();
+            s.info.kernel = s.op.kernel();
+        } else {
+            s.op = BoundOp(s.info.name, s.info.kernel, [run = s.run] { run(); return 0; });
+        }
+        I.layers.push_back(s.info);
+    }
     return m;
 }
 
 void Model::execute() {
     Impl &I = *impl_;
-    if (!I.kernels_known) {  // first run: record which AOT kernel each step ran (tuned ones differ per shape)
-        for (size_t i = 0; i < I.steps.size(); i++) {
-            I.steps[i].run();
-            if (!I.steps[i].family.empty()) I.layers[i].kernel = last_kernel(I.steps[i].family);
-        }
-        I.kernels_known = true;
-        return;
-    }
     for (size_t i = 0; i < I.steps.size(); i++) {
-        Step &s = I.steps[i];
+        const BoundOp &op = I.steps[i].op;
         if (I.profiling) {
             auto t0 = std::chrono::steady_clock::now();
-            s.run();
+            op.run();
             auto t1 = std::chrono::steady_clock::now();
             I.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
             I.layers[i].calls++;
         } else {
-            s.run();
+            op.run();
         }
     }
 }

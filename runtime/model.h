@@ -37,7 +37,7 @@ struct PrepareOptions {
 struct LayerInfo {
     std::string name;    // the IR node (last node of a fused group)
     std::string op;      // e.g. "conv2d+relu", "conv2d_add+relu", "dense", "quantize"
-    std::string kernel;  // the AOT kernel chosen (after the first execute) or "fp32 reference"
+    std::string kernel;  // the AOT kernel bound at prepare, or the host code ("fp32 reference", ...)
     double ops = 0;      // arithmetic operations per execute (2 per MAC), 0 for data movement
     double total_ms = 0;
     int64_t calls = 0;

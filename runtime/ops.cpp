@@ -1,6 +1,7 @@
 #include "ops.h"
 
 #include <map>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 
@@ -55,12 +56,31 @@ template <typename T>
 Buf<T> view(const Tensor &t, std::vector<int> sizes) {
     return Buf<T>(const_cast<T *>(t.data<T>()), sizes);
 }
+halide_type_t dtype_halide(DType d) {
+    switch (d) {
+    case DType::u8: case DType::u4: return halide_type_of<uint8_t>();
+    case DType::s8: case DType::s4: return halide_type_of<int8_t>();
+    case DType::s32: return halide_type_of<int32_t>();
+    default: return halide_type_of<float>();
+    }
+}
+// Type-erased view (the output of a family whose dtype is picked at bind time).
+Buf<void> view_any(const Tensor &t, const std::vector<int> &sizes) {
+    return Buf<void>(dtype_halide(t.dtype()), const_cast<void *>(t.raw()), sizes);
+}
+std::vector<int> nhwc_dims(const Tensor &t) {  // Halide order: c, x, y, n
+    return {(int)t.dim(3), (int)t.dim(2), (int)t.dim(1), (int)t.dim(0)};
+}
+
+void record(const std::string &family, const std::string &kernel) {
+    std::lock_guard<std::mutex> l(g_last_mu);
+    g_last[family] = kernel;
+}
 
 template <typename Fn>
 const KernelVariant<Fn> &pick(const KernelVariants<Fn> &v) {
     const auto &k = choose(v);
-    std::lock_guard<std::mutex> l(g_last_mu);
-    g_last[k.family] = k.name();
+    record(k.family, k.name());
     return k;
 }
 
@@ -68,8 +88,7 @@ const KernelVariant<Fn> &pick(const KernelVariants<Fn> &v) {
 template <typename Fn>
 ChosenKernel<Fn> pick_shaped(const KernelVariants<Fn> &v, const std::string &shape_key) {
     auto k = choose(v, shape_key);
-    std::lock_guard<std::mutex> l(g_last_mu);
-    g_last[v.front().family] = k.name;
+    record(v.front().family, k.name);
     return k;
 }
 
@@ -80,30 +99,35 @@ std::string conv_key(const Tensor &x, const PackedWeights &w, const Conv2dParams
                             p.pad_top, p.pad_left);
 }
 
-void check_rc(int rc, const std::string &op, const std::string &kernel) {
-    if (rc != 0)
-        throw std::runtime_error(op + ": kernel " + kernel + " failed with Halide error " +
-                                 std::to_string(rc));
-}
-
-// Shared dummies for inputs a kernel family ignores (e.g. the residual of a plain conv).
+// Shared dummy for inputs a kernel family ignores (the residual of a plain conv).
 Buf<uint8_t> dummy_u8_4d() { static uint8_t d[1] = {0}; return Buf<uint8_t>(d, 1, 1, 1, 1); }
 
-struct ConvCall {
-    Buf<uint8_t> in;
+// Everything a conv2d / conv2d_add / dense kernel call reads, built once at bind time. Shared by
+// the bound closure (std::function copies must not copy buffers that point into each other).
+struct DotState {
+    Buf<uint8_t> in, res;
     Buf<int8_t> wts;
     Buf<int32_t> bias, wzp;
     Buf<float> mult;
+    Buf<void> out;
 };
 
-ConvCall conv_buffers(const Tensor &x, const PackedWeights &w) {
-    ConvCall c;
-    c.in = view<uint8_t>(x, {(int)x.dim(3), (int)x.dim(2), (int)x.dim(1), (int)x.dim(0)});
-    c.wts = Buf<int8_t>(w.data.get(), {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16});
-    c.bias = Buf<int32_t>(const_cast<int32_t *>(w.bias.data()), w.oc_pad);
-    c.wzp = Buf<int32_t>(const_cast<int32_t *>(w.wzp.data()), w.oc_pad);
-    c.mult = Buf<float>(const_cast<float *>(w.mult.data()), w.oc_pad);
-    return c;
+std::shared_ptr<DotState> dot_state(const Buf<uint8_t> &in, const PackedWeights &w,
+                                    std::vector<int> wdims, Buf<void> out) {
+    auto st = std::make_shared<DotState>();
+    st->in = in;
+    st->res = dummy_u8_4d();
+    st->wts = Buf<int8_t>(w.data.get(), wdims);
+    st->bias = Buf<int32_t>(const_cast<int32_t *>(w.bias.data()), w.oc_pad);
+    st->wzp = Buf<int32_t>(const_cast<int32_t *>(w.wzp.data()), w.oc_pad);
+    st->mult = Buf<float>(const_cast<float *>(w.mult.data()), w.oc_pad);
+    st->out = std::move(out);
+    return st;
+}
+
+std::shared_ptr<DotState> conv_state(const Tensor &x, const PackedWeights &w, const Tensor &y) {
+    return dot_state(view<uint8_t>(x, nhwc_dims(x)), w,
+                     {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16}, view_any(y, nhwc_dims(y)));
 }
 
 void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
@@ -127,7 +151,32 @@ void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
 
 int32_t zp0(const Tensor &t) { return t.quant.zp_at(0); }
 
+// conv2d and conv2d_add share one kernel signature; the residual arguments are unused by the
+// plain conv families.
+struct ResidualArgs {
+    int32_t conv_zp = 0, res_zp = 0;
+    float conv_mult = 0.f, res_mult = 0.f;
+};
+
+template <typename Fn>
+BoundOp bind_conv_kernel(const std::string &op, const ChosenKernel<Fn> &k,
+                         std::shared_ptr<DotState> st, const PackedWeights &w,
+                         const Conv2dParams &p, int32_t zy, const ResidualArgs &r) {
+    const Fn fn = k.fn;
+    const int zx = w.input_zp, lo = p.act.min, hi = p.act.max, sw = p.stride_w, sh = p.stride_h,
+              pl = p.pad_left, pt = p.pad_top;
+    return BoundOp(op, k.name, [=] {
+        return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, sw, sh, pl, pt,
+                  st->res, r.conv_zp, r.res_zp, r.conv_mult, r.res_mult, st->out);
+    });
+}
+
 }  // namespace
+
+void BoundOp::fail(int rc) const {
+    throw std::runtime_error(op_ + ": kernel " + kernel_ + " failed with Halide error " +
+                             std::to_string(rc));
+}
 
 std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w,
                                          const Conv2dParams &p) {
@@ -140,40 +189,31 @@ std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w
     return {x.dim(0), oh, ow, w.oc};
 }
 
-void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
+BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
     const std::string &op = p.name;
     check_conv(op, x, w, p, y);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 4);
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
-    ConvCall c = conv_buffers(x, w);
-    Buf<void> out;
-    int rc;
-    std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
-    auto run = [&](const auto &variants, auto out_buf) {
-        const auto k = pick_shaped(variants, conv_key(x, w, p, y));
-        rc = k.fn(c.in, w.input_zp, c.wts, c.bias, c.wzp, c.mult, zp0(y), p.act.min, p.act.max,
-                  p.stride_w, p.stride_h, p.pad_left, p.pad_top, dummy_u8_4d(), 0, 0, 0.f, 0.f,
-                  out_buf);
-        check_rc(rc, op, k.name);
+    auto st = conv_state(x, w, y);
+    const std::string key = conv_key(x, w, p, y);
+    auto bind = [&](const auto &variants) {
+        return bind_conv_kernel(op, pick_shaped(variants, key), st, w, p, zp0(y), {});
     };
     switch (y.dtype()) {
     case DType::u8:
-        if (w.has_zero_point) run(kernels::conv2d_u8z8u8(), view<uint8_t>(y, osz));
-        else run(kernels::conv2d_u8s8u8(), view<uint8_t>(y, osz));
-        break;
+        return w.has_zero_point ? bind(kernels::conv2d_u8z8u8()) : bind(kernels::conv2d_u8s8u8());
     case DType::s8:
         QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights '" + w.name +
                                           "' is not supported (use u8 or s32)");
-        run(kernels::conv2d_u8s8s8(), view<int8_t>(y, osz));
-        break;
+        return bind(kernels::conv2d_u8s8s8());
     default:
-        if (w.has_zero_point) run(kernels::conv2d_u8z8s32(), view<int32_t>(y, osz));
-        else run(kernels::conv2d_u8s8s32(), view<int32_t>(y, osz));
+        return w.has_zero_point ? bind(kernels::conv2d_u8z8s32())
+                                : bind(kernels::conv2d_u8s8s32());
     }
 }
 
-void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
-                const ResidualParams &rp, const Tensor &residual, Tensor &y) {
+BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
+                        const ResidualParams &rp, const Tensor &residual, Tensor &y) {
     const std::string &op = p.name;
     check_conv(op, x, w, p, y);
     expect_tensor(y, op, "output", {DType::u8}, 4);
@@ -186,19 +226,17 @@ void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
     expect_per_tensor(residual, op, "residual");
     QH_EXPECT(rp.conv_scale > 0 && rp.conv_zp >= 0 && rp.conv_zp <= 255, op,
            "conv result needs a positive scale and a u8 zero point");
-    ConvCall c = conv_buffers(x, w);
-    std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
-    float sy = y.quant.scale[0];
-    const auto k = pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y));
-    int rc = k.fn(c.in, w.input_zp, c.wts, c.bias, c.wzp, c.mult, zp0(y), p.act.min, p.act.max,
-                  p.stride_w, p.stride_h, p.pad_left, p.pad_top, view<uint8_t>(residual, osz),
-                  rp.conv_zp, zp0(residual), rp.conv_scale / sy, residual.quant.scale[0] / sy,
-                  view<uint8_t>(y, osz));
-    check_rc(rc, op, k.name);
+    auto st = conv_state(x, w, y);
+    st->res = view<uint8_t>(residual, nhwc_dims(y));
+    const float sy = y.quant.scale[0];
+    const ResidualArgs r{rp.conv_zp, zp0(residual), rp.conv_scale / sy,
+                         residual.quant.scale[0] / sy};
+    return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y)),
+                            st, w, p, zp0(y), r);
 }
 
-void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
-           const std::string &op) {
+BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
+                   const std::string &op) {
     expect_tensor(x, op, "input", {DType::u8}, 2);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 2);
     QH_EXPECT(w.kh == 1 && w.kw == 1, op, "weights '" + w.name + "' are not 2-D");
@@ -209,29 +247,25 @@ void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tenso
                std::to_string(w.oc) + "]");
     QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
-    Buf<uint8_t> in = view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)});
-    Buf<int8_t> wts(w.data.get(), {4, 16, w.ic_pad / 4, w.oc_pad / 16});
-    Buf<int32_t> bias(const_cast<int32_t *>(w.bias.data()), w.oc_pad);
-    Buf<int32_t> wzp(const_cast<int32_t *>(w.wzp.data()), w.oc_pad);
-    Buf<float> mult(const_cast<float *>(w.mult.data()), w.oc_pad);
-    std::vector<int> osz = {(int)y.dim(1), (int)y.dim(0)};
-    auto run = [&](const auto &variants, auto out_buf) {
+    auto st = dot_state(view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)}), w,
+                        {4, 16, w.ic_pad / 4, w.oc_pad / 16},
+                        view_any(y, {(int)y.dim(1), (int)y.dim(0)}));
+    const int zx = w.input_zp, zy = zp0(y), lo = act.min, hi = act.max;
+    auto bind = [&](const auto &variants) {
         const auto k = pick_shaped(variants, dense_shape_key((int)x.dim(0), w.ic, w.oc));
-        check_rc(k.fn(in, w.input_zp, wts, bias, wzp, mult, zp0(y), act.min, act.max, out_buf),
-                 op, k.name);
+        const auto fn = k.fn;
+        return BoundOp(op, k.name, [=] {
+            return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, st->out);
+        });
     };
     switch (y.dtype()) {
     case DType::u8:
-        if (w.has_zero_point) run(kernels::dense_u8z8u8(), view<uint8_t>(y, osz));
-        else run(kernels::dense_u8s8u8(), view<uint8_t>(y, osz));
-        break;
+        return w.has_zero_point ? bind(kernels::dense_u8z8u8()) : bind(kernels::dense_u8s8u8());
     case DType::s8:
         QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights is not supported");
-        run(kernels::dense_u8s8s8(), view<int8_t>(y, osz));
-        break;
+        return bind(kernels::dense_u8s8s8());
     default:
-        if (w.has_zero_point) run(kernels::dense_u8z8s32(), view<int32_t>(y, osz));
-        else run(kernels::dense_u8s8s32(), view<int32_t>(y, osz));
+        return w.has_zero_point ? bind(kernels::dense_u8z8s32()) : bind(kernels::dense_u8s8s32());
     }
 }
 
@@ -248,27 +282,37 @@ std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p) {
     return {x.dim(0), oh, ow, x.dim(3)};
 }
 
-void maxpool(const Tensor &x, const PoolParams &p, Tensor &y) {
+namespace {
+// Kernels whose arguments are two buffers (in, out) plus scalars: `args` (a generic lambda
+// taking the kernel function and the two halide_buffer_t*) supplies the call.
+struct InOut {
+    Buf<void> in, out;
+};
+template <typename Fn, typename Call>
+BoundOp bind_in_out(const std::string &op, const KernelVariant<Fn> &k, Buf<void> in, Buf<void> out,
+                    Call call) {
+    auto st = std::make_shared<InOut>(InOut{std::move(in), std::move(out)});
+    const Fn fn = k.fn;
+    return BoundOp(op, k.name(), [=] { return call(fn, st->in, st->out); });
+}
+}  // namespace
+
+BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y) {
     const std::string &op = p.name;
     expect_tensor(x, op, "input", {DType::u8, DType::s8}, 4);
     QH_EXPECT(y.dtype() == x.dtype(), op, "output dtype must equal the input's");
     auto want = pool_output_shape(x, p);
     QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected " + shape_str(want));
-    std::vector<int> isz = {(int)x.dim(3), (int)x.dim(2), (int)x.dim(1), (int)x.dim(0)};
-    std::vector<int> osz = {(int)y.dim(3), (int)y.dim(2), (int)y.dim(1), (int)y.dim(0)};
-    auto run = [&](const auto &variants, auto in, auto out) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(in, p.kernel_w, p.kernel_h, p.stride_w, p.stride_h, p.pad_left, p.pad_top,
-                      out),
-                 op, k.name());
+    const PoolParams q = p;
+    auto call = [q](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+        return fn(in, q.kernel_w, q.kernel_h, q.stride_w, q.stride_h, q.pad_left, q.pad_top, out);
     };
-    if (x.dtype() == DType::u8)
-        run(kernels::maxpool_u8u8(), view<uint8_t>(x, isz), view<uint8_t>(y, osz));
-    else
-        run(kernels::maxpool_s8s8(), view<int8_t>(x, isz), view<int8_t>(y, osz));
+    auto in = view_any(x, nhwc_dims(x)), out = view_any(y, nhwc_dims(y));
+    return x.dtype() == DType::u8 ? bind_in_out(op, pick(kernels::maxpool_u8u8()), in, out, call)
+                                  : bind_in_out(op, pick(kernels::maxpool_s8s8()), in, out, call);
 }
 
-void global_avgpool(const Tensor &x, Tensor &y) {
+BoundOp bind_global_avgpool(const Tensor &x, Tensor &y) {
     const std::string op = "global_avgpool";
     expect_tensor(x, op, "input", {DType::u8}, 4);
     expect_tensor(y, op, "output", {DType::u8}, 2);
@@ -278,14 +322,16 @@ void global_avgpool(const Tensor &x, Tensor &y) {
     expect_per_tensor(y, op, "output");
     int64_t hw = x.dim(1) * x.dim(2);
     QH_EXPECT(hw > 0 && hw * 255 < INT32_MAX, op, "H*W out of the int32 accumulator range");
-    float mult = x.quant.scale[0] / (y.quant.scale[0] * float(hw));
-    const auto &k = pick(kernels::global_avgpool_u8u8());
-    check_rc(k.fn(view<uint8_t>(x, {(int)x.dim(3), (int)x.dim(2), (int)x.dim(1), (int)x.dim(0)}),
-                  zp0(x), mult, zp0(y), view<uint8_t>(y, {(int)y.dim(1), (int)y.dim(0)})),
-             op, k.name());
+    const float mult = x.quant.scale[0] / (y.quant.scale[0] * float(hw));
+    const int32_t zx = zp0(x), zy = zp0(y);
+    return bind_in_out(op, pick(kernels::global_avgpool_u8u8()), view_any(x, nhwc_dims(x)),
+                       view_any(y, {(int)y.dim(1), (int)y.dim(0)}),
+                       [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+                           return fn(in, zx, mult, zy, out);
+                       });
 }
 
-void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
+BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
     const std::string op = "add";
     expect_tensor(a, op, "a", {DType::u8}, -1);
     expect_tensor(b, op, "b", {DType::u8}, -1);
@@ -294,12 +340,14 @@ void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
            "shapes must match (no broadcasting): a " + a.describe() + ", b " + b.describe() +
                ", output " + y.describe());
     for (const Tensor *t : {&a, &b, (const Tensor *)&y}) expect_per_tensor(*t, op, "operand");
-    float sy = y.quant.scale[0];
-    int n = (int)a.numel();
-    const auto &k = pick(kernels::add_u8u8u8());
-    check_rc(k.fn(view<uint8_t>(a, {n}), zp0(a), a.quant.scale[0] / sy, view<uint8_t>(b, {n}),
-                  zp0(b), b.quant.scale[0] / sy, zp0(y), act.min, act.max, view<uint8_t>(y, {n})),
-             op, k.name());
+    const float sy = y.quant.scale[0], ma = a.quant.scale[0] / sy, mb = b.quant.scale[0] / sy;
+    const int32_t za = zp0(a), zb = zp0(b), zy = zp0(y), lo = act.min, hi = act.max;
+    const int n = (int)a.numel();
+    auto bb = std::make_shared<Buf<uint8_t>>(view<uint8_t>(b, {n}));
+    return bind_in_out(op, pick(kernels::add_u8u8u8()), view_any(a, {n}), view_any(y, {n}),
+                       [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+                           return fn(in, za, ma, *bb, zb, mb, zy, lo, hi, out);
+                       });
 }
 
 namespace {
@@ -313,6 +361,18 @@ std::vector<int> axis_view(const Tensor &t, int axis, const std::string &op) {
     for (int i = 0; i < axis; i++) outer *= t.dim(i);
     return {(int)inner, (int)t.dim(axis), (int)outer};
 }
+
+// Per-channel parameter vectors, owned by the bound op, and Halide views of them.
+struct ChannelParams {
+    std::vector<float> scale;
+    std::vector<int32_t> zp;
+    Buf<float> scale_buf;
+    Buf<int32_t> zp_buf;
+    void make_views() {
+        scale_buf = Buf<float>(scale.data(), (int)scale.size());
+        zp_buf = Buf<int32_t>(zp.data(), (int)zp.size());
+    }
+};
 
 // Per-channel scale and zero point vectors matching the channel extent of `v`.
 void channel_params(const QuantParams &q, int channels, const std::string &op,
@@ -332,108 +392,132 @@ void channel_params(const QuantParams &q, int channels, const std::string &op,
         QH_EXPECT(scale[c] > 0, op, "scale must be positive");
     }
 }
+
+std::shared_ptr<ChannelParams> channel_params(const QuantParams &q, int channels,
+                                              const std::string &op) {
+    auto cp = std::make_shared<ChannelParams>();
+    channel_params(q, channels, op, cp->scale, cp->zp);
+    cp->make_views();
+    return cp;
+}
 }  // namespace
 
-void quantize(const Tensor &x, Tensor &y) {
+BoundOp bind_quantize(const Tensor &x, Tensor &y) {
     const std::string op = "quantize";
     expect_tensor(x, op, "input", {DType::f32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     auto v = axis_view(y, y.quant.axis, op);
-    std::vector<float> s;
-    std::vector<int32_t> z;
-    channel_params(y.quant, v[1], op, s, z);
-    Buf<float> sb(s.data(), v[1]);
-    Buf<int32_t> zb(z.data(), v[1]);
-    auto run = [&](const auto &variants, auto out) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(view<float>(x, v), sb, zb, out), op, k.name());
+    auto cp = channel_params(y.quant, v[1], op);
+    auto call = [cp](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+        return fn(in, cp->scale_buf, cp->zp_buf, out);
     };
-    if (y.dtype() == DType::u8) run(kernels::quantize_f32u8(), view<uint8_t>(y, v));
-    else run(kernels::quantize_f32s8(), view<int8_t>(y, v));
+    auto in = view_any(x, v), out = view_any(y, v);
+    return y.dtype() == DType::u8
+               ? bind_in_out(op, pick(kernels::quantize_f32u8()), in, out, call)
+               : bind_in_out(op, pick(kernels::quantize_f32s8()), in, out, call);
 }
 
-void dequantize(const Tensor &x, Tensor &y) {
+BoundOp bind_dequantize(const Tensor &x, Tensor &y) {
     const std::string op = "dequantize";
     expect_tensor(x, op, "input", {DType::u8, DType::s8, DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::f32}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     auto v = axis_view(x, x.quant.axis, op);
-    std::vector<float> s;
-    std::vector<int32_t> z;
-    channel_params(x.quant, v[1], op, s, z);
-    Buf<float> sb(s.data(), v[1]);
-    Buf<int32_t> zb(z.data(), v[1]);
-    auto run = [&](const auto &variants, auto in) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(in, sb, zb, view<float>(y, v)), op, k.name());
+    auto cp = channel_params(x.quant, v[1], op);
+    auto call = [cp](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+        return fn(in, cp->scale_buf, cp->zp_buf, out);
     };
-    if (x.dtype() == DType::u8) run(kernels::dequantize_u8f32(), view<uint8_t>(x, v));
-    else if (x.dtype() == DType::s8) run(kernels::dequantize_s8f32(), view<int8_t>(x, v));
-    else run(kernels::dequantize_s32f32(), view<int32_t>(x, v));
+    auto in = view_any(x, v), out = view_any(y, v);
+    if (x.dtype() == DType::u8) return bind_in_out(op, pick(kernels::dequantize_u8f32()), in, out, call);
+    if (x.dtype() == DType::s8) return bind_in_out(op, pick(kernels::dequantize_s8f32()), in, out, call);
+    return bind_in_out(op, pick(kernels::dequantize_s32f32()), in, out, call);
 }
 
-void requantize(const Tensor &x, Tensor &y, const Activation &act) {
+BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act) {
     const std::string op = "requantize";
     expect_tensor(x, op, "input", {DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::u4, DType::s4}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
     int axis = y.quant.axis >= 0 ? y.quant.axis : x.quant.axis;
     auto v = axis_view(x, axis, op);
-    std::vector<float> sx, sy;
-    std::vector<int32_t> zx, zy;
+    std::vector<float> sx;
+    std::vector<int32_t> zx;
     channel_params(x.quant, v[1], op, sx, zx);
-    channel_params(y.quant, v[1], op, sy, zy);
-    std::vector<float> m(v[1]);
+    auto cp = channel_params(y.quant, v[1], op);  // scale becomes the multiplier sx / sy
     for (int c = 0; c < v[1]; c++) {
         QH_EXPECT(zx[c] == 0, op, "the s32 input must have zero point 0");
-        m[c] = sx[c] / sy[c];
+        cp->scale[c] = sx[c] / cp->scale[c];
     }
-    Buf<float> mb(m.data(), v[1]);
-    Buf<int32_t> zb(zy.data(), v[1]);
-    Buf<int32_t> in = view<int32_t>(x, v);
-    int nbytes = (int)y.nbytes();
-    auto run = [&](const auto &variants, auto out) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(in, mb, zb, act.min, act.max, out), op, k.name());
+    const int32_t lo = act.min, hi = act.max;
+    auto call = [cp, lo, hi](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+        return fn(in, cp->scale_buf, cp->zp_buf, lo, hi, out);
     };
+    auto in = view_any(x, v);
+    const int nbytes = (int)y.nbytes();
     switch (y.dtype()) {
-    case DType::u8: run(kernels::requantize_s32u8(), view<uint8_t>(y, v)); break;
-    case DType::s8: run(kernels::requantize_s32s8(), view<int8_t>(y, v)); break;
-    case DType::u4: run(kernels::requantize_s32u4(), view<uint8_t>(y, {nbytes})); break;
-    default: run(kernels::requantize_s32s4(), view<int8_t>(y, {nbytes}));
+    case DType::u8: return bind_in_out(op, pick(kernels::requantize_s32u8()), in, view_any(y, v), call);
+    case DType::s8: return bind_in_out(op, pick(kernels::requantize_s32s8()), in, view_any(y, v), call);
+    case DType::u4:
+        return bind_in_out(op, pick(kernels::requantize_s32u4()), in,
+                           Buf<void>(halide_type_of<uint8_t>(), y.raw(), std::vector<int>{nbytes}), call);
+    default:
+        return bind_in_out(op, pick(kernels::requantize_s32s4()), in,
+                           Buf<void>(halide_type_of<int8_t>(), y.raw(), std::vector<int>{nbytes}), call);
     }
 }
 
-void int4_pack(const Tensor &x, Tensor &y) {
+BoundOp bind_int4_pack(const Tensor &x, Tensor &y) {
     const std::string op = "int4_pack";
     expect_tensor(x, op, "input", {DType::s8, DType::u8}, -1);
     QH_EXPECT(y.dtype() == (x.dtype() == DType::s8 ? DType::s4 : DType::u4), op,
            "output must be s4 for s8 input, u4 for u8 input; got " + y.describe());
     QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
-    std::vector<int> n = {(int)x.numel()}, nb = {(int)y.nbytes()};
-    auto run = [&](const auto &variants, auto in) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(in, view<uint8_t>(y, nb)), op, k.name());
-    };
-    if (x.dtype() == DType::s8) run(kernels::int4_pack_s8s4(), view<int8_t>(x, n));
-    else run(kernels::int4_pack_u8u4(), view<uint8_t>(x, n));
+    auto call = [](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, out); };
+    auto in = view_any(x, {(int)x.numel()});
+    Buf<void> out(halide_type_of<uint8_t>(), y.raw(), std::vector<int>{(int)y.nbytes()});
+    return x.dtype() == DType::s8 ? bind_in_out(op, pick(kernels::int4_pack_s8s4()), in, out, call)
+                                  : bind_in_out(op, pick(kernels::int4_pack_u8u4()), in, out, call);
 }
 
-void int4_unpack(const Tensor &x, Tensor &y) {
+BoundOp bind_int4_unpack(const Tensor &x, Tensor &y) {
     const std::string op = "int4_unpack";
     expect_tensor(x, op, "input", {DType::s4, DType::u4}, -1);
     QH_EXPECT(y.dtype() == (x.dtype() == DType::s4 ? DType::s8 : DType::u8), op,
            "output must be s8 for s4 input, u8 for u4 input; got " + y.describe());
     QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
-    std::vector<int> n = {(int)y.numel()}, nb = {(int)x.nbytes()};
-    auto run = [&](const auto &variants, auto out) {
-        const auto &k = pick(variants);
-        check_rc(k.fn(view<uint8_t>(x, nb), out), op, k.name());
-    };
-    if (x.dtype() == DType::s4) run(kernels::int4_unpack_s4s8(), view<int8_t>(y, n));
-    else run(kernels::int4_unpack_u4u8(), view<uint8_t>(y, n));
+    auto call = [](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, out); };
+    Buf<void> in(halide_type_of<uint8_t>(), const_cast<void *>(x.raw()),
+                 std::vector<int>{(int)x.nbytes()});
+    auto out = view_any(y, {(int)y.numel()});
+    return x.dtype() == DType::s4 ? bind_in_out(op, pick(kernels::int4_unpack_s4s8()), in, out, call)
+                                  : bind_in_out(op, pick(kernels::int4_unpack_u4u8()), in, out, call);
 }
+
+// One-off forms.
+void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
+    bind_conv2d(x, w, p, y).run();
+}
+void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
+                const ResidualParams &rp, const Tensor &residual, Tensor &y) {
+    bind_conv2d_add(x, w, p, rp, residual, y).run();
+}
+void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
+           const std::string &name) {
+    bind_dense(x, w, act, y, name).run();
+}
+void maxpool(const Tensor &x, const PoolParams &p, Tensor &y) { bind_maxpool(x, p, y).run(); }
+void global_avgpool(const Tensor &x, Tensor &y) { bind_global_avgpool(x, y).run(); }
+void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
+    bind_add(a, b, act, y).run();
+}
+void quantize(const Tensor &x, Tensor &y) { bind_quantize(x, y).run(); }
+void dequantize(const Tensor &x, Tensor &y) { bind_dequantize(x, y).run(); }
+void requantize(const Tensor &x, Tensor &y, const Activation &act) {
+    bind_requantize(x, y, act).run();
+}
+void int4_pack(const Tensor &x, Tensor &y) { bind_int4_pack(x, y).run(); }
+void int4_unpack(const Tensor &x, Tensor &y) { bind_int4_unpack(x, y).run(); }
 
 std::string last_kernel(const std::string &family) {
     std::lock_guard<std::mutex> l(g_last_mu);

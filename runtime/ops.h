@@ -1,14 +1,41 @@
-// Quantized operators over qh::Tensor. Each call validates shapes, dtypes and quantization
-// parameters (errors name the op, the tensor and what was expected), picks a kernel variant
-// (runtime/kernels.h) and runs it. Activations are NHWC; see runtime/tensor.h.
+// Quantized operators over qh::Tensor. Each op comes in two forms:
+//  - bind_<op>(tensors...) validates shapes, dtypes and quantization parameters (errors name
+//    the op, the tensor and what was expected), builds the kernel's buffers over the tensors'
+//    storage, picks a kernel variant (runtime/kernels.h) and returns a BoundOp whose run() only
+//    calls the kernel: no checks, no allocation. Model::prepare binds every step once.
+//  - <op>(tensors...) = bind_<op>(...).run(), for one-off calls.
+// Activations are NHWC; see runtime/tensor.h.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "pack.h"
 #include "tensor.h"
 
 namespace qh {
+
+// An op bound to its tensors. The tensors' storage must stay where it is, with the same shapes,
+// for as long as the BoundOp runs (parameters and packed weights are referenced, not copied).
+class BoundOp {
+public:
+    BoundOp() = default;
+    // `call` returns a Halide error code (0 = success).
+    BoundOp(std::string op, std::string kernel, std::function<int()> call)
+        : op_(std::move(op)), kernel_(std::move(kernel)), call_(std::move(call)) {}
+    // Runs the kernel; a kernel error throws std::runtime_error naming the op and the kernel.
+    void run() const {
+        if (int rc = call_()) fail(rc);
+    }
+    const std::string &op() const { return op_; }
+    const std::string &kernel() const { return kernel_; }  // e.g. "conv2d_u8s8u8__x86_avx512vnni"
+    explicit operator bool() const { return bool(call_); }
+
+private:
+    [[noreturn]] void fail(int rc) const;
+    std::string op_, kernel_;
+    std::function<int()> call_;
+};
 
 // Clamp of the quantized output, in output integer units (ReLU: min = output zero point).
 struct Activation {
@@ -37,11 +64,16 @@ std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w
 
 // y: u8/s8 (y.quant per tensor, weights packed with y's scale) or s32 (packed with scale 0).
 // x.quant zero point must equal the one the weights were packed with.
+BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 // y, residual: u8 with per-tensor quant; weights packed with rp.conv_scale as output scale.
+BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
+                        const ResidualParams &rp, const Tensor &residual, Tensor &y);
 void conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
                 const ResidualParams &rp, const Tensor &residual, Tensor &y);
 // x {N, K} u8 -> y {N, OC} u8/s8/s32.
+BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
+                   const std::string &name = "dense");
 void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
            const std::string &name = "dense");
 
@@ -51,21 +83,30 @@ struct PoolParams {
     std::string name = "maxpool";
 };
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p);
-void maxpool(const Tensor &x, const PoolParams &p, Tensor &y);  // u8 or s8
-void global_avgpool(const Tensor &x, Tensor &y);               // {N,H,W,C} u8 -> {N,C} u8
-void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);  // u8, same shape
+BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y);  // u8 or s8
+void maxpool(const Tensor &x, const PoolParams &p, Tensor &y);
+BoundOp bind_global_avgpool(const Tensor &x, Tensor &y);  // {N,H,W,C} u8 -> {N,C} u8
+void global_avgpool(const Tensor &x, Tensor &y);
+// u8, same shape (no broadcasting).
+BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);
+void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);
 
 // ONNX QuantizeLinear / DequantizeLinear; per-axis when quant.axis >= 0 (axis of the tensor's
 // own shape, e.g. 1 for NCHW channels).
-void quantize(const Tensor &x, Tensor &y);    // f32 -> u8/s8 with y.quant
-void dequantize(const Tensor &x, Tensor &y);  // u8/s8/s32 with x.quant -> f32
+BoundOp bind_quantize(const Tensor &x, Tensor &y);  // f32 -> u8/s8 with y.quant
+void quantize(const Tensor &x, Tensor &y);
+BoundOp bind_dequantize(const Tensor &x, Tensor &y);  // u8/s8/s32 with x.quant -> f32
+void dequantize(const Tensor &x, Tensor &y);
 // s32 with x.quant (scales of the accumulator, zero points 0) -> u8/s8/u4/s4 with y.quant:
 // y = clamp(round(x * sx/sy) + zy, act).
+BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act = {});
 void requantize(const Tensor &x, Tensor &y, const Activation &act = {});
-void int4_pack(const Tensor &x, Tensor &y);    // s8 -> s4 or u8 -> u4 (saturating)
-void int4_unpack(const Tensor &x, Tensor &y);  // s4 -> s8 or u4 -> u8
+BoundOp bind_int4_pack(const Tensor &x, Tensor &y);  // s8 -> s4 or u8 -> u4 (saturating)
+void int4_pack(const Tensor &x, Tensor &y);
+BoundOp bind_int4_unpack(const Tensor &x, Tensor &y);  // s4 -> s8 or u4 -> u8
+void int4_unpack(const Tensor &x, Tensor &y);
 
-// The kernel (family__tag) each op family used last, for logs and reports.
+// The kernel (family__tag) each op family was last bound to, for logs and reports.
 std::string last_kernel(const std::string &family);
 
 }  // namespace qh
