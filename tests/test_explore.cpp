@@ -101,8 +101,8 @@ TEST(Knobs, ValidationNamesKnobRangeAndDoc) {
     e = error_of([] { validate_knobs("conv2d", "x86_avx2", "tile_x=seven"); });
     EXPECT_NE(e.find("not an integer"), std::string::npos) << e;
     // Defaults differ per target and are documented by the schedule itself.
-    EXPECT_EQ(effective_knobs("conv2d", "x86_avx2", Knobs("")), "tile_x=4,tile_y=1,tile_oc=2,parallel=1");
-    EXPECT_EQ(effective_knobs("conv2d", "x86_avx512vnni", Knobs("tile_y=1")), "tile_x=7,tile_y=1,tile_oc=2,parallel=1");
+    EXPECT_EQ(effective_knobs("conv2d", "x86_avx2", Knobs("")), "tile_x=4,tile_y=1,tile_oc=2,parallel=1,oc_tiles_per_task=4");
+    EXPECT_EQ(effective_knobs("conv2d", "x86_avx512vnni", Knobs("tile_y=1")), "tile_x=7,tile_y=1,tile_oc=2,parallel=1,oc_tiles_per_task=4");
 }
 
 TEST(Inspect, FindsDotProductInstructions) {

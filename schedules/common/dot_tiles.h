@@ -15,7 +15,11 @@ struct DotTile {
     int tile_y;    // output rows per register tile (unrolled; conv2d only)
     int tile_oc;   // 16-channel blocks per register tile (unrolled)
     int vector;    // int32 lanes per vector op for the epilogue / copies
-    bool parallel; // parallelize over output rows x batch
+    bool parallel; // parallelize over output rows x batch (x output-channel groups)
+    // conv2d: register tiles of output channels per parallel task. Tasks are (output-channel
+    // group, output-row tile, image): without the channel groups a batch-1 7x7 layer has only
+    // 4 tasks for 16 cores, and each task streams all of the layer's weights.
+    int oc_tiles_per_task = 4;
 };
 
 void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile &t);

@@ -17,14 +17,27 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
     const int v = ctx.knobs.get(kEltwiseKnobs[0]);
     Var inner = s.vars[0];
     Var io("io"), ii("ii");
-    s.output.split(inner, io, ii, v * 64, TailStrategy::GuardWithIf)
-        .vectorize(ii, v, TailStrategy::GuardWithIf);
-    if (s.vars.size() == 3) {
-        Var f("f");
-        s.output.fuse(s.vars[1], s.vars[2], f).parallel(f);
-    } else {
-        s.output.parallel(io);
+    if (s.vars.size() == 1) {  // flat: chunks of 64 vectors per task
+        s.output.split(inner, io, ii, v * 64, TailStrategy::GuardWithIf)
+            .vectorize(ii, v, TailStrategy::GuardWithIf)
+            .parallel(io);
+        return;
     }
+    // 3-D (inner, channel, outer). Channel-last per-axis views ({N, C} logits, NHWC with the
+    // axis last) have inner extent 1: vectorize the channels there, else tasks of one element.
+    Var c = s.vars[1], o = s.vars[2], f("f"), t("t");
+    Expr inner_extent = s.output.output_buffer().dim(0).extent();
+    s.output.specialize(inner_extent < v)
+        .reorder(c, inner, o)
+        .vectorize(c, v, TailStrategy::GuardWithIf)
+        .parallel(o);
+    // Otherwise chunks of 64 vectors of the dense inner dimension, every chunk of every
+    // (channel, outer) one task: per-tensor views ({numel, 1, 1}) still run on every core.
+    s.output.split(inner, io, ii, v * 64, TailStrategy::GuardWithIf)
+        .vectorize(ii, v, TailStrategy::GuardWithIf)
+        .fuse(io, c, f)
+        .fuse(f, o, t)
+        .parallel(t);
 }
 
 void maxpool(PoolStages &s, const ScheduleContext &ctx) {
