@@ -17,8 +17,12 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
     const int v = ctx.knobs.get(kEltwiseKnobs[0]);
     Var inner = s.vars[0];
     Var io("io"), ii("ii");
-    if (s.vars.size() == 1) {  // flat: chunks of 64 vectors per task
-        s.output.split(inner, io, ii, v * 64, TailStrategy::GuardWithIf)
+    // Tasks of 1024 vectors: Halide's pool hands out one iteration at a time under a lock, so
+    // small tasks serialize on it (64-vector tasks made the batch-16 input quantize 2 ms at 16
+    // threads, 1 ms more than one thread).
+    const int chunk = v * 1024;
+    if (s.vars.size() == 1) {
+        s.output.split(inner, io, ii, chunk, TailStrategy::GuardWithIf)
             .vectorize(ii, v, TailStrategy::GuardWithIf)
             .parallel(io);
         return;
@@ -31,9 +35,9 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
         .reorder(c, inner, o)
         .vectorize(c, v, TailStrategy::GuardWithIf)
         .parallel(o);
-    // Otherwise chunks of 64 vectors of the dense inner dimension, every chunk of every
-    // (channel, outer) one task: per-tensor views ({numel, 1, 1}) still run on every core.
-    s.output.split(inner, io, ii, v * 64, TailStrategy::GuardWithIf)
+    // Otherwise chunks of the dense inner dimension, every chunk of every (channel, outer) one
+    // task: per-tensor views ({numel, 1, 1}) still run on every core.
+    s.output.split(inner, io, ii, chunk, TailStrategy::GuardWithIf)
         .vectorize(ii, v, TailStrategy::GuardWithIf)
         .fuse(io, c, f)
         .fuse(f, o, t)
@@ -42,8 +46,12 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
 
 void maxpool(PoolStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
-    Var yn("yn");
-    s.output.vectorize(s.c, 16, TailStrategy::GuardWithIf).fuse(s.y, s.n, yn).parallel(yn);
+    Var yn("yn"), yno("yno"), yni("yni");
+    // Tasks of 4 output rows (one row of a 56x56x64 maxpool is ~2 us of work).
+    s.output.vectorize(s.c, 16, TailStrategy::GuardWithIf)
+        .fuse(s.y, s.n, yn)
+        .split(yn, yno, yni, 4, TailStrategy::GuardWithIf)
+        .parallel(yno);
 }
 
 void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
