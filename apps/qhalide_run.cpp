@@ -1,5 +1,8 @@
 // qhalide-run: run a supported ONNX model on given inputs, write every graph output as .npy.
-// Inputs and outputs use ONNX's layout (NCHW for images); qhalide runs NHWC inside.
+// Inputs and outputs use ONNX's layout (NCHW for images); qhalide runs NHWC inside. Every --input
+// is also offered to the importer (ImportOptions::input_values): a graph input that the model
+// reads where only a constant is supported (weights, scales, zero points, ...) becomes a constant,
+// so ONNX conformance models, which take those as inputs, run as they are.
 #include <CLI/CLI.hpp>
 
 #include <array>
@@ -8,6 +11,7 @@
 #include <filesystem>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "io/npy.h"
@@ -45,9 +49,28 @@ Tensor permute4(const Tensor &t, const std::array<int, 4> &perm) {
 Tensor nchw_to_nhwc(const Tensor &t) { return permute4(t, {0, 2, 3, 1}); }
 Tensor nhwc_to_nchw(const Tensor &t) { return permute4(t, {0, 3, 1, 2}); }
 
+bool is_pb(const std::string &path) { return path.size() > 3 && path.substr(path.size() - 3) == ".pb"; }
+
 Tensor load_any(const std::string &path) {
-    if (path.size() > 3 && path.substr(path.size() - 3) == ".pb") return load_tensor_pb(path);
+    if (is_pb(path)) return load_tensor_pb(path);
     return io::load_npy(path);
+}
+
+// "NAME=FILE", or "FILE.pb" named by the TensorProto's name field (ONNX test data carry it). An
+// argument that is an existing file is a FILE, even if its path contains '='.
+std::pair<std::string, Tensor> load_named(const std::string &opt, const std::string &arg) {
+    auto eq = arg.find('=');
+    if (eq != std::string::npos && !std::filesystem::is_regular_file(arg)) {
+        if (eq == 0) throw std::runtime_error(opt + " '" + arg + "': empty NAME in NAME=FILE");
+        return {arg.substr(0, eq), load_any(arg.substr(eq + 1))};
+    }
+    if (!is_pb(arg))
+        throw std::runtime_error(opt + " '" + arg + "': expected NAME=FILE (only an ONNX TensorProto .pb file carries its own name)");
+    std::string name;
+    Tensor t = load_tensor_pb(arg, &name);
+    if (name.empty())
+        throw std::runtime_error(opt + " '" + arg + "': the TensorProto has no name; use " + opt + " NAME=" + arg);
+    return {name, t};
 }
 
 }  // namespace
@@ -59,7 +82,11 @@ int main(int argc, char **argv) {
     CLI::App app{"qhalide-run: run an ONNX model (float, QDQ or QOperator) on inputs given as .npy or\n"
                  "ONNX TensorProto .pb files (ONNX layout, NCHW) and write every graph output as .npy."};
     app.add_option("model", model, "MODEL.onnx")->required()->check(CLI::ExistingFile);
-    app.add_option("--input", inputs, "NAME=FILE (.npy or .pb); one per graph input")->required();
+    app.add_option("--input", inputs,
+                   "NAME=FILE (.npy or .pb), or FILE.pb named by its TensorProto name; one per graph input. "
+                   "A given input that the model reads where only a constant is supported (weights, bias, "
+                   "scales, zero points, Reshape shape) is folded in as that constant")
+        ->required();
     app.add_option("--output-dir", out_dir, "where OUTPUT_NAME.npy files go")->capture_default_str();
     app.add_option("--precision", precision,
                    "auto (int8 when the model is quantized, else fp32), int8 (float models are calibrated "
@@ -68,22 +95,29 @@ int main(int argc, char **argv) {
     app.add_option("--calib", calib, "calibration inputs (.npy/.pb, ONNX layout) for --precision int8 on a float model");
     app.add_option("--threads", threads, "threads (0: all cores)")->capture_default_str();
     app.add_option("--expect", expects,
-                   "NAME=FILE (.npy or .pb): compare that output bit for bit (conformance runs); "
-                   "exit 2 on a mismatch");
+                   "NAME=FILE (.npy or .pb), or FILE.pb named by its TensorProto name: compare that output "
+                   "bit for bit (conformance runs); exit 2 on a mismatch");
     app.add_option("--target", target, "force a kernel variant (generic, x86_avx2, x86_avx512vnni)");
     CLI11_PARSE(app, argc, argv);
     try {
         if (!target.empty()) force_target(target);
-        Graph g = import_onnx(model);
+        ImportOptions opts;  // ONNX layout, as in the files
+        for (const auto &arg : inputs) {
+            auto [name, t] = load_named("--input", arg);
+            if (opts.input_values.count(name)) throw std::runtime_error("--input '" + arg + "': '" + name + "' is given twice");
+            opts.input_values[name] = t;
+        }
+        Graph g = import_onnx(model, opts);
         bool quantized = !g.values[g.inputs[0]].quant.empty();
         Precision p = precision == "fp32" ? Precision::fp32
                       : precision == "int8" ? Precision::int8
                                             : (quantized ? Precision::int8 : Precision::fp32);
-        std::map<std::string, Tensor> given;
-        for (const auto &kv : inputs) {
-            auto eq = kv.find('=');
-            if (eq == std::string::npos) throw std::runtime_error("--input '" + kv + "': expected NAME=FILE");
-            given[kv.substr(0, eq)] = nchw_to_nhwc(load_any(kv.substr(eq + 1)));
+        std::map<std::string, Tensor> given;  // the runtime inputs, NHWC
+        for (int i : g.inputs) {
+            auto it = opts.input_values.find(g.values[i].name);
+            if (it == opts.input_values.end())
+                throw std::runtime_error("no --input for graph input '" + g.values[i].name + "'");
+            given[it->first] = nchw_to_nhwc(it->second);
         }
         if (p == Precision::int8 && !quantized) {
             if (calib.empty())
@@ -96,11 +130,7 @@ int main(int argc, char **argv) {
             calibrate(g, samples, co);
         }
         int batch = 1;
-        for (int i : g.inputs) {
-            auto it = given.find(g.values[i].name);
-            if (it == given.end()) throw std::runtime_error("no --input for graph input '" + g.values[i].name + "'");
-            batch = int(it->second.dim(0));
-        }
+        for (int i : g.inputs) batch = int(given.at(g.values[i].name).dim(0));
         PrepareOptions po;
         po.batch = batch;
         po.threads = threads;
@@ -125,15 +155,12 @@ int main(int argc, char **argv) {
             std::printf("%s %s -> %s\n", m->output_name(i).c_str(), m->output(i).describe().c_str(), path.c_str());
         }
         int mismatches = 0;
-        for (const auto &kv : expects) {
-            auto eq = kv.find('=');
-            if (eq == std::string::npos) throw std::runtime_error("--expect '" + kv + "': expected NAME=FILE");
-            const std::string name = kv.substr(0, eq);
+        for (const auto &arg : expects) {
+            auto [name, want] = load_named("--expect", arg);
             int k = -1;
             for (int i = 0; i < m->num_outputs(); i++)
                 if (m->output_name(i) == name) k = i;
-            if (k < 0) throw std::runtime_error("--expect: the model has no output '" + name + "'");
-            Tensor want = load_any(kv.substr(eq + 1));
+            if (k < 0) throw std::runtime_error("--expect '" + arg + "': the model has no output '" + name + "'");
             Tensor got = nhwc_to_nchw(m->output(k));
             bool same = got.dtype() == want.dtype() && got.shape() == want.shape() &&
                         std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0;

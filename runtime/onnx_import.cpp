@@ -138,6 +138,13 @@ std::string read_file(const std::string &path) {
 
 Tensor load_tensor_pb(const std::string &path) { return tensor_from_proto_bytes(read_file(path), path); }
 
+Tensor load_tensor_pb(const std::string &path, std::string *name) {
+    TP t;
+    if (!t.ParseFromString(read_file(path))) throw std::runtime_error(path + ": not a valid serialized onnx.TensorProto");
+    if (name) *name = t.name();
+    return tensor_from_proto(t, path);
+}
+
 namespace {
 
 bool is_std_domain(const std::string &d) { return d.empty() || d == "ai.onnx"; }
@@ -157,7 +164,8 @@ Tensor transpose_kn(const Tensor &s) {
 
 class Importer {
 public:
-    Importer(const onnx::ModelProto &m, std::string file) : m_(m), file_(std::move(file)) {}
+    Importer(const onnx::ModelProto &m, std::string file, const ImportOptions &opt)
+        : m_(m), file_(std::move(file)), opt_(opt) {}
     Graph run();
 
 private:
@@ -176,6 +184,7 @@ private:
 
     const onnx::ModelProto &m_;
     std::string file_;
+    const ImportOptions &opt_;
     Graph g_;
     std::vector<std::vector<int64_t>> shape_;  // per IR value, NHWC / {N,K} (checks only)
     std::map<std::string, const TP *> consts_;
@@ -187,6 +196,12 @@ private:
     std::map<std::string, int> dense_no_bias_;  // MatMul output name -> IR node index
     std::map<int, std::string> rename_;          // IR value -> final name
     std::set<int> input_values_;
+    // Graph inputs that no node has read yet; the first read decides: as data, an IR input
+    // (add_graph_input); where only a constant is supported, a constant if a value is given
+    // (fold_input), else an error. Those still unread at the end become IR inputs.
+    std::map<std::string, int> pending_;  // name -> index in graph().input()
+    std::map<std::string, TP> folded_;    // the given values of inputs that became constants
+    std::map<int, int> input_order_;      // IR value -> index in graph().input()
     const onnx::NodeProto *node_ = nullptr;  // the node being imported
     int node_index_ = 0;
 
@@ -279,11 +294,34 @@ private:
             fail(e.what());
         }
     }
+    // Is `n` a constant? A graph input with a given value that nothing has read yet becomes one
+    // here: every caller asks this where only a constant is supported.
+    bool is_constant(const std::string &n, const std::string &what) {
+        if (consts_.count(n)) return true;
+        if (!pending_.count(n) || !opt_.input_values.count(n)) return false;
+        fold_input(n, what);
+        return true;
+    }
+    void fold_input(const std::string &n, const std::string &what);
+    // Why the activation `n` is not a constant (for errors).
+    std::string not_constant(const std::string &n) const {
+        if (pending_.count(n)) return "is a graph input with no given value (give one to fold it in: ImportOptions::input_values, qhalide-run --input)";
+        auto a = acts_.find(n);
+        if (a == acts_.end() || !input_values_.count(a->second.v) || g_.values[a->second.v].name != n)
+            return "is computed by the graph";
+        return opt_.input_values.count(n)
+                   ? "is a graph input that an earlier node reads as data (a graph input cannot be both)"
+                   : "is a graph input with no given value (give one to fold it in: ImportOptions::input_values, "
+                     "qhalide-run --input)";
+    }
+    void add_graph_input(int index);
     const Tensor &constant(int i, const std::string &what) {
         const std::string &n = in_name(i);
+        is_constant(n, what);
         auto c = consts_.find(n);
         if (c == consts_.end()) {
-            if (acts_.count(n)) nfail(what + " '" + n + "' must be a constant (initializer), it is computed by the graph or is a graph input");
+            if (acts_.count(n) || pending_.count(n))
+                nfail(what + " '" + n + "' must be a constant (initializer), it " + not_constant(n));
             if (qconsts_.count(n)) nfail(what + " '" + n + "' is a DequantizeLinear output; a plain float constant is expected here");
             undefined(n, what);
         }
@@ -320,22 +358,26 @@ private:
         int32_t zp = const_zp(zp_in, "zero point", type);
         return QuantParams::per_tensor(s, zp);
     }
-    const Act &act(int i, const std::string &what) const {
+    const Act &act(int i, const std::string &what) {
         const std::string &n = in_name(i);
+        if (pending_.count(n)) add_graph_input(pending_.at(n));  // read as data: a runtime input
         auto a = acts_.find(n);
         if (a != acts_.end()) return a->second;
+        if (folded_.count(n))
+            nfail(what + " '" + n + "' is a graph input whose given value became a constant (an earlier node reads it "
+                  "where only a constant is supported); a graph input cannot be both a constant and data");
         if (consts_.count(n) || qconsts_.count(n))
             nfail(what + " '" + n + "' is a constant; this op needs a computed tensor here");
         undefined(n, what);
     }
-    const Act &float_act(int i, const std::string &what) const {
+    const Act &float_act(int i, const std::string &what) {
         const Act &a = act(i, what);
         if (a.repr != DType::f32)
             nfail(what + " '" + in_name(i) + "' is " + (a.repr == DType::u8 ? "uint8" : "int8") +
                   "; this op reads float tensors (quantized tensors go through DequantizeLinear or QLinear ops)");
         return a;
     }
-    const Act &quant_act(int i, const std::string &what) const {
+    const Act &quant_act(int i, const std::string &what) {
         const Act &a = act(i, what);
         if (a.repr == DType::f32) nfail(what + " '" + in_name(i) + "' is float; this op reads uint8/int8 tensors");
         return a;
@@ -373,7 +415,8 @@ private:
     int emit(GraphNode n, std::vector<int64_t> shape, DType repr = DType::f32) {
         n.name = node_->name().empty() ? node_->output(0) : node_->name();
         const std::string &out = node_->output(0);
-        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out)) nfail("output '" + out + "' is assigned twice");
+        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out) || pending_.count(out))
+            nfail("output '" + out + "' is assigned twice");
         int v = g_.add_node(std::move(n), out);
         shape_.resize(g_.values.size());
         shape_[v] = std::move(shape);
@@ -382,7 +425,8 @@ private:
     }
     void alias(const Act &a) {
         const std::string &out = node_->output(0);
-        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out)) nfail("output '" + out + "' is assigned twice");
+        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out) || pending_.count(out))
+            nfail("output '" + out + "' is assigned twice");
         acts_[out] = a;
     }
     const std::vector<int64_t> &shape_of(const Act &a) const { return shape_.at(a.v); }
@@ -521,13 +565,13 @@ Importer::Weights Importer::weights(int i, bool kn_layout, int rank) {
         if (r.w.dtype() != DType::u8 && r.w.dtype() != DType::s8)
             nfail("weights '" + n + "' are " + r.w.describe() + " (only uint8/int8 quantized weights)");
         r.quantized = true;
-    } else if (consts_.count(n)) {
+    } else if (is_constant(n, "weights")) {
         r.w = constant(i, "weights");
         if (r.w.dtype() != DType::f32)
             nfail("weights '" + n + "' are " + r.w.describe() +
                   " without DequantizeLinear (float weights, or integer weights through DequantizeLinear)");
-    } else if (acts_.count(n)) {
-        nfail("weights '" + n + "' are computed by the graph or a graph input; only constant weights are supported");
+    } else if (acts_.count(n) || pending_.count(n)) {
+        nfail("weights '" + n + "': only constant weights are supported, it " + not_constant(n));
     } else {
         undefined(n, "weights");
     }
@@ -563,12 +607,12 @@ Tensor Importer::bias(int i, const Weights &w, const QuantParams &xq) {
                       " (an s32 bias must be in units of x_scale * w_scale)");
         }
         b.quant = {};
-    } else if (consts_.count(n)) {
+    } else if (is_constant(n, "bias")) {
         b = constant(i, "bias");
         if (b.dtype() != DType::f32)
             nfail("bias '" + n + "' is " + b.describe() + " without DequantizeLinear (float bias, or int32 through DequantizeLinear)");
-    } else if (acts_.count(n)) {
-        nfail("bias '" + n + "' is computed by the graph; only constant bias is supported");
+    } else if (acts_.count(n) || pending_.count(n)) {
+        nfail("bias '" + n + "': only constant bias is supported, it " + not_constant(n));
     } else {
         undefined(n, "bias");
     }
@@ -850,7 +894,7 @@ void Importer::gemm() {
     Weights w = weights(1, transB == 0, 2);
     check_dense_input(x, w.w);
     const int64_t oc = w.w.dim(0);
-    if (has_in(2) && consts_.count(in_name(2))) {
+    if (has_in(2) && is_constant(in_name(2), "C")) {
         // Plain float C: {N}, {1,N}, or a single value broadcast to {N} (exact).
         const Tensor &c = constant(2, "C");
         if (c.dtype() != DType::f32) nfail("C '" + in_name(2) + "' is " + c.describe() + " (float, or int32 through DequantizeLinear)");
@@ -1000,7 +1044,7 @@ void Importer::constant_node() {
     const auto *a = attr("value");
     if (!a || a->type() != onnx::AttributeProto::TENSOR) nfail("only the 'value' (tensor) form is supported");
     const std::string &out = node_->output(0);
-    if (acts_.count(out) || consts_.count(out)) nfail("output '" + out + "' is assigned twice");
+    if (acts_.count(out) || consts_.count(out) || pending_.count(out)) nfail("output '" + out + "' is assigned twice");
     consts_[out] = &a->t();
 }
 
@@ -1034,9 +1078,10 @@ void Importer::dequantize() {
     if (consts_.count(in)) {
         // Quantized constant: resolved when a Conv / Gemm / MatMul reads it.
         for (int i = 1; i < 3; i++)
-            if (has_in(i) && !consts_.count(in_name(i)))
+            if (has_in(i) && !is_constant(in_name(i), i == 1 ? "scale" : "zero point"))
                 nfail("scale / zero point '" + in_name(i) + "' of a constant must be constants");
-        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out)) nfail("output '" + out + "' is assigned twice");
+        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out) || pending_.count(out))
+            nfail("output '" + out + "' is assigned twice");
         QConst qc;
         qc.node = node_;
         qc.data = in;
@@ -1088,6 +1133,79 @@ void Importer::import_node() {
     nfail("domain '" + n.domain() + "' not supported (only the default ONNX domain and com.microsoft)");
 }
 
+// A graph input that is read as data: an IR input value (NHWC shape).
+void Importer::add_graph_input(int index) {
+    const auto &in = m_.graph().input(index);
+    const std::string &name = in.name();
+    pending_.erase(name);
+    std::string where = "graph input '" + name + "'";
+    if (!in.type().has_tensor_type()) fail(where + " is not a tensor");
+    const auto &tt = in.type().tensor_type();
+    DType dt;
+    if (tt.elem_type() == TP::FLOAT) dt = DType::f32;
+    else if (tt.elem_type() == TP::UINT8) dt = DType::u8;
+    else fail(where + " has element type " + onnx_type_name(tt.elem_type()) + " (only FLOAT or UINT8)");
+    if (!tt.has_shape()) fail(where + " has no shape");
+    std::vector<int64_t> s;
+    for (int i = 0; i < tt.shape().dim_size(); i++) {
+        const auto &d = tt.shape().dim(i);
+        if (d.has_dim_value() && d.dim_value() > 0) s.push_back(d.dim_value());
+        else if (i == 0) s.push_back(1);  // dynamic batch
+        else fail(where + " has a dynamic or invalid dimension " + std::to_string(i) + " (only the batch may be dynamic)");
+    }
+    if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
+    else if (s.size() != 2) fail(where + " has rank " + std::to_string(s.size()) + " (only 4: NCHW, or 2: {N, K})");
+    int v = g_.add_value(name, s, dt);
+    shape_.resize(g_.values.size());
+    shape_[v] = s;
+    g_.inputs.push_back(v);
+    input_values_.insert(v);
+    input_order_[v] = index;
+    acts_[name] = {v, dt};
+}
+
+// A graph input with a given value, read where only a constant is supported: the value becomes
+// an initializer, after checking it against the input's declared type and shape.
+void Importer::fold_input(const std::string &n, const std::string &what) {
+    const auto &in = m_.graph().input(pending_.at(n));
+    const Tensor &t = opt_.input_values.at(n);
+    const std::string where = what + " '" + n + "' (a graph input with a given value)";
+    if (!in.type().has_tensor_type()) nfail(where + ": the input is not declared as a tensor");
+    const auto &tt = in.type().tensor_type();
+    int want = tt.elem_type();
+    DType dt;  // what tensor_from_proto makes of the declared type
+    switch (want) {
+    case TP::FLOAT: dt = DType::f32; break;
+    case TP::UINT8: case TP::BOOL: dt = DType::u8; break;
+    case TP::INT8: dt = DType::s8; break;
+    case TP::INT32: case TP::INT64: dt = DType::s32; break;
+    default: nfail(where + ": declared element type " + onnx_type_name(want) + " not supported (FLOAT, UINT8, INT8, INT32, INT64, BOOL)");
+    }
+    std::string declared = onnx_type_name(want);
+    bool shape_ok = true;
+    if (tt.has_shape()) {
+        declared += " [";
+        shape_ok = tt.shape().dim_size() == t.rank();
+        for (int i = 0; i < tt.shape().dim_size(); i++) {
+            const auto &d = tt.shape().dim(i);
+            declared += (i ? "," : "") + (d.has_dim_value() ? std::to_string(d.dim_value()) : d.dim_param().empty() ? "?" : d.dim_param());
+            if (shape_ok && d.has_dim_value() && d.dim_value() != t.dim(i)) shape_ok = false;
+        }
+        declared += "]";
+    }
+    if (t.dtype() != dt || !shape_ok)
+        nfail(where + " is given as " + t.describe() + ", but the model declares it " + declared +
+              (want == TP::INT64 ? " (INT64 is read as s32)" : ""));
+    TP &p = folded_[n];
+    p.set_name(n);
+    p.set_data_type(dt == DType::f32 ? TP::FLOAT : dt == DType::u8 ? TP::UINT8 : dt == DType::s8 ? TP::INT8 : TP::INT32);
+    for (int i = 0; i < t.rank(); i++) p.add_dims(t.dim(i));
+    p.set_raw_data(std::string(static_cast<const char *>(t.raw()), t.nbytes()));
+    pending_.erase(n);
+    consts_[n] = &p;
+    decode(n);
+}
+
 void Importer::inputs() {
     for (const auto &t : m_.graph().initializer()) {
         if (t.name().empty()) fail("an initializer has no name");
@@ -1096,39 +1214,30 @@ void Importer::inputs() {
         decode(t.name());  // every initializer is checked at load time
     }
     if (m_.graph().sparse_initializer_size() > 0) fail("sparse initializers are not supported");
-    for (const auto &in : m_.graph().input()) {
-        const std::string &name = in.name();
+    std::map<std::string, int> index;
+    for (int i = 0; i < m_.graph().input_size(); i++) {
+        const std::string &name = m_.graph().input(i).name();
         if (consts_.count(name)) continue;  // old-style: initializers listed as inputs
-        std::string where = "graph input '" + name + "'";
-        if (!in.type().has_tensor_type()) fail(where + " is not a tensor");
-        const auto &tt = in.type().tensor_type();
-        DType dt;
-        if (tt.elem_type() == TP::FLOAT) dt = DType::f32;
-        else if (tt.elem_type() == TP::UINT8) dt = DType::u8;
-        else fail(where + " has element type " + onnx_type_name(tt.elem_type()) + " (only FLOAT or UINT8)");
-        if (!tt.has_shape()) fail(where + " has no shape");
-        std::vector<int64_t> s;
-        for (int i = 0; i < tt.shape().dim_size(); i++) {
-            const auto &d = tt.shape().dim(i);
-            if (d.has_dim_value() && d.dim_value() > 0) s.push_back(d.dim_value());
-            else if (i == 0) s.push_back(1);  // dynamic batch
-            else fail(where + " has a dynamic or invalid dimension " + std::to_string(i) + " (only the batch may be dynamic)");
-        }
-        if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
-        else if (s.size() != 2) fail(where + " has rank " + std::to_string(s.size()) + " (only 4: NCHW, or 2: {N, K})");
-        int v = g_.add_value(name, s, dt);
-        shape_.resize(g_.values.size());
-        shape_[v] = s;
-        g_.inputs.push_back(v);
-        input_values_.insert(v);
-        acts_[name] = {v, dt};
+        index[name] = i;
     }
+    for (const auto &[name, t] : opt_.input_values) {
+        if (consts_.count(name))
+            fail("a value is given for '" + name + "', which is an initializer (a constant of the model), not a graph input");
+        if (!index.count(name)) {
+            std::string names;
+            for (const auto &in : m_.graph().input())
+                if (!consts_.count(in.name())) names += (names.empty() ? "'" : ", '") + in.name() + "'";
+            fail("a value is given for '" + name + "', which is not a graph input (graph inputs: " + names + ")");
+        }
+    }
+    pending_ = index;  // each decided by its first reader
 }
 
 void Importer::outputs() {
     std::set<int> seen;
     for (const auto &o : m_.graph().output()) {
         const std::string &name = o.name();
+        if (pending_.count(name)) add_graph_input(pending_.at(name));
         auto a = acts_.find(name);
         if (a == acts_.end())
             fail("graph output '" + name + "' is " + (consts_.count(name) || qconsts_.count(name) ? "a constant" : "not computed by any node"));
@@ -1156,7 +1265,6 @@ Graph Importer::run() {
             if (!in.empty()) readers_[in].push_back(i);
     for (const auto &o : gp.output()) graph_outputs_.insert(o.name());
     inputs();
-    if (g_.inputs.empty()) fail("the graph has no inputs besides initializers");
     for (int i = 0; i < gp.node_size(); i++) {
         node_ = &gp.node(i);
         node_index_ = i;
@@ -1164,6 +1272,11 @@ Graph Importer::run() {
     }
     node_ = nullptr;
     outputs();
+    while (!pending_.empty()) add_graph_input(pending_.begin()->second);  // read by no node
+    std::sort(g_.inputs.begin(), g_.inputs.end(), [&](int a, int b) { return input_order_.at(a) < input_order_.at(b); });
+    if (g_.inputs.empty())
+        fail(folded_.empty() ? "the graph has no inputs besides initializers"
+                             : "the graph has no runtime inputs left (the others are initializers or given values that became constants)");
     for (auto &[v, name] : rename_) g_.values[v].name = name;
     std::set<std::string> names;
     for (const auto &v : g_.values)
@@ -1178,22 +1291,28 @@ Graph Importer::run() {
 
 }  // namespace
 
-Graph import_onnx_bytes(const std::string &bytes, const std::string &name) {
+Graph import_onnx_bytes(const std::string &bytes, const std::string &name, const ImportOptions &options) {
     onnx::ModelProto m;
     if (bytes.empty()) throw std::runtime_error("onnx import '" + name + "': empty file");
     if (!m.ParseFromString(bytes))
         throw std::runtime_error("onnx import '" + name + "': not a valid ONNX model (protobuf parse failed: truncated or corrupt)");
-    return Importer(m, name).run();
+    return Importer(m, name, options).run();
 }
 
-Graph import_onnx(const std::string &path) {
+Graph import_onnx_bytes(const std::string &bytes, const std::string &name) {
+    return import_onnx_bytes(bytes, name, ImportOptions{});
+}
+
+Graph import_onnx(const std::string &path) { return import_onnx(path, ImportOptions{}); }
+
+Graph import_onnx(const std::string &path, const ImportOptions &options) {
     std::string bytes;
     try {
         bytes = read_file(path);
     } catch (const std::exception &e) {
         throw std::runtime_error(std::string("onnx import: ") + e.what());
     }
-    return import_onnx_bytes(bytes, path);
+    return import_onnx_bytes(bytes, path, options);
 }
 
 }  // namespace qh

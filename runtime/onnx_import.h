@@ -14,9 +14,24 @@
 // supported. Nothing is approximated. Activation quant is per tensor; GraphValue::qtype says
 // whether its zero point is for uint8 or int8 (as the model has it).
 //
+// Graph inputs with given values (ImportOptions::input_values). ONNX's conformance models (and
+// some exported ones) take weights, biases, scales, zero points or Reshape shapes as graph inputs.
+// The rule, applied where the importer resolves a constant (one place, not per op): a graph input
+// that has a given value AND is read by a node where only a constant is supported (Conv/Gemm/
+// MatMul weights and bias, every scale and zero point of QuantizeLinear/DequantizeLinear/QLinear*/
+// QGemm, BatchNormalization parameters, Reshape's shape, Dropout's training_mode) becomes a
+// constant with that value. Its value must match the input's declared element type and shape
+// (INT64 is read as s32), or the import fails naming the file, the node and the input. Every
+// other graph input stays a runtime input (its given value is not used and not checked), also
+// where a tensor may be either (the data input of DequantizeLinear, Add, Identity). A graph input
+// read both as a constant and as data is an error. Values are in ONNX layout, as loaded from the
+// .pb/.npy file (not transposed). Names that are not graph inputs, or that have an initializer,
+// are errors. The IR's inputs keep the model's order, less the inputs that became constants.
+//
 // The public header does not include ONNX's protobuf headers; onnx_tensor.h does, for callers
 // that already hold an onnx::TensorProto.
 #pragma once
+#include <map>
 #include <string>
 
 #include "graph.h"
@@ -24,10 +39,17 @@
 
 namespace qh {
 
+struct ImportOptions {
+    // Values for graph inputs, by name, in ONNX layout; see "Graph inputs with given values".
+    std::map<std::string, Tensor> input_values;
+};
+
 // Reads and imports a model file; errors name `path`.
 Graph import_onnx(const std::string &path);
+Graph import_onnx(const std::string &path, const ImportOptions &options);
 // Imports a serialized onnx::ModelProto; errors name `name`, which also names the graph.
 Graph import_onnx_bytes(const std::string &bytes, const std::string &name);
+Graph import_onnx_bytes(const std::string &bytes, const std::string &name, const ImportOptions &options);
 
 // Decodes a serialized onnx::TensorProto (raw_data or typed fields): FLOAT -> f32, UINT8 -> u8,
 // INT8 -> s8, INT32 -> s32, INT64 -> s32 (each value range-checked), BOOL -> u8 (0/1). Other types, external
@@ -35,5 +57,7 @@ Graph import_onnx_bytes(const std::string &bytes, const std::string &name);
 Tensor tensor_from_proto_bytes(const std::string &bytes, const std::string &where);
 // The same for a .pb file holding one TensorProto (e.g. ONNX test data sets).
 Tensor load_tensor_pb(const std::string &path);
+// The same, and *name receives the TensorProto's name field ("" if it has none).
+Tensor load_tensor_pb(const std::string &path, std::string *name);
 
 }  // namespace qh

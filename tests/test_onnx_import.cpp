@@ -699,9 +699,26 @@ TEST(OnnxImport, TensorFromProto) {
 
 // ---- libonnx-testdata node models ------------------------------------------------------------
 
-// Loads <dir>/<test>/model.onnx; graph inputs after the first (the data) are bound as
-// initializers from test_data_set_0 (there they are runtime inputs; in a deployed model
-// weights and quantization parameters are constants). Returns the serialized model.
+// Every test_data_set_0/input_N.pb of a node model, by its TensorProto name (ONNX layout).
+ImportOptions testdata_inputs(const std::string &test) {
+    ImportOptions o;
+    const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test + "/test_data_set_0/";
+    for (int i = 0; fs::exists(dir + "input_" + std::to_string(i) + ".pb"); i++) {
+        std::string name;
+        Tensor t = load_tensor_pb(dir + "input_" + std::to_string(i) + ".pb", &name);
+        o.input_values[name] = t;
+    }
+    return o;
+}
+
+// Imports <dir>/<test>/model.onnx with all of test_data_set_0 given: the weights and
+// quantization parameters, graph inputs there, become constants; the data stays an input.
+Graph import_testdata(const std::string &test) {
+    return import_onnx(std::string(QH_ONNX_TESTDATA_DIR) + "/" + test + "/model.onnx", testdata_inputs(test));
+}
+
+// The same done by hand, as the reference for ImportOptions::input_values: graph inputs after
+// the first are rewritten into initializers from test_data_set_0. Returns the serialized model.
 std::string testdata_model(const std::string &test) {
     const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test;
     onnx::ModelProto m;
@@ -724,7 +741,6 @@ std::string testdata_model(const std::string &test) {
     return m.SerializeAsString();
 }
 
-Graph import_testdata(const std::string &test) { return import_onnx_bytes(testdata_model(test), test); }
 
 class OnnxTestdata : public ::testing::Test {
 protected:
@@ -755,9 +771,10 @@ TEST_F(OnnxTestdata, QLinearConv) {
 }
 
 // End to end through prepare/execute on every kernel variant: bit-exact with the vector.
-void run_testdata_bit_exact(const std::string &test) {
+// `g`: the model imported with its constant inputs bound (by default through input_values).
+void run_testdata_bit_exact(const std::string &test, const Graph *given = nullptr) {
     const std::string dir = std::string(QH_ONNX_TESTDATA_DIR) + "/" + test + "/test_data_set_0/";
-    Graph g = import_testdata(test);
+    Graph g = given ? *given : import_testdata(test);
     Tensor x = load_tensor_pb(dir + "input_0.pb"), want = load_tensor_pb(dir + "output_0.pb");
     QH_FOR_EACH_TARGET(tag) {
         auto m = qh::Model::prepare(g, {int(x.dim(0))});
@@ -775,6 +792,106 @@ TEST_F(OnnxTestdata, QLinearConvRunsBitExact) { run_testdata_bit_exact("test_qli
 // A plain uint8 input (real value = integer: scale 1, zero point 0) into MaxPool.
 TEST_F(OnnxTestdata, MaxPoolUint8RunsBitExact) { run_testdata_bit_exact("test_maxpool_2d_uint8"); }
 TEST_F(OnnxTestdata, QLinearMatMulRunsBitExact) { run_testdata_bit_exact("test_qlinearmatmul_2D"); }
+
+// ImportOptions::input_values: the weights, scales and zero points that the conformance model
+// takes as graph inputs become the same constants as rewriting them into initializers does, and
+// the data input stays the one runtime input.
+TEST_F(OnnxTestdata, GivenInputsBecomeConstants) {
+    for (std::string t : {"test_qlinearconv", "test_qlinearmatmul_2D"}) {
+        SCOPED_TRACE(t);
+        Graph g = import_testdata(t), ref = import_onnx_bytes(testdata_model(t), t);
+        ASSERT_EQ(g.inputs.size(), 1u);
+        EXPECT_EQ(g.values[g.inputs[0]].name, t == "test_qlinearconv" ? "x" : "a");
+        ASSERT_EQ(ops(g), ops(ref));
+        const GraphValue &x = g.values[g.inputs[0]], &rx = ref.values[ref.inputs[0]];
+        EXPECT_EQ(x.shape, rx.shape);
+        EXPECT_EQ(x.quant.scale, rx.quant.scale);
+        EXPECT_EQ(x.quant.zero_point, rx.quant.zero_point);
+        const Tensor &w = g.nodes[0].weights, &rw = ref.nodes[0].weights;
+        ASSERT_EQ(w.shape(), rw.shape());
+        EXPECT_EQ(w.dtype(), rw.dtype());
+        EXPECT_EQ(std::memcmp(w.raw(), rw.raw(), w.nbytes()), 0);
+        EXPECT_EQ(w.quant.scale, rw.quant.scale);
+        EXPECT_EQ(w.quant.zero_point, rw.quant.zero_point);
+        const GraphValue &y = g.values[g.outputs[0]], &ry = ref.values[ref.outputs[0]];
+        EXPECT_EQ(y.quant.scale, ry.quant.scale);
+        EXPECT_EQ(y.quant.zero_point, ry.quant.zero_point);
+        run_testdata_bit_exact(t, &g);
+        run_testdata_bit_exact(t, &ref);
+    }
+}
+
+TEST_F(OnnxTestdata, GivenInputErrors) {
+    const std::string model = std::string(QH_ONNX_TESTDATA_DIR) + "/test_qlinearconv/model.onnx";
+    ImportOptions o = testdata_inputs("test_qlinearconv");
+    {  // wrong dtype: w is declared UINT8
+        ImportOptions bad = o;
+        bad.input_values["w"] = Tensor(DType::s8, {1, 1, 1, 1});
+        expect_error([&] { import_onnx(model, bad); },
+                     {model, "(QLinearConv)", "weights 'w' (a graph input with a given value) is given as s8[1,1,1,1]",
+                      "declares it UINT8 [1,1,1,1]"});
+    }
+    {  // wrong shape
+        ImportOptions bad = o;
+        bad.input_values["w_scale"] = Tensor(DType::f32, {2});
+        expect_error([&] { import_onnx(model, bad); }, {model, "'w_scale'", "is given as f32[2]", "declares it FLOAT [1]"});
+    }
+    {  // not a graph input
+        ImportOptions bad = o;
+        bad.input_values["nope"] = Tensor(DType::f32, {1});
+        expect_error([&] { import_onnx(model, bad); }, {model, "'nope', which is not a graph input", "'x_scale'"});
+    }
+    {  // no value for a constant-only input: the error says how to give one
+        ImportOptions bad = o;
+        bad.input_values.erase("w");
+        expect_error([&] { import_onnx(model, bad); }, {model, "'w'", "graph input with no given value", "input_values"});
+    }
+    {  // the data input given alone stays a runtime input: the scales are then not constants
+        ImportOptions only_x;
+        only_x.input_values["x"] = o.input_values.at("x");
+        expect_error([&] { import_onnx(model, only_x); }, {model, "scale 'x_scale'", "no given value"});
+    }
+}
+
+// A float Conv built here: the given weights become constants; the given data does not, and a
+// graph input read both as a constant and as data is refused.
+TEST(OnnxImport, GivenInputValues) {
+    Model m("given");
+    m.input("X", {1, 2, 3, 3});
+    m.input("W", {1, 2, 1, 1});
+    m.node("Conv", {"X", "W"}, {"Y"}, "conv");
+    m.output("Y");
+    ImportOptions o;
+    o.input_values["X"] = Tensor(DType::f32, {1, 2, 3, 3});
+    o.input_values["W"] = Tensor(DType::f32, {1, 2, 1, 1});
+    o.input_values["W"].data<float>()[0] = 0.5f;
+    o.input_values["W"].data<float>()[1] = -2.f;
+    Graph g = import_onnx_bytes(m.bytes(), m.name, o);
+    ASSERT_EQ(g.inputs.size(), 1u);
+    EXPECT_EQ(g.values[g.inputs[0]].name, "X");
+    EXPECT_EQ(g.values[g.inputs[0]].shape, (std::vector<int64_t>{1, 3, 3, 2}));
+    EXPECT_EQ(data<float>(g.nodes[0].weights), (std::vector<float>{0.5f, -2.f}));
+    // W without a value: refused as before, now with a hint.
+    ImportOptions only_x;
+    only_x.input_values["X"] = o.input_values["X"];
+    expect_error([&] { import_onnx_bytes(m.bytes(), m.name, only_x); },
+                 {"node 'conv' (Conv)", "only constant weights", "no given value"});
+    // X is read as data by the Conv and as weights by a second one.
+    Model both = m;
+    both.g = both.m.mutable_graph();
+    both.node("Conv", {"Y", "X"}, {"Z"}, "conv_reads_x_as_weights");
+    both.g->mutable_output()->Clear();
+    both.output("Z");
+    expect_error([&] { import_onnx_bytes(both.bytes(), both.name, o); },
+                 {"node 'conv_reads_x_as_weights' (Conv)", "weights 'X'", "graph input that an earlier node reads as data"});
+    // The other order: W is folded into conv's weights, then Relu reads it as data.
+    Model order = m;
+    order.g = order.m.mutable_graph();
+    order.node("Relu", {"W"}, {"R"}, "relu_reads_w");
+    order.output("R");
+    expect_error([&] { import_onnx_bytes(order.bytes(), order.name, o); },
+                 {"node 'relu_reads_w' (Relu)", "'W' is a graph input whose given value became a constant"});
+}
 
 TEST_F(OnnxTestdata, QLinearMatMul2D) {
     Graph g = import_testdata("test_qlinearmatmul_2D");
