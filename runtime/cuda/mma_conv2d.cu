@@ -5,7 +5,12 @@
 
 namespace {
 
-constexpr int BK = 64;  // bytes of K per pipeline stage (two m16n8k32 steps)
+constexpr int KALIGN = 128;  // Kp granularity on the gather/im2col paths (any BK divides it)
+
+// How the A (activation) tile is gathered.
+enum { MODE_DIRECT = 0, MODE_ROWGATHER = 1 };
+// Epilogue kinds.
+enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2 };
 
 struct Params {
     const uint8_t *x;
@@ -16,7 +21,8 @@ struct Params {
     int H, W, IC, OC, KW, sh, sw, pt, pl;
     int OH, OW;
     int M;     // N*OH*OW
-    int Kp;    // packed K (multiple of 64)
+    int Kp;    // packed K (multiple of BK)
+    int KH;
     int kt_per_split;  // k-blocks per blockIdx.z
     int zx4;   // zx replicated into 4 bytes
     int zy, lo, hi;
@@ -51,7 +57,14 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], const unsigned (&a)[4], un
 // Shared tile rows are 64 bytes = 4 chunks of 16 bytes. Chunk c of row r lives at chunk
 // c ^ ((r >> 1) & 3): the 8 rows one ldmatrix phase reads (same logical chunk) then hit 8
 // distinct 16-byte bank groups (r & 1 picks the half of the 128-byte line).
-__device__ __forceinline__ unsigned swz(int r, int c) { return r * 64 + ((c ^ ((r >> 1) & 3)) << 4); }
+// With 128-byte rows (BK = 128) chunk c of row r lives at c ^ (r & 7), the same idea.
+template <int BK>
+__device__ __forceinline__ unsigned swz(int r, int c) {
+    if constexpr (BK == 64)
+        return r * 64 + ((c ^ ((r >> 1) & 3)) << 4);
+    else
+        return r * 128 + ((c ^ (r & 7)) << 4);
+}
 
 __device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
     float f = __fmul_rn(float(acc + bias), mult);
@@ -60,22 +73,21 @@ __device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, in
     return min(max(q, lo), hi);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, bool FUSED, bool SPLITK>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI>
 __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     conv_mma_kernel(const Params p) {
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
     constexpr int MI = WTM / 16, NI = WTN / 8;
     static_assert(NI % 2 == 0, "B fragments load two n8 tiles per ldmatrix.x4");
-    constexpr int A_ITERS = BM * 4 / THREADS, B_ITERS = BN * 4 / THREADS;
-    static_assert(A_ITERS * THREADS == BM * 4 && B_ITERS * THREADS == BN * 4, "tile/threads");
-    constexpr int ROWS_PER_ITER = THREADS / 4;
+    constexpr int CH = BK / 16;  // 16-byte chunks per tile row
+    constexpr int A_ITERS = BM * CH / THREADS, B_ITERS = BN * CH / THREADS;
+    static_assert(A_ITERS * THREADS == BM * CH && B_ITERS * THREADS == BN * CH, "tile/threads");
+    constexpr int ROWS_PER_ITER = THREADS / CH;
     constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
 
     extern __shared__ __align__(128) uint8_t smem[];
-    uint8_t *smA = smem;
-    uint8_t *smB = smem + STAGES * STAGE_A;
-    const unsigned sA = smem_u32(smA), sB = smem_u32(smB);
+    const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
@@ -86,17 +98,17 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     const int KT = kt_end - kt_begin;
 
     // Per-thread A rows: base pointer of image n, and the top-left input coordinate.
-    const int chunk = tid & 3;
+    const int chunk = tid % CH;
     const uint8_t *a_base[A_ITERS];
     int a_iy0[A_ITERS], a_ix0[A_ITERS];
     const int ohw = p.OH * p.OW;
 #pragma unroll
     for (int i = 0; i < A_ITERS; ++i) {
-        int m = m0 + (tid >> 2) + i * ROWS_PER_ITER;
+        int m = m0 + tid / CH + i * ROWS_PER_ITER;
         if (m < p.M) {
             int nimg = m / ohw, r = m - nimg * ohw;
             int oy = r / p.OW, ox = r - oy * p.OW;
-            a_base[i] = p.x + (size_t)nimg * p.H * p.W * p.IC + chunk * 16;
+            a_base[i] = p.x + (size_t)nimg * p.H * p.W * p.IC + (MODE == MODE_DIRECT ? chunk * 16 : 0);
             a_iy0[i] = oy * p.sh - p.pt;
             a_ix0[i] = ox * p.sw - p.pl;
         } else {
@@ -109,15 +121,15 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     bool b_ok[B_ITERS];
 #pragma unroll
     for (int j = 0; j < B_ITERS; ++j) {
-        int oc = n0 + (tid >> 2) + j * ROWS_PER_ITER;
+        int oc = n0 + tid / CH + j * ROWS_PER_ITER;
         b_ok[j] = oc < p.OC;
         b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.Kp + chunk * 16;
     }
 
-    // Load-side position in K: k-block kt -> (ky, kx, ic0).
+    // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode).
     int ld_kt = kt_begin;
-    int ld_ic0, ld_ky, ld_kx;
-    {
+    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
+    if constexpr (MODE == MODE_DIRECT) {
         int kk = kt_begin * BK;
         int tap = kk / p.IC;
         ld_ic0 = kk - tap * p.IC;
@@ -127,20 +139,53 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
 
     auto load_stage = [&](int stage) {
         const unsigned dA = sA + stage * STAGE_A, dB = sB + stage * STAGE_B;
+        if constexpr (MODE == MODE_DIRECT) {
 #pragma unroll
-        for (int i = 0; i < A_ITERS; ++i) {
-            int row = (tid >> 2) + i * ROWS_PER_ITER;
-            int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
-            unsigned dst = dA + swz(row, chunk);
-            if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
-                cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
-            else
-                st_shared_v4(dst, p.zx4);
+            for (int i = 0; i < A_ITERS; ++i) {
+                int row = tid / CH + i * ROWS_PER_ITER;
+                int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
+                unsigned dst = dA + swz<BK>(row, chunk);
+                if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
+                    cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
+                else
+                    st_shared_v4(dst, p.zx4);
+            }
+        } else {
+            // Row gather (small IC, e.g. the 7x7 stem): k = ky*32 + j, j = kx*IC + ic < KW*IC,
+            // i.e. for each ky the KW*IC bytes x[n, iy, ix0 .. ix0+KW-1, :] are contiguous.
+            const int kglob = ld_kt * BK + chunk * 16;
+            const int ky = kglob >> 5, j0 = kglob & 31;
+            const int seg = p.KW * p.IC;
+            const int kx0 = j0 / p.IC, ic0 = j0 - kx0 * p.IC;
+#pragma unroll
+            for (int i = 0; i < A_ITERS; ++i) {
+                int row = tid / CH + i * ROWS_PER_ITER;
+                int iy = a_iy0[i] + ky;
+                unsigned dst = dA + swz<BK>(row, chunk);
+                if (ky < p.KH && (unsigned)iy < (unsigned)p.H) {
+                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * p.IC;
+                    unsigned v[4] = {0, 0, 0, 0};
+                    int kx = kx0, ic = ic0;
+#pragma unroll
+                    for (int b = 0; b < 16; ++b) {
+                        int jj = j0 + b;
+                        int ix = a_ix0[i] + kx;
+                        unsigned val = (unsigned)p.zx4 & 255u;
+                        if (jj < seg && (unsigned)ix < (unsigned)p.W) val = __ldg(src + (ptrdiff_t)ix * p.IC + ic);
+                        v[b >> 2] |= val << (8 * (b & 3));
+                        if (++ic == p.IC) { ic = 0; ++kx; }
+                    }
+                    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v[0]), "r"(v[1]),
+                                 "r"(v[2]), "r"(v[3]));
+                } else {
+                    st_shared_v4(dst, p.zx4);
+                }
+            }
         }
 #pragma unroll
         for (int j = 0; j < B_ITERS; ++j) {
-            int row = (tid >> 2) + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz(row, chunk);
+            int row = tid / CH + j * ROWS_PER_ITER;
+            unsigned dst = dB + swz<BK>(row, chunk);
             if (b_ok[j])
                 cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
             else
@@ -148,12 +193,14 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
         }
         // advance
         ++ld_kt;
-        ld_ic0 += BK;
-        if (ld_ic0 >= p.IC) {
-            ld_ic0 = 0;
-            if (++ld_kx == p.KW) {
-                ld_kx = 0;
-                ++ld_ky;
+        if constexpr (MODE == MODE_DIRECT) {
+            ld_ic0 += BK;
+            if (ld_ic0 >= p.IC) {
+                ld_ic0 = 0;
+                if (++ld_kx == p.KW) {
+                    ld_kx = 0;
+                    ++ld_ky;
+                }
             }
         }
     };
@@ -172,7 +219,10 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
         cp_async_commit();
     }
 
-    // ldmatrix lane addressing (see header comment in the .cuh: fragment layouts of m16n8k32).
+    // ldmatrix lane addressing (fragment layouts of m16n8k32, see the .cuh):
+    // A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7 k16-31 (a2),
+    // 24-31 rows 8-15 k16-31 (a3). B x4 ([n][k] rows): n0-7 k0-15 / n0-7 k16-31 / n8-15 k0-15 /
+    // n8-15 k16-31 = b0,b1 of tile j and b0,b1 of tile j+1.
     const int a_row = warp_m * WTM + (lane & 15);
     const int a_chk = lane >> 4;                         // + 2*kk
     const int b_row = warp_n * WTN + (lane & 7) + ((lane >> 4) << 3);
@@ -189,14 +239,14 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
         const int stage = kt % STAGES;
         const unsigned cA = sA + stage * STAGE_A, cB = sB + stage * STAGE_B;
 #pragma unroll
-        for (int kk = 0; kk < 2; ++kk) {
+        for (int kk = 0; kk < BK / 32; ++kk) {
             unsigned af[MI][4], bf[NI][2];
 #pragma unroll
             for (int i = 0; i < MI; ++i)
-                ldmatrix_x4(cA + swz(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
+                ldmatrix_x4(cA + swz<BK>(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
 #pragma unroll
             for (int j = 0; j < NI; j += 2)
-                ldmatrix_x4(cB + swz(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0],
+                ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0],
                             bf[j + 1][1]);
 #pragma unroll
             for (int i = 0; i < MI; ++i)
@@ -206,32 +256,71 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     }
     cp_async_wait<0>();
 
-    // Epilogue: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at row g+8.
+    // Epilogue. Fragment: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at row g+8.
     const int g = lane >> 2, t4 = lane & 3;
+    if constexpr (EPI == EPI_S32_ATOMIC) {
 #pragma unroll
-    for (int i = 0; i < MI; ++i) {
+        for (int i = 0; i < MI; ++i)
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            int m = m0 + warp_m * WTM + i * 16 + g + h * 8;
-            if (m >= p.M) continue;
+            for (int h = 0; h < 2; ++h) {
+                int m = m0 + warp_m * WTM + i * 16 + g + h * 8;
+                if (m >= p.M) continue;
 #pragma unroll
-            for (int j = 0; j < NI; ++j) {
-                int oc = n0 + warp_n * WTN + j * 8 + 2 * t4;
-                if (oc >= p.OC) continue;
-                int v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
-                if constexpr (FUSED) {
-                    uint8_t *y = static_cast<uint8_t *>(p.y) + (size_t)m * p.OC + oc;
-                    int q0 = requant(v0, p.bias[oc], p.mult[oc], p.zy, p.lo, p.hi);
-                    int q1 = requant(v1, p.bias[oc + 1], p.mult[oc + 1], p.zy, p.lo, p.hi);
-                    *reinterpret_cast<uchar2 *>(y) = make_uchar2((unsigned char)q0, (unsigned char)q1);
-                } else if constexpr (SPLITK) {
+                for (int j = 0; j < NI; ++j) {
+                    int oc = n0 + warp_n * WTN + j * 8 + 2 * t4;
+                    if (oc >= p.OC) continue;
                     int32_t *y = static_cast<int32_t *>(p.y) + (size_t)m * p.OC + oc;
-                    atomicAdd(y, v0);
-                    atomicAdd(y + 1, v1);
-                } else {
-                    int32_t *y = static_cast<int32_t *>(p.y) + (size_t)m * p.OC + oc;
-                    *reinterpret_cast<int2 *>(y) = make_int2(v0, v1);
+                    atomicAdd(y, acc[i][j][2 * h]);
+                    atomicAdd(y + 1, acc[i][j][2 * h + 1]);
                 }
+            }
+        return;
+    } else {
+        // Stage the tile in shared memory (the pipeline buffers are free now), then write whole
+        // rows with 16-byte coalesced stores.
+        __syncthreads();
+        constexpr int ESZ = EPI == EPI_U8 ? 1 : 4;
+        constexpr int LD = EPI == EPI_U8 ? BN + 16 : (BN + 8) * 4;  // row pitch in bytes (bank-conflict free)
+        uint8_t *ct = smem;
+#pragma unroll
+        for (int j = 0; j < NI; ++j) {
+            const int col = warp_n * WTN + j * 8 + 2 * t4;
+            int bias0 = 0, bias1 = 0;
+            float mult0 = 0.f, mult1 = 0.f;
+            if constexpr (EPI == EPI_U8) {
+                int oc = min(n0 + col, p.OC - 2);
+                bias0 = p.bias[oc]; bias1 = p.bias[oc + 1];
+                mult0 = p.mult[oc]; mult1 = p.mult[oc + 1];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int row = warp_m * WTM + i * 16 + g + h * 8;
+                    int v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+                    if constexpr (EPI == EPI_U8) {
+                        int q0 = requant(v0, bias0, mult0, p.zy, p.lo, p.hi);
+                        int q1 = requant(v1, bias1, mult1, p.zy, p.lo, p.hi);
+                        *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
+                    } else {
+                        *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0, v1);
+                    }
+                }
+        }
+        __syncthreads();
+        constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
+        constexpr int EPC = 16 / ESZ;       // elements per chunk
+        for (int idx = tid; idx < BM * CPR; idx += THREADS) {
+            const int row = idx / CPR, cc = idx - row * CPR;
+            const int m = m0 + row, oc = n0 + cc * EPC;
+            if (m >= p.M || oc >= p.OC) continue;
+            const uint8_t *src = ct + row * LD + cc * 16;
+            uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
+            if (oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0) {
+                *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+            } else {
+                for (int e = 0; e < EPC && oc + e < p.OC; ++e)
+                    for (int b = 0; b < ESZ; ++b) dst[e * ESZ + b] = src[e * ESZ + b];
             }
         }
     }
@@ -268,22 +357,34 @@ __global__ void im2col_kernel(const uint8_t *__restrict__ x, uint8_t *__restrict
 }
 
 const QhCudaConvVariant kVariants[] = {
-    // name, bm, bn, warps_m, warps_n, stages, splitk
-    {"t128x128_w2x2_s4", 128, 128, 2, 2, 4, 1},
-    {"t128x128_w2x4_s4", 128, 128, 2, 4, 4, 1},
-    {"t256x128_w4x2_s3", 256, 128, 4, 2, 3, 1},
-    {"t128x64_w2x2_s4", 128, 64, 2, 2, 4, 1},
-    {"t64x128_w2x2_s4", 64, 128, 2, 2, 4, 1},
-    {"t64x64_w2x2_s4", 64, 64, 2, 2, 4, 1},
-    {"t64x64_w2x2_s4_k4", 64, 64, 2, 2, 4, 4},
-    {"t64x64_w2x2_s4_k8", 64, 64, 2, 2, 4, 8},
+    // name, bm, bn, warps_m, warps_n, stages, splitk, bk
+    {"t128x128_w2x2_s4", 128, 128, 2, 2, 4, 1, 64},
+    {"t128x128_w2x4_s4", 128, 128, 2, 4, 4, 1, 64},
+    {"t128x256_w2x4_s3", 128, 256, 2, 4, 3, 1, 64},
+    {"t128x64_w2x2_s4", 128, 64, 2, 2, 4, 1, 64},
+    {"t64x128_w2x2_s4", 64, 128, 2, 2, 4, 1, 64},
+    {"t64x64_w2x2_s4", 64, 64, 2, 2, 4, 1, 64},
+    {"t64x64_w2x2_s4_k4", 64, 64, 2, 2, 4, 4, 64},
+    {"t64x64_w2x2_s4_k8", 64, 64, 2, 2, 4, 8, 64},
+    {"t128x128_w2x2_b128_s3", 128, 128, 2, 2, 3, 1, 128},
+    {"t128x128_w2x4_b128_s3", 128, 128, 2, 4, 3, 1, 128},
+    {"t128x256_w2x4_b128_s3", 128, 256, 2, 4, 3, 1, 128},
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
-template <int BM, int BN, int WM, int WN, int ST, bool FUSED, bool SPLITK>
+enum class Path { Direct, RowGather, Im2col };
+Path path_of(const ConvDesc &d) {
+    if (d.ic % 64 == 0) return Path::Direct;
+    if (d.kw * d.ic <= 32) return Path::RowGather;
+    return Path::Im2col;
+}
+
+template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI>
 cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
-    auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, FUSED, SPLITK>;
-    constexpr int smem = ST * (BM + BN) * BK;
+    auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI>;
+    constexpr int pipe = ST * (BM + BN) * BK;
+    constexpr int stage_c = EPI == EPI_U8 ? BM * (BN + 16) : EPI == EPI_S32 ? BM * (BN + 8) * 4 : 0;
+    constexpr int smem = pipe > stage_c ? pipe : stage_c;
     static bool attr_done = false;  // per instantiation
     if (!attr_done) {
         cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
@@ -295,17 +396,20 @@ cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
     return cudaGetLastError();
 }
 
-template <bool FUSED, bool SPLITK>
+template <int MODE, int EPI>
 cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
     switch (v) {
-    case 0: return launch_t<128, 128, 2, 2, 4, FUSED, SPLITK>(p, splitk, s);
-    case 1: return launch_t<128, 128, 2, 4, 4, FUSED, SPLITK>(p, splitk, s);
-    case 2: return launch_t<256, 128, 4, 2, 3, FUSED, SPLITK>(p, splitk, s);
-    case 3: return launch_t<128, 64, 2, 2, 4, FUSED, SPLITK>(p, splitk, s);
-    case 4: return launch_t<64, 128, 2, 2, 4, FUSED, SPLITK>(p, splitk, s);
+    case 0: return launch_t<128, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 1: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI>(p, splitk, s);
+    case 2: return launch_t<128, 256, 2, 4, 3, 64, MODE, EPI>(p, splitk, s);
+    case 3: return launch_t<128, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 4: return launch_t<64, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
     case 5:
     case 6:
-    case 7: return launch_t<64, 64, 2, 2, 4, FUSED, SPLITK>(p, splitk, s);
+    case 7: return launch_t<64, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 8: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI>(p, splitk, s);
+    case 9: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
+    case 10: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
     default: return cudaErrorInvalidValue;
     }
 }
@@ -316,6 +420,8 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
     const QhCudaConvVariant &V = kVariants[variant];
     if (rq && V.splitk > 1) return cudaErrorInvalidValue;
+    const Path path = path_of(d);
+    if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
     const int Kp = qh_cuda_conv2d_kpad(d);
     if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;
     Params p{};
@@ -334,11 +440,10 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         p.lo = rq->lo;
         p.hi = rq->hi;
     }
-    if (qh_cuda_conv2d_direct(d)) {
-        p.x = x;
-        p.H = d.h; p.W = d.w; p.IC = d.ic; p.KW = d.kw;
-        p.sh = d.sh; p.sw = d.sw; p.pt = d.pt; p.pl = d.pl;
-    } else {
+    p.x = x;
+    p.H = d.h; p.W = d.w; p.IC = d.ic; p.KW = d.kw; p.KH = d.kh;
+    p.sh = d.sh; p.sw = d.sw; p.pt = d.pt; p.pl = d.pl;
+    if (path == Path::Im2col) {
         if (!workspace) return cudaErrorInvalidValue;
         uint8_t *col = static_cast<uint8_t *>(workspace);
         long long total4 = d.m() * (Kp / 4);
@@ -349,20 +454,23 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         if (e != cudaSuccess) return e;
         // 1x1 conv over col viewed as NHWC with H = OH, W = OW, IC = Kp.
         p.x = col;
-        p.H = d.oh(); p.W = d.ow(); p.IC = Kp; p.KW = 1;
+        p.H = d.oh(); p.W = d.ow(); p.IC = Kp; p.KW = 1; p.KH = 1;
         p.sh = 1; p.sw = 1; p.pt = 0; p.pl = 0;
     }
-    int kt = Kp / BK;
+    int kt = Kp / V.bk;
     int splitk = std::min(V.splitk, kt);
     p.kt_per_split = (kt + splitk - 1) / splitk;
     splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
-    if (rq) return dispatch<true, false>(variant, p, 1, s);
+    const bool gather = path == Path::RowGather;
+    if (rq)
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8>(variant, p, 1, s);
     if (splitk > 1) {
         cudaError_t e = cudaMemsetAsync(y, 0, (size_t)p.M * p.OC * sizeof(int32_t), s);
         if (e != cudaSuccess) return e;
-        return dispatch<false, true>(variant, p, splitk, s);
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC>(variant, p, splitk, s)
+                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC>(variant, p, splitk, s);
     }
-    return dispatch<false, false>(variant, p, 1, s);
+    return gather ? dispatch<MODE_ROWGATHER, EPI_S32>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_S32>(variant, p, 1, s);
 }
 
 }  // namespace
@@ -370,36 +478,43 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
 int qh_cuda_conv2d_num_variants() { return kNumVariants; }
 const QhCudaConvVariant &qh_cuda_conv2d_variant(int i) { return kVariants[i]; }
 
-bool qh_cuda_conv2d_direct(const ConvDesc &d) { return d.ic % 64 == 0; }
+bool qh_cuda_conv2d_direct(const ConvDesc &d) { return path_of(d) == Path::Direct; }
 int qh_cuda_conv2d_kpad(const ConvDesc &d) {
-    return qh_cuda_conv2d_direct(d) ? d.k() : (d.k() + BK - 1) / BK * BK;
+    switch (path_of(d)) {
+    case Path::Direct: return d.k();
+    case Path::RowGather: return (d.kh * 32 + KALIGN - 1) / KALIGN * KALIGN;
+    default: return (d.k() + KALIGN - 1) / KALIGN * KALIGN;
+    }
 }
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d) {
-    return qh_cuda_conv2d_direct(d) ? 0 : (size_t)d.m() * qh_cuda_conv2d_kpad(d);
+    return path_of(d) == Path::Im2col ? (size_t)d.m() * qh_cuda_conv2d_kpad(d) : 0;
 }
 
 void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
     const int Kp = qh_cuda_conv2d_kpad(d);
+    const bool rowg = path_of(d) == Path::RowGather;
     for (int oc = 0; oc < d.oc; ++oc) {
         int8_t *o = out + (size_t)oc * Kp;
-        for (int k = d.k(); k < Kp; ++k) o[k] = 0;
+        for (int k = 0; k < Kp; ++k) o[k] = 0;
         for (int ky = 0; ky < d.kh; ++ky)
             for (int kx = 0; kx < d.kw; ++kx)
-                for (int ic = 0; ic < d.ic; ++ic)
-                    o[(ky * d.kw + kx) * d.ic + ic] = w[(((size_t)oc * d.ic + ic) * d.kh + ky) * d.kw + kx];
+                for (int ic = 0; ic < d.ic; ++ic) {
+                    int k = rowg ? ky * 32 + kx * d.ic + ic : (ky * d.kw + kx) * d.ic + ic;
+                    o[k] = w[(((size_t)oc * d.ic + ic) * d.kh + ky) * d.kw + kx];
+                }
     }
 }
 
 int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
-    // Fill the machine: prefer the largest tile that still gives >= one wave of CTAs.
+    // Fill the machine: the largest tile that still gives >= two waves of CTAs, else smaller
+    // tiles, else split-K for long reductions (measured on an H100, bench/cuda/NOTES.md).
     long long M = d.m();
     auto ctas = [&](int bm, int bn) { return ((M + bm - 1) / bm) * ((d.oc + bn - 1) / bn); };
-    if (ctas(128, 128) >= 2LL * num_sms) return 1;
+    if (ctas(128, 128) >= 2LL * num_sms) return path_of(d) == Path::Direct && d.ic % 128 == 0 ? 9 : 1;
     if (ctas(128, 64) >= num_sms) return 3;
-    if (ctas(64, 64) >= num_sms) return 5;
-    int kt = qh_cuda_conv2d_kpad(d) / BK;
-    if (kt >= 32 && ctas(64, 64) * 8 <= 4LL * num_sms) return 7;
-    if (kt >= 16) return 6;
+    int kt = qh_cuda_conv2d_kpad(d) / 64;
+    if (kt >= 64 && ctas(64, 64) * 4 <= 2LL * num_sms) return 7;
+    if (kt >= 32 && ctas(64, 64) * 2 <= 2LL * num_sms) return 6;
     return 5;
 }
 

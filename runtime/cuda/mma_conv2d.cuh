@@ -12,15 +12,21 @@
 // Formulation: implicit GEMM, M = N*OH*OW rows (output pixels), N_gemm = OC, K = KH*KW*IC with
 // k = (ky*KW + kx)*IC + ic. mma.sync m16n8k32 u8 x s8 -> s32, ldmatrix fragment loads, cp.async
 // multistage pipeline (global -> shared, XOR-swizzled 64-byte rows, no bank conflicts).
-//  - direct path (IC % 64 == 0): the A tile is gathered straight from x; out-of-image taps are
-//    written as zx into shared memory.
-//  - im2col path (any IC, e.g. the 7x7 stem with IC = 3): a gather kernel writes the u8 matrix
-//    col[M][Kp] (Kp = K rounded up to 64, extra columns zx) into a workspace, then the same
-//    GEMM kernel runs on it as a 1x1 conv with IC = Kp.
+//  - direct path (IC % 64 == 0): the A tile is gathered straight from x with cp.async; out-of-
+//    image taps are written as zx into shared memory.
+//  - row-gather path (KW*IC <= 32, e.g. the 7x7 stem with IC = 3): for each ky the KW*IC bytes
+//    x[n, iy, ix0 .. ix0+KW-1, :] are contiguous in NHWC, so K is laid out as k = ky*32 + kx*IC +
+//    ic (each ky segment padded to 32 bytes); the loader gathers bytes (zx outside the image)
+//    into shared memory. No workspace, no im2col pass over device memory.
+//  - im2col path (any other IC % 64 != 0): a gather kernel writes the u8 matrix col[M][Kp] (extra
+//    columns zx) into a workspace, then the same GEMM runs on it as a 1x1 conv with IC = Kp.
+// Epilogue: the accumulator tile is staged in shared memory and written as whole 16-byte row
+// chunks (s32, or u8 after the fused requantization).
 //
-// Packed weight layout contract (qh_cuda_pack_weights):
-//   w_packed[oc * Kp + (ky*KW + kx)*IC + ic] = w[oc][ic][ky][kx]   (s8), zero for k >= K,
-//   Kp = qh_cuda_conv2d_kpad(desc) (= K on the direct path). OC rows, no OC padding.
+// Packed weight layout contract (qh_cuda_pack_weights), s8, OC rows of Kp bytes, no OC padding:
+//   direct, im2col: w_packed[oc * Kp + (ky*KW + kx)*IC + ic] = w[oc][ic][ky][kx]
+//   row-gather:     w_packed[oc * Kp + ky*32 + kx*IC + ic]   = w[oc][ic][ky][kx]
+//   zero elsewhere; Kp = qh_cuda_conv2d_kpad(desc): K on the direct path, else rounded up to 128.
 // Requirements: x, w_packed, y 16-byte aligned; OC % 8 == 0 (every ResNet layer); K*255*128
 // fits in int32 (K <= 65536).
 // Split-K variants (splitk > 1) zero y with cudaMemsetAsync and accumulate with atomicAdd; int32
@@ -45,6 +51,7 @@ struct ConvDesc {
 struct QhCudaConvVariant {
     const char *name;
     int bm, bn, warps_m, warps_n, stages, splitk;
+    int bk;  // bytes of K per pipeline stage (64 or 128; 128 needs IC % 128 == 0 on the direct path)
 };
 
 // Tile configurations a caller may choose from by measurement (index into this list).
@@ -53,7 +60,7 @@ const QhCudaConvVariant &qh_cuda_conv2d_variant(int i);
 // Heuristic default for a layer (index into the list).
 int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms);
 
-// Kp: the packed reduction length (K, or K rounded up to 64 on the im2col path).
+// Kp: the packed reduction length (see the layout contract above).
 int qh_cuda_conv2d_kpad(const ConvDesc &d);
 bool qh_cuda_conv2d_direct(const ConvDesc &d);
 // Host packing: w_oihw (OC*IC*KH*KW s8) -> out (OC * Kp s8).
