@@ -162,7 +162,21 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                 int row = tid / CH + i * ROWS_PER_ITER;
                 int iy = a_iy0[i] + ky;
                 unsigned dst = dA + swz<BK>(row, chunk);
-                if (ky < p.KH && (unsigned)iy < (unsigned)p.H) {
+                if (p.IC == 4 && ky < p.KH && (unsigned)iy < (unsigned)p.H) {
+                    // NHWC4 input (pad4_kernel): 4 whole pixels per 16-byte chunk, 4-byte cp.async
+                    // each (asynchronous, like the direct path); zx for pixels outside the image.
+                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * 4;
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        int kx = (j0 >> 2) + q;
+                        int ix = a_ix0[i] + kx;
+                        if (kx < p.KW && (unsigned)ix < (unsigned)p.W)
+                            asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst + 4 * q),
+                                         "l"(src + (ptrdiff_t)ix * 4));
+                        else
+                            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst + 4 * q), "r"(p.zx4));
+                    }
+                } else if (ky < p.KH && (unsigned)iy < (unsigned)p.H) {
                     const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * p.IC;
                     unsigned v[4] = {0, 0, 0, 0};
                     int kx = kx0, ic = ic0;
@@ -326,6 +340,17 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     }
 }
 
+// NHWC with IC < 4 -> NHWC4 (channels >= IC set to zx; their weights are zero).
+__global__ void pad4_kernel(const uint8_t *__restrict__ x, uint32_t *__restrict__ x4, long long pixels, int IC,
+                            int zx) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < pixels;
+         i += (long long)gridDim.x * blockDim.x) {
+        uint32_t v = 0;
+        for (int c = 0; c < 4; ++c) v |= uint32_t(c < IC ? x[i * IC + c] : zx) << (8 * c);
+        x4[i] = v;
+    }
+}
+
 // im2col: col[m][k], k = (ky*KW + kx)*IC + ic, Kp columns, zx outside the image and for k >= K.
 __global__ void im2col_kernel(const uint8_t *__restrict__ x, uint8_t *__restrict__ col, int H, int W, int IC,
                               int KH, int KW, int sh, int sw, int pt, int pl, int OH, int OW, long long M,
@@ -372,9 +397,10 @@ const QhCudaConvVariant kVariants[] = {
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
-enum class Path { Direct, RowGather, Im2col };
+enum class Path { Direct, RowGather4, RowGather, Im2col };
 Path path_of(const ConvDesc &d) {
     if (d.ic % 64 == 0) return Path::Direct;
+    if (d.ic < 4 && d.kw * 4 <= 32) return Path::RowGather4;
     if (d.kw * d.ic <= 32) return Path::RowGather;
     return Path::Im2col;
 }
@@ -443,6 +469,16 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     p.x = x;
     p.H = d.h; p.W = d.w; p.IC = d.ic; p.KW = d.kw; p.KH = d.kh;
     p.sh = d.sh; p.sw = d.sw; p.pt = d.pt; p.pl = d.pl;
+    if (path == Path::RowGather4) {
+        if (!workspace) return cudaErrorInvalidValue;
+        long long pixels = (long long)d.n * d.h * d.w;
+        int blocks = int(std::min<long long>((pixels + 255) / 256, 1 << 16));
+        pad4_kernel<<<blocks, 256, 0, s>>>(x, static_cast<uint32_t *>(workspace), pixels, d.ic, d.zx);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        p.x = static_cast<const uint8_t *>(workspace);
+        p.IC = 4;
+    }
     if (path == Path::Im2col) {
         if (!workspace) return cudaErrorInvalidValue;
         uint8_t *col = static_cast<uint8_t *>(workspace);
@@ -461,7 +497,7 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     int splitk = std::min(V.splitk, kt);
     p.kt_per_split = (kt + splitk - 1) / splitk;
     splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
-    const bool gather = path == Path::RowGather;
+    const bool gather = path == Path::RowGather || path == Path::RowGather4;
     if (rq)
         return gather ? dispatch<MODE_ROWGATHER, EPI_U8>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8>(variant, p, 1, s);
     if (splitk > 1) {
@@ -482,24 +518,31 @@ bool qh_cuda_conv2d_direct(const ConvDesc &d) { return path_of(d) == Path::Direc
 int qh_cuda_conv2d_kpad(const ConvDesc &d) {
     switch (path_of(d)) {
     case Path::Direct: return d.k();
+    case Path::RowGather4:
     case Path::RowGather: return (d.kh * 32 + KALIGN - 1) / KALIGN * KALIGN;
     default: return (d.k() + KALIGN - 1) / KALIGN * KALIGN;
     }
 }
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d) {
-    return path_of(d) == Path::Im2col ? (size_t)d.m() * qh_cuda_conv2d_kpad(d) : 0;
+    switch (path_of(d)) {
+    case Path::Im2col: return (size_t)d.m() * qh_cuda_conv2d_kpad(d);
+    case Path::RowGather4: return (size_t)d.n * d.h * d.w * 4;
+    default: return 0;
+    }
 }
 
 void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
     const int Kp = qh_cuda_conv2d_kpad(d);
-    const bool rowg = path_of(d) == Path::RowGather;
+    const Path path = path_of(d);
+    const bool rowg = path == Path::RowGather || path == Path::RowGather4;
+    const int icl = path == Path::RowGather4 ? 4 : d.ic;  // pixel pitch in the gathered rows
     for (int oc = 0; oc < d.oc; ++oc) {
         int8_t *o = out + (size_t)oc * Kp;
         for (int k = 0; k < Kp; ++k) o[k] = 0;
         for (int ky = 0; ky < d.kh; ++ky)
             for (int kx = 0; kx < d.kw; ++kx)
                 for (int ic = 0; ic < d.ic; ++ic) {
-                    int k = rowg ? ky * 32 + kx * d.ic + ic : (ky * d.kw + kx) * d.ic + ic;
+                    int k = rowg ? ky * 32 + kx * icl + ic : (ky * d.kw + kx) * d.ic + ic;
                     o[k] = w[(((size_t)oc * d.ic + ic) * d.kh + ky) * d.kw + kx];
                 }
     }

@@ -18,6 +18,8 @@
 //    x[n, iy, ix0 .. ix0+KW-1, :] are contiguous in NHWC, so K is laid out as k = ky*32 + kx*IC +
 //    ic (each ky segment padded to 32 bytes); the loader gathers bytes (zx outside the image)
 //    into shared memory. No workspace, no im2col pass over device memory.
+//    With IC < 4 (the stem) a pad pass first writes x as NHWC4 into the workspace (channels >= IC
+//    hold zx, their weights are 0) and the loader moves whole 4-byte pixels with cp.async.
 //  - im2col path (any other IC % 64 != 0): a gather kernel writes the u8 matrix col[M][Kp] (extra
 //    columns zx) into a workspace, then the same GEMM runs on it as a 1x1 conv with IC = Kp.
 // Epilogue: the accumulator tile is staged in shared memory and written as whole 16-byte row
@@ -25,7 +27,8 @@
 //
 // Packed weight layout contract (qh_cuda_pack_weights), s8, OC rows of Kp bytes, no OC padding:
 //   direct, im2col: w_packed[oc * Kp + (ky*KW + kx)*IC + ic] = w[oc][ic][ky][kx]
-//   row-gather:     w_packed[oc * Kp + ky*32 + kx*IC + ic]   = w[oc][ic][ky][kx]
+//   row-gather:     w_packed[oc * Kp + ky*32 + kx*ICg + ic]  = w[oc][ic][ky][kx], ICg = 4 if IC < 4
+//                   (NHWC4 pixels) else IC
 //   zero elsewhere; Kp = qh_cuda_conv2d_kpad(desc): K on the direct path, else rounded up to 128.
 // Requirements: x, w_packed, y 16-byte aligned; OC % 8 == 0 (every ResNet layer); K*255*128
 // fits in int32 (K <= 65536).
