@@ -1,0 +1,592 @@
+// Tensor-core int8 implicit-GEMM conv2d. See mma_conv2d.cuh for the contract.
+#include "mma_conv2d.cuh"
+
+#include <algorithm>
+
+namespace {
+
+constexpr int KALIGN = 128;  // Kp granularity on the gather/im2col paths (any BK divides it)
+
+// How the A (activation) tile is gathered.
+enum { MODE_DIRECT = 0, MODE_ROWGATHER = 1 };
+// Epilogue kinds.
+enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2 };
+
+struct Params {
+    const uint8_t *x;
+    const int8_t *w;
+    void *y;
+    const int32_t *bias;
+    const float *mult;
+    int H, W, IC, OC, KW, sh, sw, pt, pl;
+    int OH, OW;
+    int M;     // N*OH*OW
+    int Kp;    // packed K (multiple of BK)
+    int KH;
+    int kt_per_split;  // k-blocks per blockIdx.z
+    int zx4;   // zx replicated into 4 bytes
+    int zy, lo, hi;
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void *p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
+}
+__device__ __forceinline__ void ldmatrix_x4(unsigned addr, unsigned &r0, unsigned &r1, unsigned &r2,
+                                            unsigned &r3) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r0), "=r"(r1), "=r"(r2), "=r"(r3)
+                 : "r"(addr));
+}
+__device__ __forceinline__ void mma_u8s8(int (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// Shared tile rows are 64 bytes = 4 chunks of 16 bytes. Chunk c of row r lives at chunk
+// c ^ ((r >> 1) & 3): the 8 rows one ldmatrix phase reads (same logical chunk) then hit 8
+// distinct 16-byte bank groups (r & 1 picks the half of the 128-byte line).
+// With 128-byte rows (BK = 128) chunk c of row r lives at c ^ (r & 7), the same idea.
+template <int BK>
+__device__ __forceinline__ unsigned swz(int r, int c) {
+    if constexpr (BK == 64)
+        return r * 64 + ((c ^ ((r >> 1) & 3)) << 4);
+    else
+        return r * 128 + ((c ^ (r & 7)) << 4);
+}
+
+__device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
+    float f = __fmul_rn(float(acc + bias), mult);
+    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
+    int q = __float2int_rn(f) + zy;  // round half to even
+    return min(max(q, lo), hi);
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI>
+__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
+    conv_mma_kernel(const Params p) {
+    constexpr int THREADS = WARPS_M * WARPS_N * 32;
+    constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
+    constexpr int MI = WTM / 16, NI = WTN / 8;
+    static_assert(NI % 2 == 0, "B fragments load two n8 tiles per ldmatrix.x4");
+    constexpr int CH = BK / 16;  // 16-byte chunks per tile row
+    constexpr int A_ITERS = BM * CH / THREADS, B_ITERS = BN * CH / THREADS;
+    static_assert(A_ITERS * THREADS == BM * CH && B_ITERS * THREADS == BN * CH, "tile/threads");
+    constexpr int ROWS_PER_ITER = THREADS / CH;
+    constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
+
+    extern __shared__ __align__(128) uint8_t smem[];
+    const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int warp_m = warp / WARPS_N, warp_n = warp % WARPS_N;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int kt_begin = blockIdx.z * p.kt_per_split;
+    const int kt_total = p.Kp / BK;
+    const int kt_end = min(kt_total, kt_begin + p.kt_per_split);
+    const int KT = kt_end - kt_begin;
+
+    // Per-thread A rows: base pointer of image n, and the top-left input coordinate.
+    const int chunk = tid % CH;
+    const uint8_t *a_base[A_ITERS];
+    int a_iy0[A_ITERS], a_ix0[A_ITERS];
+    const int ohw = p.OH * p.OW;
+#pragma unroll
+    for (int i = 0; i < A_ITERS; ++i) {
+        int m = m0 + tid / CH + i * ROWS_PER_ITER;
+        if (m < p.M) {
+            int nimg = m / ohw, r = m - nimg * ohw;
+            int oy = r / p.OW, ox = r - oy * p.OW;
+            a_base[i] = p.x + (size_t)nimg * p.H * p.W * p.IC + (MODE == MODE_DIRECT ? chunk * 16 : 0);
+            a_iy0[i] = oy * p.sh - p.pt;
+            a_ix0[i] = ox * p.sw - p.pl;
+        } else {
+            a_base[i] = p.x;
+            a_iy0[i] = -(1 << 28);  // always outside: filled with zx, never stored
+            a_ix0[i] = 0;
+        }
+    }
+    const int8_t *b_base[B_ITERS];
+    bool b_ok[B_ITERS];
+#pragma unroll
+    for (int j = 0; j < B_ITERS; ++j) {
+        int oc = n0 + tid / CH + j * ROWS_PER_ITER;
+        b_ok[j] = oc < p.OC;
+        b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.Kp + chunk * 16;
+    }
+
+    // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode).
+    int ld_kt = kt_begin;
+    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
+    if constexpr (MODE == MODE_DIRECT) {
+        int kk = kt_begin * BK;
+        int tap = kk / p.IC;
+        ld_ic0 = kk - tap * p.IC;
+        ld_ky = tap / p.KW;
+        ld_kx = tap - ld_ky * p.KW;
+    }
+
+    auto load_stage = [&](int stage) {
+        const unsigned dA = sA + stage * STAGE_A, dB = sB + stage * STAGE_B;
+        if constexpr (MODE == MODE_DIRECT) {
+#pragma unroll
+            for (int i = 0; i < A_ITERS; ++i) {
+                int row = tid / CH + i * ROWS_PER_ITER;
+                int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
+                unsigned dst = dA + swz<BK>(row, chunk);
+                if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
+                    cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
+                else
+                    st_shared_v4(dst, p.zx4);
+            }
+        } else {
+            // Row gather (small IC, e.g. the 7x7 stem): k = ky*32 + j, j = kx*IC + ic < KW*IC,
+            // i.e. for each ky the KW*IC bytes x[n, iy, ix0 .. ix0+KW-1, :] are contiguous.
+            const int kglob = ld_kt * BK + chunk * 16;
+            const int ky = kglob >> 5, j0 = kglob & 31;
+            const int seg = p.KW * p.IC;
+            const int kx0 = j0 / p.IC, ic0 = j0 - kx0 * p.IC;
+#pragma unroll
+            for (int i = 0; i < A_ITERS; ++i) {
+                int row = tid / CH + i * ROWS_PER_ITER;
+                int iy = a_iy0[i] + ky;
+                unsigned dst = dA + swz<BK>(row, chunk);
+                if (p.IC == 4 && ky < p.KH && (unsigned)iy < (unsigned)p.H) {
+                    // NHWC4 input (pad4_kernel): 4 whole pixels per 16-byte chunk, 4-byte cp.async
+                    // each (asynchronous, like the direct path); zx for pixels outside the image.
+                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * 4;
+#pragma unroll
+                    for (int q = 0; q < 4; ++q) {
+                        int kx = (j0 >> 2) + q;
+                        int ix = a_ix0[i] + kx;
+                        if (kx < p.KW && (unsigned)ix < (unsigned)p.W)
+                            asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(dst + 4 * q),
+                                         "l"(src + (ptrdiff_t)ix * 4));
+                        else
+                            asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst + 4 * q), "r"(p.zx4));
+                    }
+                } else if (ky < p.KH && (unsigned)iy < (unsigned)p.H) {
+                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * p.IC;
+                    unsigned v[4] = {0, 0, 0, 0};
+                    int kx = kx0, ic = ic0;
+#pragma unroll
+                    for (int b = 0; b < 16; ++b) {
+                        int jj = j0 + b;
+                        int ix = a_ix0[i] + kx;
+                        unsigned val = (unsigned)p.zx4 & 255u;
+                        if (jj < seg && (unsigned)ix < (unsigned)p.W) val = __ldg(src + (ptrdiff_t)ix * p.IC + ic);
+                        v[b >> 2] |= val << (8 * (b & 3));
+                        if (++ic == p.IC) { ic = 0; ++kx; }
+                    }
+                    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v[0]), "r"(v[1]),
+                                 "r"(v[2]), "r"(v[3]));
+                } else {
+                    st_shared_v4(dst, p.zx4);
+                }
+            }
+        }
+#pragma unroll
+        for (int j = 0; j < B_ITERS; ++j) {
+            int row = tid / CH + j * ROWS_PER_ITER;
+            unsigned dst = dB + swz<BK>(row, chunk);
+            if (b_ok[j])
+                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
+            else
+                st_shared_v4(dst, 0);
+        }
+        // advance
+        ++ld_kt;
+        if constexpr (MODE == MODE_DIRECT) {
+            ld_ic0 += BK;
+            if (ld_ic0 >= p.IC) {
+                ld_ic0 = 0;
+                if (++ld_kx == p.KW) {
+                    ld_kx = 0;
+                    ++ld_ky;
+                }
+            }
+        }
+    };
+
+    int acc[MI][NI][4];
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+#pragma unroll
+        for (int j = 0; j < NI; ++j)
+#pragma unroll
+            for (int q = 0; q < 4; ++q) acc[i][j][q] = 0;
+
+#pragma unroll
+    for (int s = 0; s < STAGES - 1; ++s) {
+        if (s < KT) load_stage(s);
+        cp_async_commit();
+    }
+
+    // ldmatrix lane addressing (fragment layouts of m16n8k32, see the .cuh):
+    // A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7 k16-31 (a2),
+    // 24-31 rows 8-15 k16-31 (a3). B x4 ([n][k] rows): n0-7 k0-15 / n0-7 k16-31 / n8-15 k0-15 /
+    // n8-15 k16-31 = b0,b1 of tile j and b0,b1 of tile j+1.
+    const int a_row = warp_m * WTM + (lane & 15);
+    const int a_chk = lane >> 4;                         // + 2*kk
+    const int b_row = warp_n * WTN + (lane & 7) + ((lane >> 4) << 3);
+    const int b_chk = (lane >> 3) & 1;                   // + 2*kk
+
+    for (int kt = 0; kt < KT; ++kt) {
+        cp_async_wait<STAGES - 2>();
+        __syncthreads();
+        {
+            int nk = kt + STAGES - 1;
+            if (nk < KT) load_stage(nk % STAGES);
+            cp_async_commit();
+        }
+        const int stage = kt % STAGES;
+        const unsigned cA = sA + stage * STAGE_A, cB = sB + stage * STAGE_B;
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk) {
+            unsigned af[MI][4], bf[NI][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+                ldmatrix_x4(cA + swz<BK>(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
+#pragma unroll
+            for (int j = 0; j < NI; j += 2)
+                ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0],
+                            bf[j + 1][1]);
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[i], bf[j][0], bf[j][1]);
+        }
+    }
+    cp_async_wait<0>();
+
+    // Epilogue. Fragment: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at row g+8.
+    const int g = lane >> 2, t4 = lane & 3;
+    if constexpr (EPI == EPI_S32_ATOMIC) {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                int m = m0 + warp_m * WTM + i * 16 + g + h * 8;
+                if (m >= p.M) continue;
+#pragma unroll
+                for (int j = 0; j < NI; ++j) {
+                    int oc = n0 + warp_n * WTN + j * 8 + 2 * t4;
+                    if (oc >= p.OC) continue;
+                    int32_t *y = static_cast<int32_t *>(p.y) + (size_t)m * p.OC + oc;
+                    atomicAdd(y, acc[i][j][2 * h]);
+                    atomicAdd(y + 1, acc[i][j][2 * h + 1]);
+                }
+            }
+        return;
+    } else {
+        // Stage the tile in shared memory (the pipeline buffers are free now), then write whole
+        // rows with 16-byte coalesced stores.
+        __syncthreads();
+        constexpr int ESZ = EPI == EPI_U8 ? 1 : 4;
+        constexpr int LD = EPI == EPI_U8 ? BN + 16 : (BN + 8) * 4;  // row pitch in bytes (bank-conflict free)
+        uint8_t *ct = smem;
+#pragma unroll
+        for (int j = 0; j < NI; ++j) {
+            const int col = warp_n * WTN + j * 8 + 2 * t4;
+            int bias0 = 0, bias1 = 0;
+            float mult0 = 0.f, mult1 = 0.f;
+            if constexpr (EPI == EPI_U8) {
+                int oc = min(n0 + col, p.OC - 2);
+                bias0 = p.bias[oc]; bias1 = p.bias[oc + 1];
+                mult0 = p.mult[oc]; mult1 = p.mult[oc + 1];
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int row = warp_m * WTM + i * 16 + g + h * 8;
+                    int v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
+                    if constexpr (EPI == EPI_U8) {
+                        int q0 = requant(v0, bias0, mult0, p.zy, p.lo, p.hi);
+                        int q1 = requant(v1, bias1, mult1, p.zy, p.lo, p.hi);
+                        *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
+                    } else {
+                        *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0, v1);
+                    }
+                }
+        }
+        __syncthreads();
+        constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
+        constexpr int EPC = 16 / ESZ;       // elements per chunk
+        for (int idx = tid; idx < BM * CPR; idx += THREADS) {
+            const int row = idx / CPR, cc = idx - row * CPR;
+            const int m = m0 + row, oc = n0 + cc * EPC;
+            if (m >= p.M || oc >= p.OC) continue;
+            const uint8_t *src = ct + row * LD + cc * 16;
+            uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
+            if (oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0) {
+                *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+            } else {
+                for (int e = 0; e < EPC && oc + e < p.OC; ++e)
+                    for (int b = 0; b < ESZ; ++b) dst[e * ESZ + b] = src[e * ESZ + b];
+            }
+        }
+    }
+}
+
+// NHWC with IC < 4 -> NHWC4 (channels >= IC set to zx; their weights are zero).
+__global__ void pad4_kernel(const uint8_t *__restrict__ x, uint32_t *__restrict__ x4, long long pixels, int IC,
+                            int zx) {
+    for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < pixels;
+         i += (long long)gridDim.x * blockDim.x) {
+        uint32_t v = 0;
+        for (int c = 0; c < 4; ++c) v |= uint32_t(c < IC ? x[i * IC + c] : zx) << (8 * c);
+        x4[i] = v;
+    }
+}
+
+// im2col: col[m][k], k = (ky*KW + kx)*IC + ic, Kp columns, zx outside the image and for k >= K.
+__global__ void im2col_kernel(const uint8_t *__restrict__ x, uint8_t *__restrict__ col, int H, int W, int IC,
+                              int KH, int KW, int sh, int sw, int pt, int pl, int OH, int OW, long long M,
+                              int Kp, int zx) {
+    // one thread per 4 output bytes
+    long long total4 = M * (Kp / 4);
+    for (long long idx = blockIdx.x * (long long)blockDim.x + threadIdx.x; idx < total4;
+         idx += (long long)gridDim.x * blockDim.x) {
+        long long m = idx / (Kp / 4);
+        int k0 = int(idx - m * (Kp / 4)) * 4;
+        int ohw = OH * OW;
+        int nimg = int(m / ohw), r = int(m - (long long)nimg * ohw);
+        int oy = r / OW, ox = r - oy * OW;
+        unsigned v = 0;
+        for (int b = 0; b < 4; ++b) {
+            int k = k0 + b;
+            int val = zx;
+            if (k < KH * KW * IC) {
+                int tap = k / IC, ic = k - tap * IC;
+                int ky = tap / KW, kx = tap - ky * KW;
+                int iy = oy * sh - pt + ky, ix = ox * sw - pl + kx;
+                if ((unsigned)iy < (unsigned)H && (unsigned)ix < (unsigned)W)
+                    val = x[(((size_t)nimg * H + iy) * W + ix) * IC + ic];
+            }
+            v |= unsigned(val) << (8 * b);
+        }
+        reinterpret_cast<unsigned *>(col)[idx] = v;
+    }
+}
+
+const QhCudaConvVariant kVariants[] = {
+    // name, bm, bn, warps_m, warps_n, stages, splitk, bk
+    {"t128x128_w2x2_s4", 128, 128, 2, 2, 4, 1, 64},
+    {"t128x128_w2x4_s4", 128, 128, 2, 4, 4, 1, 64},
+    {"t128x256_w2x4_s3", 128, 256, 2, 4, 3, 1, 64},
+    {"t128x64_w2x2_s4", 128, 64, 2, 2, 4, 1, 64},
+    {"t64x128_w2x2_s4", 64, 128, 2, 2, 4, 1, 64},
+    {"t64x64_w2x2_s4", 64, 64, 2, 2, 4, 1, 64},
+    {"t64x64_w2x2_s4_k4", 64, 64, 2, 2, 4, 4, 64},
+    {"t64x64_w2x2_s4_k8", 64, 64, 2, 2, 4, 8, 64},
+    {"t128x128_w2x2_b128_s3", 128, 128, 2, 2, 3, 1, 128},
+    {"t128x128_w2x4_b128_s3", 128, 128, 2, 4, 3, 1, 128},
+    {"t128x256_w2x4_b128_s3", 128, 256, 2, 4, 3, 1, 128},
+};
+constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+
+enum class Path { Direct, RowGather4, RowGather, Im2col };
+Path path_of(const ConvDesc &d) {
+    if (d.ic % 64 == 0) return Path::Direct;
+    if (d.ic < 4 && d.kw * 4 <= 32) return Path::RowGather4;
+    if (d.kw * d.ic <= 32) return Path::RowGather;
+    return Path::Im2col;
+}
+
+template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI>
+cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
+    auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI>;
+    constexpr int pipe = ST * (BM + BN) * BK;
+    constexpr int stage_c = EPI == EPI_U8 ? BM * (BN + 16) : EPI == EPI_S32 ? BM * (BN + 8) * 4 : 0;
+    constexpr int smem = pipe > stage_c ? pipe : stage_c;
+    static bool attr_done = false;  // per instantiation
+    if (!attr_done) {
+        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
+        if (e != cudaSuccess) return e;
+        attr_done = true;
+    }
+    dim3 grid((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN, splitk);
+    kern<<<grid, WM * WN * 32, smem, s>>>(p);
+    return cudaGetLastError();
+}
+
+template <int MODE, int EPI>
+cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
+    switch (v) {
+    case 0: return launch_t<128, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 1: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI>(p, splitk, s);
+    case 2: return launch_t<128, 256, 2, 4, 3, 64, MODE, EPI>(p, splitk, s);
+    case 3: return launch_t<128, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 4: return launch_t<64, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 5:
+    case 6:
+    case 7: return launch_t<64, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
+    case 8: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI>(p, splitk, s);
+    case 9: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
+    case 10: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
+    default: return cudaErrorInvalidValue;
+    }
+}
+
+cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w, void *y,
+                     const QhRequant *rq, void *workspace, cudaStream_t s) {
+    if (variant < 0 || variant >= kNumVariants) return cudaErrorInvalidValue;
+    if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
+    const QhCudaConvVariant &V = kVariants[variant];
+    if (rq && V.splitk > 1) return cudaErrorInvalidValue;
+    const Path path = path_of(d);
+    if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
+    const int Kp = qh_cuda_conv2d_kpad(d);
+    if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;
+    Params p{};
+    p.w = w;
+    p.y = y;
+    p.OC = d.oc;
+    p.OH = d.oh();
+    p.OW = d.ow();
+    p.M = int(d.m());
+    p.Kp = Kp;
+    p.zx4 = int(0x01010101u * unsigned(d.zx & 255));
+    if (rq) {
+        p.bias = rq->bias;
+        p.mult = rq->mult;
+        p.zy = rq->zy;
+        p.lo = rq->lo;
+        p.hi = rq->hi;
+    }
+    p.x = x;
+    p.H = d.h; p.W = d.w; p.IC = d.ic; p.KW = d.kw; p.KH = d.kh;
+    p.sh = d.sh; p.sw = d.sw; p.pt = d.pt; p.pl = d.pl;
+    if (path == Path::RowGather4) {
+        if (!workspace) return cudaErrorInvalidValue;
+        long long pixels = (long long)d.n * d.h * d.w;
+        int blocks = int(std::min<long long>((pixels + 255) / 256, 1 << 16));
+        pad4_kernel<<<blocks, 256, 0, s>>>(x, static_cast<uint32_t *>(workspace), pixels, d.ic, d.zx);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        p.x = static_cast<const uint8_t *>(workspace);
+        p.IC = 4;
+    }
+    if (path == Path::Im2col) {
+        if (!workspace) return cudaErrorInvalidValue;
+        uint8_t *col = static_cast<uint8_t *>(workspace);
+        long long total4 = d.m() * (Kp / 4);
+        int blocks = int(std::min<long long>((total4 + 255) / 256, 1 << 16));
+        im2col_kernel<<<blocks, 256, 0, s>>>(x, col, d.h, d.w, d.ic, d.kh, d.kw, d.sh, d.sw, d.pt, d.pl,
+                                              d.oh(), d.ow(), d.m(), Kp, d.zx);
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+        // 1x1 conv over col viewed as NHWC with H = OH, W = OW, IC = Kp.
+        p.x = col;
+        p.H = d.oh(); p.W = d.ow(); p.IC = Kp; p.KW = 1; p.KH = 1;
+        p.sh = 1; p.sw = 1; p.pt = 0; p.pl = 0;
+    }
+    int kt = Kp / V.bk;
+    int splitk = std::min(V.splitk, kt);
+    p.kt_per_split = (kt + splitk - 1) / splitk;
+    splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
+    const bool gather = path == Path::RowGather || path == Path::RowGather4;
+    if (rq)
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8>(variant, p, 1, s);
+    if (splitk > 1) {
+        cudaError_t e = cudaMemsetAsync(y, 0, (size_t)p.M * p.OC * sizeof(int32_t), s);
+        if (e != cudaSuccess) return e;
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC>(variant, p, splitk, s)
+                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC>(variant, p, splitk, s);
+    }
+    return gather ? dispatch<MODE_ROWGATHER, EPI_S32>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_S32>(variant, p, 1, s);
+}
+
+}  // namespace
+
+int qh_cuda_conv2d_num_variants() { return kNumVariants; }
+const QhCudaConvVariant &qh_cuda_conv2d_variant(int i) { return kVariants[i]; }
+
+bool qh_cuda_conv2d_direct(const ConvDesc &d) { return path_of(d) == Path::Direct; }
+int qh_cuda_conv2d_kpad(const ConvDesc &d) {
+    switch (path_of(d)) {
+    case Path::Direct: return d.k();
+    case Path::RowGather4:
+    case Path::RowGather: return (d.kh * 32 + KALIGN - 1) / KALIGN * KALIGN;
+    default: return (d.k() + KALIGN - 1) / KALIGN * KALIGN;
+    }
+}
+size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d) {
+    switch (path_of(d)) {
+    case Path::Im2col: return (size_t)d.m() * qh_cuda_conv2d_kpad(d);
+    case Path::RowGather4: return (size_t)d.n * d.h * d.w * 4;
+    default: return 0;
+    }
+}
+
+void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
+    const int Kp = qh_cuda_conv2d_kpad(d);
+    const Path path = path_of(d);
+    const bool rowg = path == Path::RowGather || path == Path::RowGather4;
+    const int icl = path == Path::RowGather4 ? 4 : d.ic;  // pixel pitch in the gathered rows
+    for (int oc = 0; oc < d.oc; ++oc) {
+        int8_t *o = out + (size_t)oc * Kp;
+        for (int k = 0; k < Kp; ++k) o[k] = 0;
+        for (int ky = 0; ky < d.kh; ++ky)
+            for (int kx = 0; kx < d.kw; ++kx)
+                for (int ic = 0; ic < d.ic; ++ic) {
+                    int k = rowg ? ky * 32 + kx * icl + ic : (ky * d.kw + kx) * d.ic + ic;
+                    o[k] = w[(((size_t)oc * d.ic + ic) * d.kh + ky) * d.kw + kx];
+                }
+    }
+}
+
+int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
+    // Fill the machine: the largest tile that still gives >= two waves of CTAs, else smaller
+    // tiles, else split-K for long reductions (measured on an H100, bench/cuda/NOTES.md).
+    long long M = d.m();
+    auto ctas = [&](int bm, int bn) { return ((M + bm - 1) / bm) * ((d.oc + bn - 1) / bn); };
+    if (ctas(128, 128) >= 2LL * num_sms) return path_of(d) == Path::Direct && d.ic % 128 == 0 ? 9 : 1;
+    if (ctas(128, 64) >= num_sms) return 3;
+    int kt = qh_cuda_conv2d_kpad(d) / 64;
+    if (kt >= 64 && ctas(64, 64) * 4 <= 2LL * num_sms) return 7;
+    if (kt >= 32 && ctas(64, 64) * 2 <= 2LL * num_sms) return 6;
+    return 5;
+}
+
+cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
+                                     int32_t *y, void *workspace, cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
+                                    const QhRequant &rq, uint8_t *y, void *workspace, cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, &rq, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x, const int8_t *w, int32_t *y,
+                                   cudaStream_t s) {
+    int dev = 0, sms = 132;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
+    int v = qh_cuda_conv2d_pick_variant(d, sms);
+    size_t ws = qh_cuda_conv2d_workspace_bytes(d);
+    void *buf = nullptr;
+    if (ws) {
+        cudaError_t e = cudaMallocAsync(&buf, ws, s);
+        if (e != cudaSuccess) return e;
+    }
+    cudaError_t e = run_conv(d, v, x, w, y, nullptr, buf, s);
+    if (buf) {
+        cudaError_t e2 = cudaFreeAsync(buf, s);
+        if (e == cudaSuccess) e = e2;
+    }
+    return e;
+}

@@ -1,0 +1,90 @@
+// Tensor-core int8 conv2d microkernel (CUDA C++, sm_80+; built for sm_90), no Halide dependency.
+//
+// Computes the raw int32 accumulator of a quantized convolution, groups = 1:
+//   acc[n,oy,ox,oc] = sum_{ky,kx,ic} xp[n, oy*sh - pt + ky, ox*sw - pl + kx, ic] * w[oc,ic,ky,kx]
+// with xp = x inside the image and xp = zx (the activation zero point) outside it, so padding
+// contributes zx * w exactly as in the CPU path. x is u8 NHWC, w is s8 (logical OIHW), acc is
+// s32 NHWC (= [M][OC] with M = N*OH*OW). Bias, per-channel scale, requantization, ReLU and
+// residual belong to the epilogue (Halide stages); qh_cuda_conv2d_u8s8u8 is an optional fused
+// variant for comparison: y = clamp(round_half_even(clamp(float(acc + bias[oc]) * mult[oc],
+// -65536, 65536)) + zy, lo, hi), the same IEEE float32 operations as generators/qh_math.h.
+//
+// Formulation: implicit GEMM, M = N*OH*OW rows (output pixels), N_gemm = OC, K = KH*KW*IC with
+// k = (ky*KW + kx)*IC + ic. mma.sync m16n8k32 u8 x s8 -> s32, ldmatrix fragment loads, cp.async
+// multistage pipeline (global -> shared, XOR-swizzled 64-byte rows, no bank conflicts).
+//  - direct path (IC % 64 == 0): the A tile is gathered straight from x with cp.async; out-of-
+//    image taps are written as zx into shared memory.
+//  - row-gather path (KW*IC <= 32, e.g. the 7x7 stem with IC = 3): for each ky the KW*IC bytes
+//    x[n, iy, ix0 .. ix0+KW-1, :] are contiguous in NHWC, so K is laid out as k = ky*32 + kx*IC +
+//    ic (each ky segment padded to 32 bytes); the loader gathers bytes (zx outside the image)
+//    into shared memory. No workspace, no im2col pass over device memory.
+//    With IC < 4 (the stem) a pad pass first writes x as NHWC4 into the workspace (channels >= IC
+//    hold zx, their weights are 0) and the loader moves whole 4-byte pixels with cp.async.
+//  - im2col path (any other IC % 64 != 0): a gather kernel writes the u8 matrix col[M][Kp] (extra
+//    columns zx) into a workspace, then the same GEMM runs on it as a 1x1 conv with IC = Kp.
+// Epilogue: the accumulator tile is staged in shared memory and written as whole 16-byte row
+// chunks (s32, or u8 after the fused requantization).
+//
+// Packed weight layout contract (qh_cuda_pack_weights), s8, OC rows of Kp bytes, no OC padding:
+//   direct, im2col: w_packed[oc * Kp + (ky*KW + kx)*IC + ic] = w[oc][ic][ky][kx]
+//   row-gather:     w_packed[oc * Kp + ky*32 + kx*ICg + ic]  = w[oc][ic][ky][kx], ICg = 4 if IC < 4
+//                   (NHWC4 pixels) else IC
+//   zero elsewhere; Kp = qh_cuda_conv2d_kpad(desc): K on the direct path, else rounded up to 128.
+// Requirements: x, w_packed, y 16-byte aligned; OC % 8 == 0 (every ResNet layer); K*255*128
+// fits in int32 (K <= 65536).
+// Split-K variants (splitk > 1) zero y with cudaMemsetAsync and accumulate with atomicAdd; int32
+// addition is associative, so results stay bit-exact and deterministic.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <cuda_runtime.h>
+
+struct ConvDesc {
+    int n = 1, h = 0, w = 0, ic = 0, oc = 0;
+    int kh = 1, kw = 1, sh = 1, sw = 1;
+    int pt = 0, pl = 0, pb = 0, pr = 0;  // padding top, left, bottom, right
+    int zx = 0;                          // activation zero point (u8), the padding value
+    int oh() const { return (h + pt + pb - kh) / sh + 1; }
+    int ow() const { return (w + pl + pr - kw) / sw + 1; }
+    long long m() const { return (long long)n * oh() * ow(); }
+    int k() const { return kh * kw * ic; }
+    double macs() const { return double(m()) * oc * k(); }
+};
+
+struct QhCudaConvVariant {
+    const char *name;
+    int bm, bn, warps_m, warps_n, stages, splitk;
+    int bk;  // bytes of K per pipeline stage (64 or 128; 128 needs IC % 128 == 0 on the direct path)
+};
+
+// Tile configurations a caller may choose from by measurement (index into this list).
+int qh_cuda_conv2d_num_variants();
+const QhCudaConvVariant &qh_cuda_conv2d_variant(int i);
+// Heuristic default for a layer (index into the list).
+int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms);
+
+// Kp: the packed reduction length (see the layout contract above).
+int qh_cuda_conv2d_kpad(const ConvDesc &d);
+bool qh_cuda_conv2d_direct(const ConvDesc &d);
+// Host packing: w_oihw (OC*IC*KH*KW s8) -> out (OC * Kp s8).
+void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w_oihw, int8_t *out);
+// Device workspace the im2col path needs (0 on the direct path).
+size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d);
+
+// s32 output. `variant` < 0 picks by heuristic. workspace may be null if none is needed; if it is
+// needed and null, it is taken with cudaMallocAsync on the stream and freed after.
+cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x_dev, const int8_t *w_packed_dev,
+                                   int32_t *y_dev, cudaStream_t stream);
+cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                     const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
+                                     cudaStream_t stream);
+
+// Fused epilogue, u8 output (split-K variants are not allowed here: returns cudaErrorInvalidValue).
+struct QhRequant {
+    const int32_t *bias;  // OC, device
+    const float *mult;    // OC, device
+    int zy, lo, hi;
+};
+cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                    const int8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
+                                    void *workspace, cudaStream_t stream);

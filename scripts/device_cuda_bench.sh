@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Tensor-core int8 conv microkernel (runtime/cuda/mma_conv2d.cu): build here, check + time there.
+#   scripts/device_cuda_bench.sh build        # here: nvcc -> .devcuda/ (git-ignored: /.devcuda/ in
+#                                             #   .git/info/exclude), with the ptxas resource report
+#   scripts/device_cuda_bench.sh run [args]   # on the device (carry .devcuda): mma_rate first (the
+#                                             #   int8 mma.sync peak), then the bench with --peak;
+#                                             #   JSON + logs land in $OUT
+# Device call (run tool): command "scripts/device_cuda_bench.sh run", carry [".devcuda"].
+set -euo pipefail
+D="${DEVCUDA:-.devcuda}"
+NVCC="${NVCC:-/usr/local/cuda/bin/nvcc}"
+case "${1:-}" in
+build)
+  mkdir -p "$D"
+  ARCH="-gencode=arch=compute_90,code=sm_90"
+  HOSTF="-Xcompiler -O3,-march=x86-64-v3"
+  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF -Xptxas -v -c runtime/cuda/mma_conv2d.cu -o "$D/mma_conv2d.o" \
+    2>"$D/ptxas.txt"
+  grep -E "registers|spill" "$D/ptxas.txt" | sort | uniq -c | head -20
+  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/mma_conv_bench.cu "$D/mma_conv2d.o" -o "$D/mma_conv_bench"
+  # the peak probe, copied unmodified from ../shared/tools (int8 m16n8k32 mma.sync, registers only)
+  cp /work/shared/tools/mma_rate.cu "$D/mma_rate.cu"
+  "$NVCC" -O3 -gencode=arch=compute_90a,code=sm_90a -o "$D/mma_rate" "$D/mma_rate.cu"
+  ;;
+run)
+  shift
+  OUT="${OUT:-/tmp/qh_cuda_out}"
+  mkdir -p "$OUT"
+  nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader || true
+  date -u +%FT%TZ
+  # SASS census (no cuobjdump on the build machine): tensor-core and ldmatrix instructions
+  cuobjdump --dump-sass "$D/mma_conv2d.o" >"$OUT/sass.txt" 2>&1 || true
+  echo "SASS: IMMA $(grep -c IMMA "$OUT/sass.txt") LDSM $(grep -c LDSM "$OUT/sass.txt") LDGSTS $(grep -c LDGSTS "$OUT/sass.txt") LDL/STL $(grep -cE 'LDL|STL' "$OUT/sass.txt")"
+  gzip -f "$OUT/sass.txt"
+  "$D/mma_rate" | tee "$OUT/mma_rate.txt"
+  PEAK=$(sed -n 's/^int8 mma.sync m16n8k32: \([0-9.]*\) TOPS/\1/p' "$OUT/mma_rate.txt")
+  set -o pipefail
+  "$D/mma_conv_bench" --peak "${PEAK:-0}" --out "$OUT/mma_conv_results.json" "$@" 2>"$OUT/bench_log.txt" \
+    | tee "$OUT/bench_table.txt" || { echo "bench failed"; tail -n 30 "$OUT/bench_log.txt"; exit 1; }
+  tail -n 4 "$OUT/bench_log.txt"
+  ;;
+*) echo "usage: $0 build | run [bench args]" >&2; exit 1 ;;
+esac
