@@ -41,6 +41,8 @@ then
 fi
 
 export PATH="$VENV/bin:$PATH"
+# The CUDA toolkit (nvcc) is not on PATH by default; CMake finds it through CUDACXX.
+if [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 HALIDE_ROOT="$("$VENV/bin/python" -c 'import halide; print(halide.install_dir())')"
 BUILD_TYPE="${QHALIDE_BUILD_TYPE:-Release}"
 if [ ! -f build/build.ninja ]; then
