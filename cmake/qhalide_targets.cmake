@@ -7,4 +7,20 @@ set(QH_HALIDE_TARGET_x86_avx512vnni
     "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake-avx512_zen4")
 set(QH_HALIDE_TARGET_x86_avx2 "x86-64-linux-sse41-avx-avx2-fma-f16c")
 set(QH_HALIDE_TARGET_generic "x86-64-linux")
+# The one Halide runtime of libqhalide. add_halide_runtime also adds every kernel's target to
+# it (USE_RUNTIME), and GenRT builds the runtime for their common target, the union of the
+# runtime features: with cuda_dp4a kernels it has the CUDA module (libcuda.so is dlopen'ed at
+# the first GPU call, so nothing links against CUDA and CPU-only machines are unaffected).
 set(QH_HALIDE_RUNTIME_TARGET "x86-64-linux")
+
+# GPU tags: built into the same static library as a separate list (build/generated/
+# qh_gpu_kernel_table.inc, runtime/gpu_kernels.h), never into the CPU dispatch table.
+# cuda_dp4a: Halide's CUDA backend at sm_61 (the first with dp4a); the driver JIT-compiles the
+# PTX for newer GPUs (sm_90 on H100/H200). The host part is plain x86-64 (it only launches).
+# QHALIDE_BUILD_CUDA=OFF leaves them out (and the runtime without CUDA support).
+option(QHALIDE_BUILD_CUDA "Build the CUDA (cuda_dp4a) kernels into libqhalide" ON)
+set(QH_GPU_TARGET_TAGS "")
+if (QHALIDE_BUILD_CUDA)
+  set(QH_GPU_TARGET_TAGS cuda_dp4a)
+endif ()
+set(QH_HALIDE_TARGET_cuda_dp4a "x86-64-linux-cuda-cuda_capability_61")

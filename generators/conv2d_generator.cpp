@@ -104,7 +104,8 @@ public:
             Expr cq = qh::requantize(a, mult(c), conv_zp, UInt(8), 0, 255);
             Expr rv = cast<int32_t>(res(c, x, y, n));
             out = cast(t, qh::quantized_add(cq, conv_zp, mult_conv, rv, res_zp, mult_res,
-                                            output_zp, t, act_min, act_max));
+                                            output_zp, t, act_min, act_max,
+                                            get_target().has_gpu_feature()));
         }
         output(c, x, y, n) = out;
         s.output = output;

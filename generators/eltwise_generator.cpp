@@ -173,7 +173,8 @@ public:
         Var i("i");
         output(i) = cast(dst_type, qh::quantized_add(cast<int32_t>(a(i)), a_zp, a_mult,
                                                      cast<int32_t>(b(i)), b_zp, b_mult,
-                                                     output_zp, dst_type, act_min, act_max));
+                                                     output_zp, dst_type, act_min, act_max,
+                                                     get_target().has_gpu_feature()));
         apply_schedule("add", output, {i});
     }
 };

@@ -42,10 +42,20 @@ inline Expr requantize(Expr acc, Expr mult, Expr zp, Type t, Expr lo, Expr hi) {
 
 // Quantized add (ONNX QLinearAdd): y = clamp(round((a-za)*ma + (b-zb)*mb) + zy, lo, hi)
 // with ma = sa/sy, mb = sb/sy precomputed in float32. a, b, za, zb are int32.
+//
+// no_contraction: Halide's PTX backend compiles with LLVM's FPOpFusion::Fast, and the DAG
+// combiner then fuses fa + fb into fma(a - za, ma, fb) whatever strict_float says (one rounding
+// fewer: not ONNX's result). With no_contraction each product passes through a select on a
+// run-time condition that always holds for valid zero points but that neither Halide nor LLVM
+// can fold, so no fadd ever sees an fmul operand. The generators set it for GPU targets only.
 inline Expr quantized_add(Expr a, Expr za, Expr ma, Expr b, Expr zb, Expr mb,
-                          Expr zy, Type t, Expr lo, Expr hi) {
+                          Expr zy, Type t, Expr lo, Expr hi, bool no_contraction = false) {
     Expr fa = Halide::strict_float(Halide::cast<float>(a - za) * ma);
     Expr fb = Halide::strict_float(Halide::cast<float>(b - zb) * mb);
+    if (no_contraction) {
+        fa = Halide::strict_float(Halide::select(za < (1 << 30), fa, 0.0f));
+        fb = Halide::strict_float(Halide::select(zb < (1 << 30), fb, 0.0f));
+    }
     return clamp_to(t, round_to_i32(Halide::strict_float(fa + fb)) + zy, lo, hi);
 }
 

@@ -1,0 +1,33 @@
+// GPU kernels of the library (cmake/qhalide_targets.cmake: QH_GPU_TARGET_TAGS, today cuda_dp4a),
+// listed apart from the CPU dispatch table (kernels.h): `choose()` must never pick a GPU kernel
+// for a CPU call. Each has the signature of its family's CPU kernels (same generator, same
+// packed weight layout, runtime/pack.h) and takes buffers with a device allocation of
+// halide_cuda_device_interface() (HalideRuntimeCuda.h); host-only inputs are copied to the
+// device by the kernel, outputs are left device-dirty.
+//
+// The Halide runtime inside libqhalide carries the CUDA module; it loads libcuda.so at the
+// first GPU call, so programs that never call a GPU kernel need no driver.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernels.h"
+
+namespace qh::gpu_kernels {
+
+// qh::gpu_kernels::<family>__<tag>() -> {family, tag, fn}, e.g. conv2d_u8s8u8__cuda_dp4a().
+#define QH_GPU_VARIANT(f, t)                                          \
+    inline KernelVariant<kernels::f##_fn> f##__##t() {               \
+        return {#f, #t, &qh_##f##__##t};                              \
+    }
+#include "qh_gpu_kernel_table.inc"
+#undef QH_GPU_VARIANT
+
+// Every GPU kernel name ("conv2d_u8s8u8__cuda_dp4a", ...), in kernel-list order.
+std::vector<std::string> all_names();
+
+// True when a CUDA driver (libcuda.so.1) loads and reports at least one device. Never throws
+// or aborts: it dlopens the driver itself and does not touch the Halide runtime.
+bool cuda_device_available();
+
+}  // namespace qh::gpu_kernels

@@ -1,0 +1,61 @@
+// Elementwise ops and pooling on cuda_dp4a: one output element per thread.
+#include "stages.h"
+
+using namespace Halide;
+
+namespace {
+
+using namespace qh;
+
+const std::vector<KnobSpec> kEltwiseKnobs = {
+    {"threads", 256, 32, 1024, "threads per block"},
+};
+
+// Flat index over all output dims, blocks of `threads` consecutive elements (the innermost
+// dimension is dense, so a warp's loads and stores are consecutive).
+void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    const int t = ctx.knobs.get(kEltwiseKnobs[0]);
+    Var flat = s.vars[0], f("f"), bo("bo"), bi("bi");
+    for (size_t i = 1; i < s.vars.size(); i++) {
+        s.output.fuse(flat, s.vars[i], f);
+        flat = f;
+        f = Var("f" + std::to_string(i));
+    }
+    s.output.split(flat, bo, bi, t, TailStrategy::GuardWithIf).gpu_blocks(bo).gpu_threads(bi);
+}
+
+// Threads over (32 channels x 8 output pixels), blocks over channel groups, x tiles and rows.
+void maxpool(PoolStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    Var co("co"), ci("ci"), xo("xo"), xi("xi"), yn("yn");
+    s.output.split(s.c, co, ci, 32, TailStrategy::GuardWithIf)
+        .split(s.x, xo, xi, 8, TailStrategy::GuardWithIf)
+        .fuse(s.y, s.n, yn)
+        .reorder(ci, xi, co, xo, yn)
+        .gpu_blocks(co, xo, yn)
+        .gpu_threads(ci, xi);
+}
+
+// One thread per (channel, image): a serial sum over the H*W window (consecutive threads read
+// consecutive channels of a pixel: coalesced).
+void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    Var co("co"), ci("ci");
+    s.output.split(s.c, co, ci, 64, TailStrategy::GuardWithIf)
+        .reorder(ci, co, s.n)
+        .gpu_blocks(co, s.n)
+        .gpu_threads(ci);
+    s.sum.compute_at(s.output, ci);
+}
+
+QH_REGISTER_SCHEDULE(EltwiseStages, "quantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "dequantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "add", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "cuda_dp4a", maxpool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "cuda_dp4a", global_avgpool, {});
+
+}  // namespace

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# GPU tests on the device machine (it has the GPU; CI and the build machine have none).
+#
+#   scripts/device_gpu_test.sh pack [BUILD_DIR]   here, after building test_gpu: copies the test
+#       binary, the shared libraries it links that a bare machine may lack, and this script into
+#       .devgpu/ of the MAIN checkout (the device tool sends the main checkout's tree, also from a
+#       worktree) and git-ignores it through .git/info/exclude.
+#   bash .devgpu/device_gpu_test.sh run            there (device `run` with carry [".devgpu"]):
+#       every GPU test bit-exact against the generic CPU kernels, then the ResNet-50 timings;
+#       logs, JSON and CSV go to $OUT (or .devgpu/out).
+set -euo pipefail
+mode="${1:-}"
+case "$mode" in
+pack)
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  BUILD="${2:-$ROOT/build}"
+  common="$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)"
+  MAIN="$(dirname "$common")"          # root of the main checkout (worktrees share its .git)
+  DEST="$MAIN/.devgpu"
+  mkdir -p "$common/info"
+  grep -qx "/.devgpu/" "$common/info/exclude" 2>/dev/null || echo "/.devgpu/" >>"$common/info/exclude"
+  rm -rf "$DEST" && mkdir -p "$DEST/lib"
+  cp "$BUILD/tests/test_gpu" "$DEST/"
+  for l in $(ldd "$BUILD/tests/test_gpu" | awk '/=> \//{print $3}'); do
+    case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*|libdl.so*|libpthread*|librt.so*) ;;
+      *) cp -L "$l" "$DEST/lib/" ;; esac
+  done
+  cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_test.sh"
+  git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
+  du -sh "$DEST"
+  ;;
+run)
+  HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  OUTDIR="${OUT:-$HERE/out}"
+  mkdir -p "$OUTDIR"
+  export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  echo "commit $(cat "$HERE/COMMIT" 2>/dev/null)"
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader || true
+  # PTX checks read the build tree of the build machine: they run there (ctest), not here.
+  rc=0
+  QHALIDE_GPU_BENCH=1 QHALIDE_GPU_BENCH_OUT="$OUTDIR/gpu_bench_resnet50.csv" \
+    "$HERE/test_gpu" --gtest_filter='-GpuCodegen.*' --gtest_output="json:$OUTDIR/test_gpu.json" \
+    2>&1 | tee "$OUTDIR/test_gpu.log" || rc=$?
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran' "$OUTDIR/test_gpu.log" || true
+  exit "$rc"
+  ;;
+*)
+  echo "usage: $0 pack [BUILD_DIR] | run" >&2
+  exit 2
+  ;;
+esac
