@@ -18,7 +18,7 @@ set(QH_HALIDE_RUNTIME_TARGET "x86-64-linux")
 # cuda_dp4a: Halide's CUDA backend at sm_61 (the first with dp4a); the driver JIT-compiles the
 # PTX for newer GPUs (sm_90 on H100/H200). The host part is plain x86-64 (it only launches).
 # QHALIDE_BUILD_CUDA=OFF leaves them out (and the runtime without CUDA support).
-option(QHALIDE_BUILD_CUDA "Build the CUDA (cuda_dp4a) kernels into libqhalide" ON)
+option(QHALIDE_BUILD_CUDA "Build the CUDA kernels: cuda_dp4a (Halide) into libqhalide, and the tensor-core microkernel qhalide_cuda when nvcc is found" ON)
 set(QH_GPU_TARGET_TAGS "")
 if (QHALIDE_BUILD_CUDA)
   set(QH_GPU_TARGET_TAGS cuda_dp4a)
