@@ -128,6 +128,16 @@ inline int requant_ref(int32_t acc, int32_t bias, float mult, int zy, int lo, in
     return std::min(std::max(q, lo), hi);
 }
 
+// qh::quantized_add (generators/qh_math.h): two IEEE products, one IEEE sum, no contraction.
+inline int qadd_ref(int c, int zc, float mc, int r, int zr, float mr, int zy, int lo, int hi) {
+    volatile float fa = float(c - zc) * mc;
+    volatile float fb = float(r - zr) * mr;
+    volatile float f = fa + fb;
+    float cl = std::min(std::max((float)f, -65536.0f), 65536.0f);
+    int q = int(std::nearbyint(cl)) + zy;
+    return std::min(std::max(q, lo), hi);
+}
+
 __global__ void gather_s32(const int32_t *y, const long long *idx, int n, int32_t *out) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i < n) out[i] = y[idx[i]];
@@ -146,6 +156,8 @@ struct Best {
     double us = 0, tops = 0;
     std::string variant;
     double fused_us = 0;
+    double add_us = 0;   // fused residual add (batches checked in full only)
+    long long add_bad = 0;
     bool ok = true;
 };
 
@@ -383,6 +395,36 @@ int main(int argc, char **argv) {
                 total_checked += nchecked;
                 if (bad) B.ok = false;
                 B.fused_us = us;
+                // Fused residual add (conv2d_add + ReLU), full checks only (batches 1 and 8).
+                if (full) {
+                    std::vector<uint8_t> hres((size_t)M * d.oc);
+                    for (auto &v : hres) v = uint8_t(rnd() & 255);
+                    const int zc = int(rnd() % 256), zr = int(rnd() % 256);
+                    const float mc = 0.25f + float(rnd() % 1000) / 1000.f, mr = 0.25f + float(rnd() % 1000) / 1000.f;
+                    uint8_t *dres;
+                    CK(cudaMalloc(&dres, hres.size()));
+                    CK(cudaMemcpy(dres, hres.data(), hres.size(), cudaMemcpyHostToDevice));
+                    QhResidual rs{dres, zc, zr, mc, mr};
+                    QhRequant rq2{dbias, dmult, zy, zy, 255};  // ReLU at the output zero point
+                    CK(cudaMemsetAsync(dy8, 0xA5, (size_t)M * d.oc, st));
+                    CK(qh_cuda_conv2d_add_u8s8u8_v(d, fv, dx[0], dw, rq2, rs, dy8, ws, st));
+                    CK(cudaStreamSynchronize(st));
+                    CK(cudaMemcpy(got8.data(), dy8, (size_t)M * d.oc, cudaMemcpyDeviceToHost));
+                    long long badr = 0;
+                    for (size_t i = 0; i < got8.size(); ++i) {
+                        const int o = int(i % d.oc);
+                        const int c = requant_ref(ref_rows[i], hbias[o], hmult[o], zc, 0, 255);
+                        badr += got8[i] != qadd_ref(c, zc, mc, hres[i], zr, mr, zy, zy, 255);
+                    }
+                    B.add_us = time_it([&](int r) {
+                        return qh_cuda_conv2d_add_u8s8u8_v(d, fv, dx[r], dw, rq2, rs, dy8, ws, st);
+                    });
+                    total_bad += badr;
+                    total_checked += nchecked;
+                    if (badr) B.ok = false;
+                    B.add_bad = badr;
+                    CK(cudaFree(dres));
+                }
                 double tops = ops / (us * 1e-6) / 1e12;
                 fprintf(js, ",\n  {\"layer\": \"%s\", \"batch\": %d, \"zx\": %d, \"variant\": \"%s\", \"out\": \"u8_fused\", "
                             "\"checked\": %lld, \"full\": %s, \"mismatches\": %lld, \"us\": %.3f, \"tops\": %.2f, "
@@ -391,8 +433,9 @@ int main(int argc, char **argv) {
                         bad, us, tops, peak > 0 ? 100.0 * tops / peak : 0.0);
                 fflush(js);
             }
-            fprintf(stderr, "[%s b%d zx=%d ref %.1fs checked %lld%s]%s fused=%.1f\n", ly.name.c_str(), d.n, d.zx, ref_s,
-                    nchecked, full ? " full" : " sampled", vline.c_str(), B.fused_us);
+            fprintf(stderr, "[%s b%d zx=%d ref %.1fs checked %lld%s]%s fused=%.1f add=%.1f%s\n", ly.name.c_str(), d.n,
+                    d.zx, ref_s, nchecked, full ? " full" : " sampled", vline.c_str(), B.fused_us, B.add_us,
+                    B.add_bad ? "(BAD)" : "");
 
             for (auto &e : ev) CK(cudaEventDestroy(e));
             for (auto p : dx) CK(cudaFree(p));

@@ -10,7 +10,7 @@ constexpr int KALIGN = 128;  // Kp granularity on the gather/im2col paths (any B
 // How the A (activation) tile is gathered.
 enum { MODE_DIRECT = 0, MODE_ROWGATHER = 1 };
 // Epilogue kinds.
-enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2 };
+enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2, EPI_U8_ADD = 3 };
 
 struct Params {
     const uint8_t *x;
@@ -26,6 +26,11 @@ struct Params {
     int kt_per_split;  // k-blocks per blockIdx.z
     int zx4;   // zx replicated into 4 bytes
     int zy, lo, hi;
+    // EPI_U8_ADD: the conv result is first quantized with (mult, zc) to u8, then added to the
+    // residual r (same NHWC shape as y) with QLinearAdd semantics.
+    const uint8_t *res;
+    int zc, zr;
+    float mc, mr;
 };
 
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
@@ -70,6 +75,16 @@ __device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, in
     float f = __fmul_rn(float(acc + bias), mult);
     f = fminf(fmaxf(f, -65536.0f), 65536.0f);
     int q = __float2int_rn(f) + zy;  // round half to even
+    return min(max(q, lo), hi);
+}
+
+// QLinearAdd of the conv's u8 result c and the residual r: the float32 steps of
+// qh::quantized_add (generators/qh_math.h). __fmul_rn/__fadd_rn are never contracted into an fma.
+__device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, float mr, int zy, int lo,
+                                    int hi) {
+    float f = __fadd_rn(__fmul_rn(float(c - zc), mc), __fmul_rn(float(r - zr), mr));
+    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
+    int q = __float2int_rn(f) + zy;
     return min(max(q, lo), hi);
 }
 
@@ -293,15 +308,19 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
         // Stage the tile in shared memory (the pipeline buffers are free now), then write whole
         // rows with 16-byte coalesced stores.
         __syncthreads();
-        constexpr int ESZ = EPI == EPI_U8 ? 1 : 4;
-        constexpr int LD = EPI == EPI_U8 ? BN + 16 : (BN + 8) * 4;  // row pitch in bytes (bank-conflict free)
+        constexpr bool U8 = EPI == EPI_U8 || EPI == EPI_U8_ADD;
+        constexpr int ESZ = U8 ? 1 : 4;
+        constexpr int LD = U8 ? BN + 16 : (BN + 8) * 4;  // row pitch in bytes (bank-conflict free)
+        // EPI_U8_ADD stages the conv's own u8 result (zero point zc, full u8 range).
+        const int szy = EPI == EPI_U8_ADD ? p.zc : p.zy, slo = EPI == EPI_U8_ADD ? 0 : p.lo,
+                  shi = EPI == EPI_U8_ADD ? 255 : p.hi;
         uint8_t *ct = smem;
 #pragma unroll
         for (int j = 0; j < NI; ++j) {
             const int col = warp_n * WTN + j * 8 + 2 * t4;
             int bias0 = 0, bias1 = 0;
             float mult0 = 0.f, mult1 = 0.f;
-            if constexpr (EPI == EPI_U8) {
+            if constexpr (U8) {
                 int oc = min(n0 + col, p.OC - 2);
                 bias0 = p.bias[oc]; bias1 = p.bias[oc + 1];
                 mult0 = p.mult[oc]; mult1 = p.mult[oc + 1];
@@ -312,9 +331,9 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                 for (int h = 0; h < 2; ++h) {
                     const int row = warp_m * WTM + i * 16 + g + h * 8;
                     int v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
-                    if constexpr (EPI == EPI_U8) {
-                        int q0 = requant(v0, bias0, mult0, p.zy, p.lo, p.hi);
-                        int q1 = requant(v1, bias1, mult1, p.zy, p.lo, p.hi);
+                    if constexpr (U8) {
+                        int q0 = requant(v0, bias0, mult0, szy, slo, shi);
+                        int q1 = requant(v1, bias1, mult1, szy, slo, shi);
                         *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
                     } else {
                         *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0, v1);
@@ -330,6 +349,22 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
             if (m >= p.M || oc >= p.OC) continue;
             const uint8_t *src = ct + row * LD + cc * 16;
             uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
+            if constexpr (EPI == EPI_U8_ADD) {
+                const uint8_t *r = p.res + (size_t)m * p.OC + oc;
+                if (oc + EPC <= p.OC && (p.OC & 15) == 0) {  // 16-byte loads and store
+                    uint4 rv = *reinterpret_cast<const uint4 *>(r), cv = *reinterpret_cast<const uint4 *>(src), ov;
+                    const uint8_t *rb = reinterpret_cast<const uint8_t *>(&rv), *cb = reinterpret_cast<const uint8_t *>(&cv);
+                    uint8_t *ob = reinterpret_cast<uint8_t *>(&ov);
+#pragma unroll
+                    for (int e = 0; e < 16; ++e)
+                        ob[e] = (uint8_t)qadd(cb[e], p.zc, p.mc, rb[e], p.zr, p.mr, p.zy, p.lo, p.hi);
+                    *reinterpret_cast<uint4 *>(dst) = ov;
+                } else {
+                    for (int e = 0; e < EPC && oc + e < p.OC; ++e)
+                        dst[e] = (uint8_t)qadd(src[e], p.zc, p.mc, r[e], p.zr, p.mr, p.zy, p.lo, p.hi);
+                }
+                continue;
+            }
             if (oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0) {
                 *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
             } else {
@@ -409,7 +444,9 @@ template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI>
 cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
     auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI>;
     constexpr int pipe = ST * (BM + BN) * BK;
-    constexpr int stage_c = EPI == EPI_U8 ? BM * (BN + 16) : EPI == EPI_S32 ? BM * (BN + 8) * 4 : 0;
+    constexpr int stage_c = EPI == EPI_U8 || EPI == EPI_U8_ADD ? BM * (BN + 16)
+                            : EPI == EPI_S32                 ? BM * (BN + 8) * 4
+                                                             : 0;
     constexpr int smem = pipe > stage_c ? pipe : stage_c;
     static bool attr_done = false;  // per instantiation
     if (!attr_done) {
@@ -441,7 +478,7 @@ cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
 }
 
 cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w, void *y,
-                     const QhRequant *rq, void *workspace, cudaStream_t s) {
+                     const QhRequant *rq, const QhResidual *res, void *workspace, cudaStream_t s) {
     if (variant < 0 || variant >= kNumVariants) return cudaErrorInvalidValue;
     if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
     const QhCudaConvVariant &V = kVariants[variant];
@@ -465,6 +502,14 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         p.zy = rq->zy;
         p.lo = rq->lo;
         p.hi = rq->hi;
+    }
+    if (res) {
+        if (!rq || !res->residual) return cudaErrorInvalidValue;
+        p.res = res->residual;
+        p.zc = res->conv_zp;
+        p.zr = res->res_zp;
+        p.mc = res->conv_mult;
+        p.mr = res->res_mult;
     }
     p.x = x;
     p.H = d.h; p.W = d.w; p.IC = d.ic; p.KW = d.kw; p.KH = d.kh;
@@ -498,6 +543,9 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     p.kt_per_split = (kt + splitk - 1) / splitk;
     splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
     const bool gather = path == Path::RowGather || path == Path::RowGather4;
+    if (res)
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD>(variant, p, 1, s)
+                      : dispatch<MODE_DIRECT, EPI_U8_ADD>(variant, p, 1, s);
     if (rq)
         return gather ? dispatch<MODE_ROWGATHER, EPI_U8>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8>(variant, p, 1, s);
     if (splitk > 1) {
@@ -563,12 +611,18 @@ int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
 
 cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
                                      int32_t *y, void *workspace, cudaStream_t s) {
-    return run_conv(d, variant, x, w, y, nullptr, workspace, s);
+    return run_conv(d, variant, x, w, y, nullptr, nullptr, workspace, s);
 }
 
 cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
                                     const QhRequant &rq, uint8_t *y, void *workspace, cudaStream_t s) {
-    return run_conv(d, variant, x, w, y, &rq, workspace, s);
+    return run_conv(d, variant, x, w, y, &rq, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
+                                        const QhRequant &rq, const QhResidual &res, uint8_t *y,
+                                        void *workspace, cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, &rq, &res, workspace, s);
 }
 
 cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x, const int8_t *w, int32_t *y,
@@ -583,7 +637,7 @@ cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x, const in
         cudaError_t e = cudaMallocAsync(&buf, ws, s);
         if (e != cudaSuccess) return e;
     }
-    cudaError_t e = run_conv(d, v, x, w, y, nullptr, buf, s);
+    cudaError_t e = run_conv(d, v, x, w, y, nullptr, nullptr, buf, s);
     if (buf) {
         cudaError_t e2 = cudaFreeAsync(buf, s);
         if (e == cudaSuccess) e = e2;

@@ -88,3 +88,17 @@ struct QhRequant {
 cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
                                     const int8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
                                     void *workspace, cudaStream_t stream);
+
+// Fused residual add (conv2d_add): the conv result is first quantized to u8 with
+// (rq.bias, rq.mult, conv_zp, 0..255), then y = clamp(round((c - conv_zp) * conv_mult +
+// (r - res_zp) * res_mult) + rq.zy, rq.lo, rq.hi): Conv -> QuantizeLinear -> QLinearAdd, the
+// float32 steps of qh::quantized_add. `residual` is u8 NHWC with y's shape (device).
+struct QhResidual {
+    const uint8_t *residual;
+    int conv_zp, res_zp;
+    float conv_mult, res_mult;
+};
+cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                        const int8_t *w_packed_dev, const QhRequant &rq,
+                                        const QhResidual &res, uint8_t *y_dev, void *workspace,
+                                        cudaStream_t stream);
