@@ -666,7 +666,7 @@ void Model::Impl::plan() {
         for (size_t i = 0; i < v.size(); i++) {
             int r = root(int(i));
             if (v[r].external) {
-                host[i] = Tensor::wrap(v[i].dtype, v[i].shape, host[r].raw(), v[i].quant);
+                if (int(i) != r) host[i] = Tensor::wrap(v[i].dtype, v[i].shape, host[r].raw(), v[i].quant);
                 t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, mirror.at(r).handle(), v[i].quant);
             } else if (v[r].first >= 0) {
                 t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, dev_arena.handle() + v[r].offset, v[i].quant);
