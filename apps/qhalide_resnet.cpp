@@ -79,7 +79,9 @@ std::string json_str(const std::string &s) {
 }
 
 int run(const Options &o) {
-    if (!o.target.empty()) force_target(o.target);
+    // "cuda": the whole model on the GPU (cuda_dp4a kernels); any other tag forces a CPU variant.
+    const Device device = o.target == "cuda" ? Device::cuda : Device::cpu;
+    if (!o.target.empty() && device == Device::cpu) force_target(o.target);
     const bool builtin = o.model == "resnet18" || o.model == "resnet50";
     Graph g = builtin ? build_resnet({o.model == "resnet18" ? 18 : 50}) : import_onnx(o.model);
     if (g.inputs.size() != 1 || g.values[g.inputs[0]].shape.size() != 4)
@@ -108,6 +110,7 @@ int run(const Options &o) {
     po.batch = o.batch;
     po.threads = o.threads;
     po.precision = prec;
+    po.device = device;
     auto m = Model::prepare(g, po);
     Tensor one = load_input(o.image, size);
     if (one.shape() != std::vector<int64_t>{1, size, size, 3})
@@ -138,8 +141,9 @@ int run(const Options &o) {
     const double med = median(ms), mn = ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end());
     const std::string note = builtin ? "synthetic weights: classes are meaningless" : "";
     if (o.json) {
-        std::printf("{\n  \"model\": %s,\n  \"precision\": \"%s\",\n  \"batch\": %d,\n  \"threads\": %d,\n",
-                    json_str(builtin ? o.model : g.name).c_str(), precision_name(prec), o.batch, o.threads);
+        std::printf("{\n  \"model\": %s,\n  \"precision\": \"%s\",\n  \"device\": \"%s\",\n  \"batch\": %d,\n  \"threads\": %d,\n",
+                    json_str(builtin ? o.model : g.name).c_str(), precision_name(prec), device_name(device), o.batch,
+                    o.threads);
         if (builtin) std::printf("  \"weights\": \"synthetic\",\n");
         std::printf("  \"latency_ms\": {\"median\": %.3f, \"min\": %.3f},\n  \"images_per_s\": %.2f,\n", med, mn,
                     med > 0 ? o.batch * 1000.0 / med : 0);
@@ -160,8 +164,12 @@ int run(const Options &o) {
     }
     std::printf("model: %s%s\n", builtin ? o.model.c_str() : o.model.c_str(),
                 builtin ? " (built-in, synthetic weights: classes are meaningless)" : "");
-    std::printf("precision: %s  batch: %d  threads: %s  arena: %.1f MiB\n", precision_name(prec), o.batch,
-                o.threads ? std::to_string(o.threads).c_str() : "all", m->arena_bytes() / 1048576.0);
+    std::printf("precision: %s  device: %s  batch: %d  threads: %s  arena: %.1f MiB\n", precision_name(prec),
+                device_name(device), o.batch, o.threads ? std::to_string(o.threads).c_str() : "all",
+                m->arena_bytes() / 1048576.0);
+    if (device != Device::cpu)
+        std::printf("(GPU timing: each run copies the f32 input to the device, runs every layer, copies the "
+                    "logits back and synchronizes)\n");
     std::printf("latency: median %.2f ms, min %.2f ms over %d runs; %.1f images/s\n", med, mn, o.iters,
                 med > 0 ? o.batch * 1000.0 / med : 0);
     std::printf("top-5 (image 0)%s:\n", note.empty() ? "" : ", synthetic weights");
@@ -205,7 +213,9 @@ int main(int argc, char **argv) {
     app.add_option("--calib-samples", o.calib_samples, "number of synthetic calibration inputs")
         ->check(CLI::Range(1, 10000))->capture_default_str();
     app.add_option("--labels", o.labels, "class names, one per line")->capture_default_str();
-    app.add_option("--target", o.target, "force a kernel variant (generic, x86_avx2, x86_avx512vnni)");
+    app.add_option("--target", o.target,
+                   "force a CPU kernel variant (generic, x86_avx2, x86_avx512vnni, ...), or cuda: the whole "
+                   "int8 model on the GPU (cuda_dp4a kernels)");
     app.add_option("--dump-logits", o.dump_logits, "write the logits {batch, classes} as .npy");
     app.add_flag("--json", o.json, "print a JSON report");
     app.add_flag("--profile", o.profile, "per-layer time table");

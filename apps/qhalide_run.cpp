@@ -97,10 +97,13 @@ int main(int argc, char **argv) {
     app.add_option("--expect", expects,
                    "NAME=FILE (.npy or .pb), or FILE.pb named by its TensorProto name: compare that output "
                    "bit for bit (conformance runs); exit 2 on a mismatch");
-    app.add_option("--target", target, "force a kernel variant (generic, x86_avx2, x86_avx512vnni)");
+    app.add_option("--target", target,
+                   "force a CPU kernel variant (generic, x86_avx2, x86_avx512vnni, ...), or cuda: run the int8 "
+                   "model on the GPU (cuda_dp4a kernels)");
     CLI11_PARSE(app, argc, argv);
     try {
-        if (!target.empty()) force_target(target);
+        const Device device = target == "cuda" ? Device::cuda : Device::cpu;
+        if (!target.empty() && device == Device::cpu) force_target(target);
         ImportOptions opts;  // ONNX layout, as in the files
         for (const auto &arg : inputs) {
             auto [name, t] = load_named("--input", arg);
@@ -135,6 +138,7 @@ int main(int argc, char **argv) {
         po.batch = batch;
         po.threads = threads;
         po.precision = p;
+        po.device = device;
         auto m = Model::prepare(g, po);
         for (int i = 0; i < m->num_inputs(); i++) {
             const Tensor &src = given.at(m->input_name(i));

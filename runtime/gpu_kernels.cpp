@@ -12,6 +12,15 @@ std::vector<std::string> all_names() {
     return v;
 }
 
+const std::vector<AnyGpuKernel> &all() {
+    static const std::vector<AnyGpuKernel> v = {
+#define QH_GPU_VARIANT(f, t) {#f, #t, reinterpret_cast<void (*)()>(&qh_##f##__##t)},
+#include "qh_gpu_kernel_table.inc"
+#undef QH_GPU_VARIANT
+    };
+    return v;
+}
+
 bool cuda_device_available() {
     static const bool ok = [] {
         void *lib = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);

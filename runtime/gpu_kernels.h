@@ -23,6 +23,15 @@ namespace qh::gpu_kernels {
 #include "qh_gpu_kernel_table.inc"
 #undef QH_GPU_VARIANT
 
+// Every GPU kernel, type-erased (fn is the family's function type, see kernels.h), for the ops'
+// lookup of a family's GPU variant.
+struct AnyGpuKernel {
+    const char *family, *tag;
+    void (*fn)();
+    std::string name() const { return std::string(family) + "__" + tag; }
+};
+const std::vector<AnyGpuKernel> &all();
+
 // Every GPU kernel name ("conv2d_u8s8u8__cuda_dp4a", ...), in kernel-list order.
 std::vector<std::string> all_names();
 

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "device.h"
 #include "float_ops.h"
 #include "kernels.h"
 #include "ops.h"
@@ -176,7 +177,12 @@ struct Model::Impl {
     Graph g;
     PrepareOptions opt;
     std::vector<ValueInfo> v;
-    std::vector<Tensor> t;  // one view per ValueInfo (after planning)
+    std::vector<Tensor> t;  // one view per ValueInfo (after planning); device tensors on a device
+    // On a device: the host tensors of external values (input()/output()), their device mirrors
+    // (by value id) and the arena.
+    std::vector<Tensor> host;
+    std::map<int, DeviceBuffer> mirror;
+    DeviceBuffer dev_arena;
     std::vector<Step> steps;
     std::vector<LayerInfo> layers;
     std::vector<int> in_ids, out_ids;  // external tensors
@@ -648,9 +654,28 @@ void Model::Impl::plan() {
         arena_size = std::max(arena_size, off + bytes(i));
         placed.push_back(i);
     }
+    t.assign(v.size(), Tensor());
+    if (opt.device != Device::cpu) {  // same plan, device memory: one arena, a mirror per external
+        dev_arena = DeviceBuffer(opt.device, arena_size);
+        host.assign(v.size(), Tensor());
+        for (size_t i = 0; i < v.size(); i++)
+            if (v[i].external && v[i].alias < 0) {
+                host[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
+                mirror.emplace(int(i), DeviceBuffer(opt.device, host[i].nbytes(), host[i].raw()));
+            }
+        for (size_t i = 0; i < v.size(); i++) {
+            int r = root(int(i));
+            if (v[r].external) {
+                if (int(i) != r) host[i] = Tensor::wrap(v[i].dtype, v[i].shape, host[r].raw(), v[i].quant);
+                t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, mirror.at(r).handle(), v[i].quant);
+            } else if (v[r].first >= 0) {
+                t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, dev_arena.handle() + v[r].offset, v[i].quant);
+            }
+        }
+        return;
+    }
     arena = std::shared_ptr<uint8_t>(static_cast<uint8_t *>(std::aligned_alloc(kAlign, std::max<size_t>(arena_size, kAlign))),
                                      std::free);
-    t.assign(v.size(), Tensor());
     for (size_t i = 0; i < v.size(); i++) {
         int r = root(int(i));
         if (v[r].external) {
@@ -674,6 +699,13 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
     src.validate();
     I.g = fold_batchnorm(src);
     I.opt = opt;
+    const bool on_device = opt.device != Device::cpu;
+    const std::string dev = device_name(opt.device);
+    if (on_device && opt.precision != Precision::int8)
+        throw std::runtime_error("model '" + I.g.name + "': the fp32 path runs on the CPU only; " + dev +
+                                 " needs precision int8");
+    if (on_device && opt.keep_all_values)
+        throw std::runtime_error("model '" + I.g.name + "': keep_all_values is CPU-only (" + dev + " requested)");
     auto shapes = infer_shapes(I.g, opt.batch);
     for (size_t i = 0; i < I.g.values.size(); i++) {
         ValueInfo vi;
@@ -695,6 +727,14 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
         I.lower_int8();
     else
         I.lower_fp32();
+    if (on_device) {
+        for (const auto &s : I.steps)  // host code (lookup tables, copies) has no device version
+            if (!s.bind)
+                throw std::runtime_error("model '" + I.g.name + "', layer '" + s.info.name + "' (" + s.info.op +
+                                         "): no " + dev + " kernel for this step (" + s.info.kernel +
+                                         "); prepare the model for the CPU");
+        require_device(opt.device, "model '" + I.g.name + "' prepared for " + dev);
+    }
     I.plan();
     install_scratch_allocator(opt.threads);  // kernels' per-task scratch comes from a reused pool
     for (auto &s : I.steps) {  // validate and bind every step to its planned tensors, once
@@ -711,11 +751,15 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
 
 void Model::execute() {
     Impl &I = *impl_;
+    const bool on_device = I.opt.device != Device::cpu;
+    if (on_device)
+        for (int id : I.in_ids) I.mirror.at(id).upload();
     for (size_t i = 0; i < I.steps.size(); i++) {
         const BoundOp &op = I.steps[i].op;
         if (I.profiling) {
             auto t0 = std::chrono::steady_clock::now();
             op.run();
+            if (on_device) I.dev_arena.sync();  // only when profiling: a step's time is its own
             auto t1 = std::chrono::steady_clock::now();
             I.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
             I.layers[i].calls++;
@@ -723,12 +767,20 @@ void Model::execute() {
             op.run();
         }
     }
+    if (on_device) {
+        for (int id : I.out_ids) I.mirror.at(id).download();
+        I.dev_arena.sync();
+    }
 }
 
 int Model::num_inputs() const { return int(impl_->in_ids.size()); }
 int Model::num_outputs() const { return int(impl_->out_ids.size()); }
-Tensor &Model::input(int i) { return impl_->t.at(impl_->in_ids.at(i)); }
-const Tensor &Model::output(int i) const { return impl_->t.at(impl_->out_ids.at(i)); }
+Tensor &Model::input(int i) {
+    return (impl_->host.empty() ? impl_->t : impl_->host).at(impl_->in_ids.at(i));
+}
+const Tensor &Model::output(int i) const {
+    return (impl_->host.empty() ? impl_->t : impl_->host).at(impl_->out_ids.at(i));
+}
 const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
 const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
 const Tensor *Model::value(int id) const {
@@ -741,6 +793,7 @@ void Model::set_profiling(bool on) { impl_->profiling = on; }
 size_t Model::arena_bytes() const { return impl_->arena_size; }
 Precision Model::precision() const { return impl_->opt.precision; }
 int Model::batch() const { return impl_->opt.batch; }
+Device Model::device() const { return impl_->opt.device; }
 
 // ---------------------------------------------------------------------------------------------
 // Calibration

@@ -5,6 +5,7 @@
 //   calibrate(g, samples, {});               // float models only: sets every value's quant
 //   auto m = Model::prepare(g, {.batch = 16, .threads = 2});
 //   copy an input into m->input(0); m->execute(); read m->output(0)   (many times)
+//   Model::prepare(g, {.batch = 16, .device = Device::cuda})  runs the same plan on the GPU
 //
 // prepare() does, once: BatchNorm folding, shape inference for the batch, lowering to kernels
 // (int8: Conv[+Relu] -> conv2d, Conv+Add[+Relu] -> conv2d_add, Dense -> dense, ...; weights
@@ -31,6 +32,13 @@ struct PrepareOptions {
     int threads = 0;  // 0: leave the current setting (Halide: all cores)
     Precision precision = Precision::int8;
     bool keep_all_values = false;  // give every value its own memory (calibration, debugging)
+    // cuda: the same lowering and memory plan, run with the GPU kernels (runtime/gpu_kernels.h):
+    // the arena is one device allocation, weights and parameters are uploaded here, every step
+    // is bound to its family's GPU kernel. input()/output() stay host tensors: execute() copies
+    // the inputs to the device first and the outputs back last, nothing in between. int8 only;
+    // a step with no GPU kernel (the fp32 path, a standalone Relu table) is refused here,
+    // naming the layer, and so is a machine without a CUDA device.
+    Device device = Device::cpu;
 };
 
 // One executed step (a fused layer) with what it ran and, when profiling, its time.
@@ -54,6 +62,8 @@ public:
     const Tensor &output(int i) const;  // f32 (u8 for quantized outputs the graph declares u8)
     const std::string &input_name(int i) const;
     const std::string &output_name(int i) const;
+    // Runs every step; on a device, returns after the outputs are back on the host (the device
+    // is synchronized once, at the end; with profiling on, after every step).
     void execute();
 
     // A value's tensor after execute (only meaningful with keep_all_values, else the arena slot
@@ -64,6 +74,7 @@ public:
     size_t arena_bytes() const;
     Precision precision() const;
     int batch() const;
+    Device device() const;
 
 private:
     Model();

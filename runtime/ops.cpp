@@ -6,6 +6,8 @@
 #include <stdexcept>
 
 #include "HalideBuffer.h"
+#include "device.h"
+#include "gpu_kernels.h"
 #include "kernels.h"
 
 namespace qh {
@@ -31,7 +33,7 @@ std::map<std::string, std::string> g_last;
 
 void expect_tensor(const Tensor &t, const std::string &op, const char *what,
                    std::initializer_list<DType> dtypes, int rank) {
-    QH_EXPECT(t.raw() != nullptr || t.numel() == 0, op, std::string(what) + " has no data");
+    QH_EXPECT(t.defined(), op, std::string(what) + " has no data");
     bool ok = false;
     std::string allowed;
     for (auto d : dtypes) {
@@ -51,10 +53,17 @@ void expect_per_tensor(const Tensor &t, const std::string &op, const char *what)
            std::string(what) + " needs a per-tensor zero point");
 }
 
-// Halide buffer over a tensor's storage with Halide dims `sizes` (innermost first).
+// Halide buffer of `type` over a tensor's storage with Halide dims `sizes` (innermost first):
+// the host memory, or for a device tensor the wrapped device pointer (no host data).
+Buf<void> view_as(const Tensor &t, halide_type_t type, const std::vector<int> &sizes) {
+    if (t.device() == Device::cpu) return Buf<void>(type, const_cast<void *>(t.raw()), sizes);
+    Buf<void> b(type, static_cast<void *>(nullptr), sizes);
+    device_view(b, t);
+    return b;
+}
 template <typename T>
 Buf<T> view(const Tensor &t, std::vector<int> sizes) {
-    return Buf<T>(const_cast<T *>(t.data<T>()), sizes);
+    return Buf<T>(view_as(t, halide_type_of<T>(), sizes));
 }
 halide_type_t dtype_halide(DType d) {
     switch (d) {
@@ -66,7 +75,16 @@ halide_type_t dtype_halide(DType d) {
 }
 // Type-erased view (the output of a family whose dtype is picked at bind time).
 Buf<void> view_any(const Tensor &t, const std::vector<int> &sizes) {
-    return Buf<void>(dtype_halide(t.dtype()), const_cast<void *>(t.raw()), sizes);
+    return view_as(t, dtype_halide(t.dtype()), sizes);
+}
+
+// The device an op runs on: the one all its tensors live on.
+Device op_device(const std::string &op, std::initializer_list<const Tensor *> ts) {
+    const Device d = (*ts.begin())->device();
+    for (const Tensor *t : ts)
+        QH_EXPECT(t->device() == d, op, "tensors on different devices: " + (*ts.begin())->describe() + " and " +
+                                            t->describe());
+    return d;
 }
 std::vector<int> nhwc_dims(const Tensor &t) {  // Halide order: c, x, y, n
     return {(int)t.dim(3), (int)t.dim(2), (int)t.dim(1), (int)t.dim(0)};
@@ -77,19 +95,31 @@ void record(const std::string &family, const std::string &kernel) {
     g_last[family] = kernel;
 }
 
+// The family's kernel for device `d`: on the CPU the variant the dispatch policy chooses (with a
+// shape key, the tuned kernel for this exact shape when tuning/db.json has one); on a GPU the
+// family's GPU kernel (runtime/gpu_kernels.h: same signature, same packed weights).
 template <typename Fn>
-const KernelVariant<Fn> &pick(const KernelVariants<Fn> &v) {
-    const auto &k = choose(v);
-    record(k.family, k.name());
+ChosenKernel<Fn> pick(const KernelVariants<Fn> &v, Device d, const std::string *shape_key = nullptr) {
+    const char *family = v.front().family;
+    ChosenKernel<Fn> k{};
+    if (d == Device::cpu) {
+        if (shape_key) {
+            k = choose(v, *shape_key);
+        } else {
+            const auto &c = choose(v);
+            k = {c.fn, c.name()};
+        }
+    } else {
+        for (const auto &g : gpu_kernels::all())
+            if (std::string(g.family) == family) k = {reinterpret_cast<Fn>(g.fn), g.name()};
+        if (!k.fn) fail(family, std::string("no ") + device_name(d) + " kernel in this library");
+    }
+    record(family, k.name);
     return k;
 }
-
-// The variant, or the tuned kernel for this exact shape (tuning/db.json) when there is one.
 template <typename Fn>
-ChosenKernel<Fn> pick_shaped(const KernelVariants<Fn> &v, const std::string &shape_key) {
-    auto k = choose(v, shape_key);
-    record(v.front().family, k.name);
-    return k;
+ChosenKernel<Fn> pick_shaped(const KernelVariants<Fn> &v, const std::string &shape_key, Device d) {
+    return pick(v, d, &shape_key);
 }
 
 std::string conv_key(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
@@ -112,8 +142,9 @@ struct DotState {
     Buf<void> out;
 };
 
+// On a GPU the packed weights and per-channel vectors are uploaded here, once.
 std::shared_ptr<DotState> dot_state(const Buf<uint8_t> &in, const PackedWeights &w,
-                                    std::vector<int> wdims, Buf<void> out) {
+                                    std::vector<int> wdims, Buf<void> out, Device d) {
     auto st = std::make_shared<DotState>();
     st->in = in;
     st->res = dummy_u8_4d();
@@ -122,12 +153,17 @@ std::shared_ptr<DotState> dot_state(const Buf<uint8_t> &in, const PackedWeights 
     st->wzp = Buf<int32_t>(const_cast<int32_t *>(w.wzp.data()), w.oc_pad);
     st->mult = Buf<float>(const_cast<float *>(w.mult.data()), w.oc_pad);
     st->out = std::move(out);
+    upload_once(st->res, d, "residual placeholder");
+    upload_once(st->wts, d, w.name);
+    upload_once(st->bias, d, w.name + " bias");
+    upload_once(st->wzp, d, w.name + " weight zero points");
+    upload_once(st->mult, d, w.name + " multipliers");
     return st;
 }
 
-std::shared_ptr<DotState> conv_state(const Tensor &x, const PackedWeights &w, const Tensor &y) {
+std::shared_ptr<DotState> conv_state(const Tensor &x, const PackedWeights &w, const Tensor &y, Device d) {
     return dot_state(view<uint8_t>(x, nhwc_dims(x)), w,
-                     {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16}, view_any(y, nhwc_dims(y)));
+                     {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16}, view_any(y, nhwc_dims(y)), d);
 }
 
 void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
@@ -194,10 +230,11 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     check_conv(op, x, w, p, y);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 4);
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
-    auto st = conv_state(x, w, y);
+    const Device d = op_device(op, {&x, &y});
+    auto st = conv_state(x, w, y, d);
     const std::string key = conv_key(x, w, p, y);
     auto bind = [&](const auto &variants) {
-        return bind_conv_kernel(op, pick_shaped(variants, key), st, w, p, zp0(y), {});
+        return bind_conv_kernel(op, pick_shaped(variants, key, d), st, w, p, zp0(y), {});
     };
     switch (y.dtype()) {
     case DType::u8:
@@ -226,12 +263,13 @@ BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dPar
     expect_per_tensor(residual, op, "residual");
     QH_EXPECT(rp.conv_scale > 0 && rp.conv_zp >= 0 && rp.conv_zp <= 255, op,
            "conv result needs a positive scale and a u8 zero point");
-    auto st = conv_state(x, w, y);
+    const Device d = op_device(op, {&x, &residual, &y});
+    auto st = conv_state(x, w, y, d);
     st->res = view<uint8_t>(residual, nhwc_dims(y));
     const float sy = y.quant.scale[0];
     const ResidualArgs r{rp.conv_zp, zp0(residual), rp.conv_scale / sy,
                          residual.quant.scale[0] / sy};
-    return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y)),
+    return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y), d),
                             st, w, p, zp0(y), r);
 }
 
@@ -247,12 +285,13 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
                std::to_string(w.oc) + "]");
     QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
+    const Device d = op_device(op, {&x, &y});
     auto st = dot_state(view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)}), w,
                         {4, 16, w.ic_pad / 4, w.oc_pad / 16},
-                        view_any(y, {(int)y.dim(1), (int)y.dim(0)}));
+                        view_any(y, {(int)y.dim(1), (int)y.dim(0)}), d);
     const int zx = w.input_zp, zy = zp0(y), lo = act.min, hi = act.max;
     auto bind = [&](const auto &variants) {
-        const auto k = pick_shaped(variants, dense_shape_key((int)x.dim(0), w.ic, w.oc));
+        const auto k = pick_shaped(variants, dense_shape_key((int)x.dim(0), w.ic, w.oc), d);
         const auto fn = k.fn;
         return BoundOp(op, k.name, [=] {
             return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, st->out);
@@ -289,11 +328,11 @@ struct InOut {
     Buf<void> in, out;
 };
 template <typename Fn, typename Call>
-BoundOp bind_in_out(const std::string &op, const KernelVariant<Fn> &k, Buf<void> in, Buf<void> out,
+BoundOp bind_in_out(const std::string &op, const ChosenKernel<Fn> &k, Buf<void> in, Buf<void> out,
                     Call call) {
     auto st = std::make_shared<InOut>(InOut{std::move(in), std::move(out)});
     const Fn fn = k.fn;
-    return BoundOp(op, k.name(), [=] { return call(fn, st->in, st->out); });
+    return BoundOp(op, k.name, [=] { return call(fn, st->in, st->out); });
 }
 }  // namespace
 
@@ -307,9 +346,10 @@ BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y) {
     auto call = [q](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
         return fn(in, q.kernel_w, q.kernel_h, q.stride_w, q.stride_h, q.pad_left, q.pad_top, out);
     };
+    const Device d = op_device(op, {&x, &y});
     auto in = view_any(x, nhwc_dims(x)), out = view_any(y, nhwc_dims(y));
-    return x.dtype() == DType::u8 ? bind_in_out(op, pick(kernels::maxpool_u8u8()), in, out, call)
-                                  : bind_in_out(op, pick(kernels::maxpool_s8s8()), in, out, call);
+    return x.dtype() == DType::u8 ? bind_in_out(op, pick(kernels::maxpool_u8u8(), d), in, out, call)
+                                  : bind_in_out(op, pick(kernels::maxpool_s8s8(), d), in, out, call);
 }
 
 BoundOp bind_global_avgpool(const Tensor &x, Tensor &y) {
@@ -324,7 +364,7 @@ BoundOp bind_global_avgpool(const Tensor &x, Tensor &y) {
     QH_EXPECT(hw > 0 && hw * 255 < INT32_MAX, op, "H*W out of the int32 accumulator range");
     const float mult = x.quant.scale[0] / (y.quant.scale[0] * float(hw));
     const int32_t zx = zp0(x), zy = zp0(y);
-    return bind_in_out(op, pick(kernels::global_avgpool_u8u8()), view_any(x, nhwc_dims(x)),
+    return bind_in_out(op, pick(kernels::global_avgpool_u8u8(), op_device(op, {&x, &y})), view_any(x, nhwc_dims(x)),
                        view_any(y, {(int)y.dim(1), (int)y.dim(0)}),
                        [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
                            return fn(in, zx, mult, zy, out);
@@ -344,7 +384,7 @@ BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor
     const int32_t za = zp0(a), zb = zp0(b), zy = zp0(y), lo = act.min, hi = act.max;
     const int n = (int)a.numel();
     auto bb = std::make_shared<Buf<uint8_t>>(view<uint8_t>(b, {n}));
-    return bind_in_out(op, pick(kernels::add_u8u8u8()), view_any(a, {n}), view_any(y, {n}),
+    return bind_in_out(op, pick(kernels::add_u8u8u8(), op_device(op, {&a, &b, &y})), view_any(a, {n}), view_any(y, {n}),
                        [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
                            return fn(in, za, ma, *bb, zb, mb, zy, lo, hi, out);
                        });
@@ -368,9 +408,11 @@ struct ChannelParams {
     std::vector<int32_t> zp;
     Buf<float> scale_buf;
     Buf<int32_t> zp_buf;
-    void make_views() {
+    void make_views(Device d) {
         scale_buf = Buf<float>(scale.data(), (int)scale.size());
         zp_buf = Buf<int32_t>(zp.data(), (int)zp.size());
+        upload_once(scale_buf, d, "per-channel scales");
+        upload_once(zp_buf, d, "per-channel zero points");
     }
 };
 
@@ -394,10 +436,10 @@ void channel_params(const QuantParams &q, int channels, const std::string &op,
 }
 
 std::shared_ptr<ChannelParams> channel_params(const QuantParams &q, int channels,
-                                              const std::string &op) {
+                                              const std::string &op, Device d) {
     auto cp = std::make_shared<ChannelParams>();
     channel_params(q, channels, op, cp->scale, cp->zp);
-    cp->make_views();
+    cp->make_views(d);
     return cp;
 }
 }  // namespace
@@ -407,15 +449,16 @@ BoundOp bind_quantize(const Tensor &x, Tensor &y) {
     expect_tensor(x, op, "input", {DType::f32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
+    const Device d = op_device(op, {&x, &y});
     auto v = axis_view(y, y.quant.axis, op);
-    auto cp = channel_params(y.quant, v[1], op);
+    auto cp = channel_params(y.quant, v[1], op, d);
     auto call = [cp](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
         return fn(in, cp->scale_buf, cp->zp_buf, out);
     };
     auto in = view_any(x, v), out = view_any(y, v);
     return y.dtype() == DType::u8
-               ? bind_in_out(op, pick(kernels::quantize_f32u8()), in, out, call)
-               : bind_in_out(op, pick(kernels::quantize_f32s8()), in, out, call);
+               ? bind_in_out(op, pick(kernels::quantize_f32u8(), d), in, out, call)
+               : bind_in_out(op, pick(kernels::quantize_f32s8(), d), in, out, call);
 }
 
 BoundOp bind_dequantize(const Tensor &x, Tensor &y) {
@@ -423,15 +466,16 @@ BoundOp bind_dequantize(const Tensor &x, Tensor &y) {
     expect_tensor(x, op, "input", {DType::u8, DType::s8, DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::f32}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
+    const Device d = op_device(op, {&x, &y});
     auto v = axis_view(x, x.quant.axis, op);
-    auto cp = channel_params(x.quant, v[1], op);
+    auto cp = channel_params(x.quant, v[1], op, d);
     auto call = [cp](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
         return fn(in, cp->scale_buf, cp->zp_buf, out);
     };
     auto in = view_any(x, v), out = view_any(y, v);
-    if (x.dtype() == DType::u8) return bind_in_out(op, pick(kernels::dequantize_u8f32()), in, out, call);
-    if (x.dtype() == DType::s8) return bind_in_out(op, pick(kernels::dequantize_s8f32()), in, out, call);
-    return bind_in_out(op, pick(kernels::dequantize_s32f32()), in, out, call);
+    if (x.dtype() == DType::u8) return bind_in_out(op, pick(kernels::dequantize_u8f32(), d), in, out, call);
+    if (x.dtype() == DType::s8) return bind_in_out(op, pick(kernels::dequantize_s8f32(), d), in, out, call);
+    return bind_in_out(op, pick(kernels::dequantize_s32f32(), d), in, out, call);
 }
 
 BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act) {
@@ -439,16 +483,19 @@ BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act) {
     expect_tensor(x, op, "input", {DType::s32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::u4, DType::s4}, -1);
     QH_EXPECT(x.shape() == y.shape(), op, "input and output shapes differ");
+    const Device d = op_device(op, {&x, &y});
     int axis = y.quant.axis >= 0 ? y.quant.axis : x.quant.axis;
     auto v = axis_view(x, axis, op);
     std::vector<float> sx;
     std::vector<int32_t> zx;
     channel_params(x.quant, v[1], op, sx, zx);
-    auto cp = channel_params(y.quant, v[1], op);  // scale becomes the multiplier sx / sy
+    auto cp = std::make_shared<ChannelParams>();  // scale becomes the multiplier sx / sy
+    channel_params(y.quant, v[1], op, cp->scale, cp->zp);
     for (int c = 0; c < v[1]; c++) {
         QH_EXPECT(zx[c] == 0, op, "the s32 input must have zero point 0");
         cp->scale[c] = sx[c] / cp->scale[c];
     }
+    cp->make_views(d);
     const int32_t lo = act.min, hi = act.max;
     auto call = [cp, lo, hi](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
         return fn(in, cp->scale_buf, cp->zp_buf, lo, hi, out);
@@ -456,14 +503,14 @@ BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act) {
     auto in = view_any(x, v);
     const int nbytes = (int)y.nbytes();
     switch (y.dtype()) {
-    case DType::u8: return bind_in_out(op, pick(kernels::requantize_s32u8()), in, view_any(y, v), call);
-    case DType::s8: return bind_in_out(op, pick(kernels::requantize_s32s8()), in, view_any(y, v), call);
+    case DType::u8: return bind_in_out(op, pick(kernels::requantize_s32u8(), d), in, view_any(y, v), call);
+    case DType::s8: return bind_in_out(op, pick(kernels::requantize_s32s8(), d), in, view_any(y, v), call);
     case DType::u4:
-        return bind_in_out(op, pick(kernels::requantize_s32u4()), in,
-                           Buf<void>(halide_type_of<uint8_t>(), y.raw(), std::vector<int>{nbytes}), call);
+        return bind_in_out(op, pick(kernels::requantize_s32u4(), d), in,
+                           view_as(y, halide_type_of<uint8_t>(), {nbytes}), call);
     default:
-        return bind_in_out(op, pick(kernels::requantize_s32s4()), in,
-                           Buf<void>(halide_type_of<int8_t>(), y.raw(), std::vector<int>{nbytes}), call);
+        return bind_in_out(op, pick(kernels::requantize_s32s4(), d), in,
+                           view_as(y, halide_type_of<int8_t>(), {nbytes}), call);
     }
 }
 
@@ -474,10 +521,11 @@ BoundOp bind_int4_pack(const Tensor &x, Tensor &y) {
            "output must be s4 for s8 input, u4 for u8 input; got " + y.describe());
     QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
     auto call = [](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, out); };
+    const Device d = op_device(op, {&x, &y});
     auto in = view_any(x, {(int)x.numel()});
-    Buf<void> out(halide_type_of<uint8_t>(), y.raw(), std::vector<int>{(int)y.nbytes()});
-    return x.dtype() == DType::s8 ? bind_in_out(op, pick(kernels::int4_pack_s8s4()), in, out, call)
-                                  : bind_in_out(op, pick(kernels::int4_pack_u8u4()), in, out, call);
+    Buf<void> out = view_as(y, halide_type_of<uint8_t>(), {(int)y.nbytes()});
+    return x.dtype() == DType::s8 ? bind_in_out(op, pick(kernels::int4_pack_s8s4(), d), in, out, call)
+                                  : bind_in_out(op, pick(kernels::int4_pack_u8u4(), d), in, out, call);
 }
 
 BoundOp bind_int4_unpack(const Tensor &x, Tensor &y) {
@@ -487,11 +535,11 @@ BoundOp bind_int4_unpack(const Tensor &x, Tensor &y) {
            "output must be s8 for s4 input, u8 for u4 input; got " + y.describe());
     QH_EXPECT(x.numel() == y.numel(), op, "element counts differ");
     auto call = [](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, out); };
-    Buf<void> in(halide_type_of<uint8_t>(), const_cast<void *>(x.raw()),
-                 std::vector<int>{(int)x.nbytes()});
+    const Device d = op_device(op, {&x, &y});
+    Buf<void> in = view_as(x, halide_type_of<uint8_t>(), {(int)x.nbytes()});
     auto out = view_any(y, {(int)y.numel()});
-    return x.dtype() == DType::s4 ? bind_in_out(op, pick(kernels::int4_unpack_s4s8()), in, out, call)
-                                  : bind_in_out(op, pick(kernels::int4_unpack_u4u8()), in, out, call);
+    return x.dtype() == DType::s4 ? bind_in_out(op, pick(kernels::int4_unpack_s4s8(), d), in, out, call)
+                                  : bind_in_out(op, pick(kernels::int4_unpack_u4u8(), d), in, out, call);
 }
 
 // One-off forms.

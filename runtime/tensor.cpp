@@ -52,6 +52,18 @@ Tensor Tensor::wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams
     return r;
 }
 
+Tensor Tensor::wrap_device(Device d, DType t, std::vector<int64_t> shape, uint64_t handle, QuantParams q) {
+    Tensor r;
+    r.dtype_ = t;
+    r.shape_ = std::move(shape);
+    r.device_ = d;
+    r.device_handle_ = handle;
+    r.quant = std::move(q);
+    return r;
+}
+
+const char *device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
+
 int64_t Tensor::numel() const {
     int64_t n = 1;
     for (auto d : shape_) n *= d;
@@ -64,6 +76,8 @@ std::string shape_str(const std::vector<int64_t> &shape) {
     return s + "]";
 }
 
-std::string Tensor::describe() const { return dtype_name(dtype_) + shape_str(shape_); }
+std::string Tensor::describe() const {
+    return dtype_name(dtype_) + shape_str(shape_) + (device_ == Device::cpu ? "" : std::string("@") + device_name(device_));
+}
 
 }  // namespace qh

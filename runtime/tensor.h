@@ -14,6 +14,11 @@ namespace qh {
 
 enum class DType { u8, s8, s32, f32, u4, s4 };
 
+// Where a tensor's storage lives. cuda: a device pointer of the Halide CUDA runtime's context
+// (runtime/device.h); such a tensor has no host data (raw() is nullptr).
+enum class Device { cpu, cuda };
+const char *device_name(Device d);
+
 const char *dtype_name(DType t);
 // "[1,56,56,64]": a shape for messages.
 std::string shape_str(const std::vector<int64_t> &shape);
@@ -41,6 +46,9 @@ public:
     Tensor(DType t, std::vector<int64_t> shape, QuantParams q = {});
     // Wraps memory the caller owns (must outlive the tensor).
     static Tensor wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams q = {});
+    // Wraps device memory the caller owns (a CUdeviceptr for cuda; must outlive the tensor).
+    static Tensor wrap_device(Device d, DType t, std::vector<int64_t> shape, uint64_t handle,
+                              QuantParams q = {});
 
     DType dtype() const { return dtype_; }
     const std::vector<int64_t> &shape() const { return shape_; }
@@ -52,7 +60,9 @@ public:
     const void *raw() const { return data_; }
     template <typename T> T *data() { return static_cast<T *>(data_); }
     template <typename T> const T *data() const { return static_cast<const T *>(data_); }
-    bool defined() const { return data_ != nullptr || numel() == 0; }
+    bool defined() const { return data_ != nullptr || device_handle_ != 0 || numel() == 0; }
+    Device device() const { return device_; }
+    uint64_t device_handle() const { return device_handle_; }  // 0 for host tensors
     std::string describe() const;  // "u8[1,56,56,64]"
 
     QuantParams quant;
@@ -62,6 +72,8 @@ private:
     std::vector<int64_t> shape_;
     std::shared_ptr<void> owner_;
     void *data_ = nullptr;
+    Device device_ = Device::cpu;
+    uint64_t device_handle_ = 0;
 };
 
 }  // namespace qh

@@ -27,7 +27,10 @@
 #include "HalideBuffer.h"
 #include "HalideRuntimeCuda.h"
 #include "gpu_kernels.h"
+#include "model.h"
 #include "pack.h"
+#include "resnet.h"
+#include "small_quant_graph.h"
 
 namespace {
 
@@ -489,6 +492,130 @@ TEST(GpuKernels, ListIsComplete) {
     for (auto &k : names) EXPECT_NE(k.find("__cuda_dp4a"), std::string::npos) << k;
     // None of them is in the CPU dispatch table.
     for (auto &k : qh::all_kernel_names()) EXPECT_EQ(k.find("cuda"), std::string::npos) << k;
+}
+
+// ---- whole models: Model::prepare(..., device = cuda) against the CPU Model ------------------
+
+qh::Tensor random_image(std::vector<int64_t> shape, uint32_t seed) {
+    qh::Tensor t(qh::DType::f32, shape);
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.f, 1.f);
+    for (int64_t i = 0; i < t.numel(); i++) t.data<float>()[i] = d(g);
+    return t;
+}
+
+// Prepares `g` for the CPU and for CUDA at `batch`, runs both on the same input (every image
+// different) twice, and compares the outputs bit for bit. Returns the layers of the CUDA model.
+std::vector<qh::LayerInfo> expect_cuda_matches_cpu(const qh::Graph &g, int batch, uint32_t seed) {
+    qh::PrepareOptions po;
+    po.batch = batch;
+    auto cpu = qh::Model::prepare(g, po);
+    po.device = qh::Device::cuda;
+    auto gpu = qh::Model::prepare(g, po);
+    EXPECT_EQ(gpu->device(), qh::Device::cuda);
+    EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
+    for (const auto &l : gpu->layers())
+        EXPECT_NE(l.kernel.find("__cuda_dp4a"), std::string::npos) << l.name << ": " << l.kernel;
+    for (int rep = 0; rep < 2; rep++) {
+        qh::Tensor x = random_image(cpu->input(0).shape(), seed + rep);
+        std::memcpy(cpu->input(0).raw(), x.raw(), x.nbytes());
+        std::memcpy(gpu->input(0).raw(), x.raw(), x.nbytes());
+        std::memset(const_cast<void *>(gpu->output(0).raw()), 0x5A, gpu->output(0).nbytes());  // poison
+        cpu->execute();
+        gpu->execute();
+        const qh::Tensor &a = cpu->output(0), &b = gpu->output(0);
+        EXPECT_EQ(a.shape(), b.shape());
+        EXPECT_EQ(a.dtype(), b.dtype());
+        size_t bad = 0, first = 0;
+        const float *pa = a.data<float>(), *pb = b.data<float>();
+        for (int64_t i = 0; i < a.numel(); i++)
+            if (std::memcmp(pa + i, pb + i, 4) && bad++ == 0) first = size_t(i);
+        EXPECT_EQ(bad, 0u) << "of " << a.numel() << " outputs differ (batch " << batch << ", run " << rep
+                           << "), first at " << first << ": gpu " << pb[first] << " cpu " << pa[first];
+        // Not a degenerate network: the logits vary.
+        EXPECT_NE(*std::max_element(pa, pa + a.numel()), *std::min_element(pa, pa + a.numel()));
+    }
+    return gpu->layers();
+}
+
+TEST(GpuModel, SmallQuantGraphBitExactWithCpuAndReference) {
+    QH_REQUIRE_CUDA();
+    qh::testing_graphs::SmallQuantGraph sg;
+    auto layers = expect_cuda_matches_cpu(sg.g, 1, 5);
+    std::vector<std::string> ops;
+    for (const auto &l : layers) ops.push_back(l.op);
+    EXPECT_EQ(ops, (std::vector<std::string>{"quantize", "conv2d+relu", "conv2d_add+relu", "maxpool",
+                                             "global_avgpool", "dense", "dequantize"}));
+    expect_cuda_matches_cpu(sg.g, 3, 6);
+    // And against the reference ops directly.
+    qh::PrepareOptions po;
+    po.device = qh::Device::cuda;
+    auto m = qh::Model::prepare(sg.g, po);
+    qh::Tensor x = random_image({1, 9, 9, 8}, 9);
+    std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+    m->execute();
+    std::vector<float> want = sg.reference(x);
+    for (size_t i = 0; i < want.size(); i++) EXPECT_EQ(m->output(0).data<float>()[i], want[i]) << i;
+}
+
+// The built-in ResNets at 224x224, calibrated on synthetic inputs like qhalide-resnet does.
+class GpuResNet : public ::testing::TestWithParam<int> {
+protected:
+    static qh::Graph calibrated(int depth) {
+        qh::Graph g = qh::build_resnet({depth});
+        std::vector<qh::Tensor> samples;
+        for (int i = 0; i < 2; i++) samples.push_back(random_image({1, 224, 224, 3}, 300 + i));
+        qh::calibrate(g, samples, {});
+        return g;
+    }
+};
+
+TEST_P(GpuResNet, Int8LogitsBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    const int depth = GetParam();
+    qh::Graph g = calibrated(depth);
+    for (int batch : {1, 2}) {
+        SCOPED_TRACE("resnet" + std::to_string(depth) + " batch " + std::to_string(batch));
+        auto layers = expect_cuda_matches_cpu(g, batch, 400 + batch);
+        int convs = 0;
+        for (const auto &l : layers) convs += l.op.rfind("conv2d", 0) == 0;
+        EXPECT_EQ(convs, depth == 18 ? 20 : 53);
+    }
+}
+INSTANTIATE_TEST_SUITE_P(Depths, GpuResNet, ::testing::Values(18, 50),
+                         [](const auto &info) { return "resnet" + std::to_string(info.param); });
+
+// These run everywhere (CI included): the refusals come before any device is touched, and on a
+// machine without a CUDA device prepare says so.
+TEST(GpuModelErrors, PrepareForCudaRefusesClearly) {
+    qh::testing_graphs::SmallQuantGraph sg;
+    qh::PrepareOptions po;
+    po.device = qh::Device::cuda;
+    auto message = [&](const qh::Graph &g, const qh::PrepareOptions &o) -> std::string {
+        try {
+            qh::Model::prepare(g, o);
+        } catch (const std::exception &e) {
+            return e.what();
+        }
+        return "";
+    };
+    // The fp32 path has no GPU kernels.
+    qh::PrepareOptions fp = po;
+    fp.precision = qh::Precision::fp32;
+    EXPECT_NE(message(sg.g, fp).find("fp32 path runs on the CPU only"), std::string::npos) << message(sg.g, fp);
+    // A standalone Relu (QDQ parameters differ on both sides) runs as a host lookup table.
+    qh::testing_graphs::SmallQuantGraph qdq;
+    qdq.g.values[qdq.g.find_value("conv1")].quant = qh::QuantParams::per_tensor(0.3f, 100);
+    std::string e = message(qdq.g, po);
+    EXPECT_NE(e.find("layer 'relu1' (relu): no cuda kernel"), std::string::npos) << e;
+    // No device here: a clear error, not a crash in the driver.
+    if (!cuda_device_available()) {
+        e = message(sg.g, po);
+        EXPECT_NE(e.find("no CUDA device"), std::string::npos) << e;
+        EXPECT_NE(e.find("model 'small' prepared for cuda"), std::string::npos) << e;
+    } else {
+        EXPECT_EQ(message(sg.g, po), "");
+    }
 }
 
 // ---- generated PTX (no device needed) -------------------------------------------------------

@@ -1,0 +1,61 @@
+#include "device.h"
+
+#include <stdexcept>
+
+#include "gpu_kernels.h"
+#if QHALIDE_HAS_CUDA
+#include "HalideRuntimeCuda.h"
+#endif
+
+namespace qh {
+
+void throw_halide_error(int rc, const std::string &what) {
+    throw std::runtime_error(what + " failed with Halide error " + std::to_string(rc));
+}
+
+namespace {
+void check(int rc, const std::string &what) {
+    if (rc) throw_halide_error(rc, what);
+}
+}  // namespace
+
+bool cuda_built() { return QHALIDE_HAS_CUDA != 0; }
+
+void require_device(Device d, const std::string &what) {
+    if (d == Device::cpu) return;
+    if (!cuda_built())
+        throw std::runtime_error(what + ": this qhalide was built without the CUDA kernels (QHALIDE_BUILD_CUDA=OFF)");
+    if (!gpu_kernels::cuda_device_available())
+        throw std::runtime_error(what + ": no CUDA device (the CUDA driver libcuda.so.1 did not load or reports "
+                                        "no GPU); run on a machine with an NVIDIA GPU, or use the CPU");
+}
+
+const halide_device_interface_t *device_interface(Device d) {
+#if QHALIDE_HAS_CUDA
+    if (d == Device::cuda) return halide_cuda_device_interface();
+#endif
+    (void)d;
+    return nullptr;
+}
+
+DeviceBuffer::DeviceBuffer(Device d, size_t bytes, void *host) {
+    require_device(d, "device allocation");
+    if (bytes == 0) bytes = 64;
+    if (bytes > size_t(INT32_MAX)) throw std::runtime_error("device allocation of " + std::to_string(bytes) + " bytes: over 2 GiB");
+    buf_ = Halide::Runtime::Buffer<uint8_t>(static_cast<uint8_t *>(host), int(bytes));
+    check(buf_.device_malloc(device_interface(d)), "device allocation of " + std::to_string(bytes) + " bytes");
+}
+
+void DeviceBuffer::upload() {
+    buf_.set_host_dirty(true);
+    check(buf_.copy_to_device(buf_.raw_buffer()->device_interface), "copy to device");
+}
+
+void DeviceBuffer::download() {
+    buf_.set_device_dirty(true);
+    check(buf_.copy_to_host(), "copy to host");
+}
+
+void DeviceBuffer::sync() { check(buf_.device_sync(), "device sync"); }
+
+}  // namespace qh

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Whole int8 ResNets on the GPU (Model prepared with device = cuda) on the device machine:
+# the GPU tests (every cuda_dp4a kernel and whole models bit-exact against the CPU), then
+# qhalide-resnet --target cuda ResNet-50 at batch 1, 8, 256, then cuDNN fp16/bf16 at the same
+# batches (../shared/tools/peers_device.py gpu), all in one command.
+#
+#   scripts/device_gpu_resnet.sh pack [BUILD_DIR]   here: test_gpu, qhalide-resnet, the shared
+#       libraries a bare machine may lack, the sample image + labels, peers_device.py and this
+#       script -> .devgpu/ of the MAIN checkout (the device tool sends the main checkout's tree).
+#   bash .devgpu/device_gpu_resnet.sh run            there (device `run`, carry [".devgpu"]);
+#       logs and JSON go to $OUT (or .devgpu/out; 8 files, the device tool's limit); a summary
+#       table is printed last.
+set -uo pipefail
+mode="${1:-}"
+case "$mode" in
+pack)
+  set -e
+  ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  BUILD="${2:-$ROOT/build}"
+  common="$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)"
+  MAIN="$(dirname "$common")"
+  DEST="$MAIN/.devgpu"
+  mkdir -p "$common/info"
+  grep -qx "/.devgpu/" "$common/info/exclude" 2>/dev/null || echo "/.devgpu/" >>"$common/info/exclude"
+  rm -rf "$DEST" && mkdir -p "$DEST/lib"
+  cp "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$DEST/"
+  for l in $(ldd "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" | awk '/=> \//{print $3}' | sort -u); do
+    case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*|libdl.so*|libpthread*|librt.so*) ;;
+      *) cp -L "$l" "$DEST/lib/" ;; esac
+  done
+  cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$DEST/"
+  cp /work/shared/tools/peers_device.py "$DEST/"
+  cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
+  git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
+  du -sh "$DEST"
+  ;;
+run)
+  HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  O="${OUT:-$HERE/out}"
+  mkdir -p "$O"
+  export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
+  echo "commit $(cat "$HERE/COMMIT" 2>/dev/null)  date $(date -u +%FT%TZ)"
+  nvidia-smi --query-gpu=name,driver_version,compute_cap --format=csv,noheader | tee "$O/gpu.txt"
+  rc=0
+  # 1. correctness: kernels and whole models against the CPU (the PTX checks run on the build machine)
+  timeout 300 "$HERE/test_gpu" --gtest_filter="${GTEST_FILTER:--GpuCodegen.*:GpuBench.*}" \
+    >"$O/test_gpu.log" 2>&1 || rc=$?
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|differ' "$O/test_gpu.log" | head -40
+  # 2. qhalide int8 ResNet-50 on the GPU (each run: f32 input to the device, every layer, logits
+  #    back, sync); medians
+  R=(--model resnet50 --image "$HERE/sample.jpg" --labels "$HERE/imagenet_labels.txt" --calib-samples 2 --target cuda)
+  for b in 1 8 256; do
+    it=50; [ "$b" = 256 ] && it=10
+    timeout 180 "$HERE/qhalide-resnet" "${R[@]}" --batch "$b" --iters "$it" --warmup 3 --json \
+      >"$O/qhalide_cuda_resnet50_b$b.json" 2>>"$O/qhalide.err" || { rc=1; tail -3 "$O/qhalide.err"; }
+  done
+  timeout 120 "$HERE/qhalide-resnet" "${R[@]}" --batch 8 --iters 5 --warmup 2 --profile >"$O/qhalide_cuda_resnet50_b8_profile.txt" 2>&1 || rc=1
+  # 3. cuDNN fp16/bf16 (PyTorch, channels_last), same batches
+  timeout 300 python3 "$HERE/peers_device.py" gpu >"$O/peers_gpu.txt" 2>&1 || { rc=1; tail -5 "$O/peers_gpu.txt"; }
+  python3 - "$O" <<'PY'
+import json, sys, os
+o = sys.argv[1]
+peers = {}
+try:
+    txt = open(os.path.join(o, "peers_gpu.txt")).read()
+    peers = json.loads(txt[txt.rindex("\n{") + 1:]) if "\n{" in txt else json.loads(txt[txt.index("{"):])
+except Exception as e:
+    print("peers: no JSON", e)
+print("gpu:", open(os.path.join(o, "gpu.txt")).read().strip())
+print(f"{'ResNet-50':10} {'qhalide int8 ms':>16} {'img/s':>9} {'cuDNN fp16 ms':>14} {'img/s':>9} {'cuDNN bf16 ms':>14}")
+for b in (1, 8, 256):
+    try:
+        q = json.load(open(os.path.join(o, f"qhalide_cuda_resnet50_b{b}.json")))["latency_ms"]["median"]
+    except Exception:
+        q = float("nan")
+    f = peers.get(f"gpu_cudnn_float16_resnet50_b{b}_ms", float("nan"))
+    h = peers.get(f"gpu_cudnn_bfloat16_resnet50_b{b}_ms", float("nan"))
+    print(f"batch {b:<4} {q:16.3f} {b*1000/q:9.0f} {f:14.3f} {b*1000/f:9.0f} {h:14.3f}")
+PY
+  grep -E "^total" "$O/qhalide_cuda_resnet50_b8_profile.txt" || true
+  exit "$rc"
+  ;;
+*)
+  echo "usage: $0 pack [BUILD_DIR] | run" >&2
+  exit 2
+  ;;
+esac
