@@ -3,6 +3,9 @@
 #include <stdexcept>
 
 #include "gpu_kernels.h"
+#if QH_HAVE_CUDA_MMA
+#include "cuda/mma_ops.h"
+#endif
 #if QHALIDE_HAS_CUDA
 #include "HalideRuntimeCuda.h"
 #endif
@@ -20,6 +23,13 @@ void check(int rc, const std::string &what) {
 }  // namespace
 
 bool cuda_built() { return QHALIDE_HAS_CUDA != 0; }
+bool cuda_mma_built() {
+#if QH_HAVE_CUDA_MMA
+    return true;
+#else
+    return false;
+#endif
+}
 
 void require_device(Device d, const std::string &what) {
     if (d == Device::cpu) return;
@@ -28,6 +38,11 @@ void require_device(Device d, const std::string &what) {
     if (!gpu_kernels::cuda_device_available())
         throw std::runtime_error(what + ": no CUDA device (the CUDA driver libcuda.so.1 did not load or reports "
                                         "no GPU); run on a machine with an NVIDIA GPU, or use the CPU");
+#if QH_HAVE_CUDA_MMA
+    // Before Halide's first CUDA call: Halide then uses the primary context and the stream the
+    // tensor-core kernels use.
+    cuda_mma::init_shared_context();
+#endif
 }
 
 const halide_device_interface_t *device_interface(Device d) {

@@ -15,6 +15,8 @@ namespace qh {
 
 // True when libqhalide was built with the CUDA kernels (QHALIDE_BUILD_CUDA=ON).
 bool cuda_built();
+// True when it also has the tensor-core conv kernels (cuda_mma, runtime/cuda/; nvcc at build time).
+bool cuda_mma_built();
 // Throws std::runtime_error naming `what` unless device `d` can run kernels here: "no CUDA
 // device ..." without a driver or a GPU, or a library built without CUDA.
 void require_device(Device d, const std::string &what);

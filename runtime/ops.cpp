@@ -8,6 +8,9 @@
 #include "HalideBuffer.h"
 #include "device.h"
 #include "gpu_kernels.h"
+#if QH_HAVE_CUDA_MMA
+#include "cuda/mma_ops.h"
+#endif
 #include "kernels.h"
 
 namespace qh {
@@ -231,6 +234,13 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 4);
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     const Device d = op_device(op, {&x, &y});
+#if QH_HAVE_CUDA_MMA
+    if (d == Device::cuda)
+        if (BoundOp b = cuda_mma::bind_conv2d(x, w, p, y, nullptr)) {
+            record(w.has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8", b.kernel());
+            return b;
+        }
+#endif
     auto st = conv_state(x, w, y, d);
     const std::string key = conv_key(x, w, p, y);
     auto bind = [&](const auto &variants) {
@@ -264,11 +274,20 @@ BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dPar
     QH_EXPECT(rp.conv_scale > 0 && rp.conv_zp >= 0 && rp.conv_zp <= 255, op,
            "conv result needs a positive scale and a u8 zero point");
     const Device d = op_device(op, {&x, &residual, &y});
-    auto st = conv_state(x, w, y, d);
-    st->res = view<uint8_t>(residual, nhwc_dims(y));
     const float sy = y.quant.scale[0];
     const ResidualArgs r{rp.conv_zp, zp0(residual), rp.conv_scale / sy,
                          residual.quant.scale[0] / sy};
+#if QH_HAVE_CUDA_MMA
+    if (d == Device::cuda) {
+        const cuda_mma::Residual res{&residual, r.conv_zp, r.res_zp, r.conv_mult, r.res_mult};
+        if (BoundOp b = cuda_mma::bind_conv2d(x, w, p, y, &res)) {
+            record("conv2d_add_u8s8u8", b.kernel());
+            return b;
+        }
+    }
+#endif
+    auto st = conv_state(x, w, y, d);
+    st->res = view<uint8_t>(residual, nhwc_dims(y));
     return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y), d),
                             st, w, p, zp0(y), r);
 }

@@ -29,13 +29,19 @@ pack)
       *) cp -L "$l" "$DEST/lib/" ;; esac
   done
   cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$DEST/"
+  strip --strip-unneeded "$DEST/test_gpu" "$DEST/qhalide-resnet" "$DEST"/lib/*  # the tool carries <= 64 MiB
   cp /work/shared/tools/peers_device.py "$DEST/"
   cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
   git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
+  # The device tool carries at most 64 MiB: ship one compressed bundle plus this script.
+  tar -C "$DEST" -czf "$MAIN/.devgpu.tar.gz" . && rm -rf "$DEST" && mkdir -p "$DEST"
+  mv "$MAIN/.devgpu.tar.gz" "$DEST/bundle.tar.gz"
+  cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
   du -sh "$DEST"
   ;;
 run)
   HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  [ -f "$HERE/bundle.tar.gz" ] && tar -C "$HERE" -xzf "$HERE/bundle.tar.gz"
   O="${OUT:-$HERE/out}"
   mkdir -p "$O"
   export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" PYTHONUNBUFFERED=1
@@ -55,6 +61,12 @@ run)
       >"$O/qhalide_cuda_resnet50_b$b.json" 2>>"$O/qhalide.err" || { rc=1; tail -3 "$O/qhalide.err"; }
   done
   timeout 120 "$HERE/qhalide-resnet" "${R[@]}" --batch 8 --iters 5 --warmup 2 --profile >"$O/qhalide_cuda_resnet50_b8_profile.txt" 2>&1 || rc=1
+  # the same with every conv on the cuda_dp4a kernels instead of cuda_mma (for the comparison)
+  for b in 1 256; do
+    it=30; [ "$b" = 256 ] && it=5
+    QHALIDE_CUDA_CONV=dp4a timeout 180 "$HERE/qhalide-resnet" "${R[@]}" --batch "$b" --iters "$it" --warmup 2 \
+      2>>"$O/qhalide.err" | grep latency | sed "s/^/convs on cuda_dp4a, batch $b: /"
+  done
   # 3. cuDNN fp16/bf16 (PyTorch, channels_last), same batches
   timeout 300 python3 "$HERE/peers_device.py" gpu >"$O/peers_gpu.txt" 2>&1 || { rc=1; tail -5 "$O/peers_gpu.txt"; }
   python3 - "$O" <<'PY'

@@ -26,6 +26,7 @@
 
 #include "HalideBuffer.h"
 #include "HalideRuntimeCuda.h"
+#include "device.h"
 #include "gpu_kernels.h"
 #include "model.h"
 #include "pack.h"
@@ -506,16 +507,26 @@ qh::Tensor random_image(std::vector<int64_t> shape, uint32_t seed) {
 
 // Prepares `g` for the CPU and for CUDA at `batch`, runs both on the same input (every image
 // different) twice, and compares the outputs bit for bit. Returns the layers of the CUDA model.
-std::vector<qh::LayerInfo> expect_cuda_matches_cpu(const qh::Graph &g, int batch, uint32_t seed) {
+// Convs run on the tensor-core kernels (cuda_mma) when the library has them, else on cuda_dp4a;
+// QHALIDE_CUDA_CONV=dp4a forces cuda_dp4a. Both are checked.
+std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int batch, uint32_t seed,
+                                                        const char *conv_mode) {
+    SCOPED_TRACE(std::string("convs: ") + conv_mode);
     qh::PrepareOptions po;
     po.batch = batch;
     auto cpu = qh::Model::prepare(g, po);
     po.device = qh::Device::cuda;
+    setenv("QHALIDE_CUDA_CONV", conv_mode, 1);
     auto gpu = qh::Model::prepare(g, po);
+    unsetenv("QHALIDE_CUDA_CONV");
     EXPECT_EQ(gpu->device(), qh::Device::cuda);
     EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
-    for (const auto &l : gpu->layers())
-        EXPECT_NE(l.kernel.find("__cuda_dp4a"), std::string::npos) << l.name << ": " << l.kernel;
+    const bool mma = qh::cuda_mma_built() && std::string(conv_mode) != "dp4a";
+    for (const auto &l : gpu->layers()) {
+        const bool conv = l.op.rfind("conv2d", 0) == 0;
+        const char *want = conv && mma ? "__cuda_mma" : "__cuda_dp4a";
+        EXPECT_NE(l.kernel.find(want), std::string::npos) << l.name << ": " << l.kernel;
+    }
     for (int rep = 0; rep < 2; rep++) {
         qh::Tensor x = random_image(cpu->input(0).shape(), seed + rep);
         std::memcpy(cpu->input(0).raw(), x.raw(), x.nbytes());
@@ -536,6 +547,11 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu(const qh::Graph &g, int batch
         EXPECT_NE(*std::max_element(pa, pa + a.numel()), *std::min_element(pa, pa + a.numel()));
     }
     return gpu->layers();
+}
+
+std::vector<qh::LayerInfo> expect_cuda_matches_cpu(const qh::Graph &g, int batch, uint32_t seed) {
+    expect_cuda_matches_cpu_with(g, batch, seed, "dp4a");
+    return expect_cuda_matches_cpu_with(g, batch, seed, "default");
 }
 
 TEST(GpuModel, SmallQuantGraphBitExactWithCpuAndReference) {

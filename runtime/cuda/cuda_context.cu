@@ -41,7 +41,8 @@ void init() {
         g_err = cudaErrorDeviceUninitialized;
         return;
     }
-    if ((g_err = cudaStreamCreateWithFlags(&g_stream, cudaStreamNonBlocking)) != cudaSuccess) return;
+    // A blocking stream: it also orders with work Halide puts on the legacy null stream (copies).
+    if ((g_err = cudaStreamCreate(&g_stream)) != cudaSuccess) return;
     g_ctx = ctx;
     halide_set_cuda_acquire_context(acquire_context);
     halide_set_cuda_release_context(release_context);

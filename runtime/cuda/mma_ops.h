@@ -1,0 +1,28 @@
+// conv2d / conv2d_add on the cuda_mma target: the tensor-core microkernel (mma_conv2d.cuh) with
+// its fused requantize (and residual-add) epilogue, bound like every op in runtime/ops.h.
+// ops.cpp calls these for device tensors when the library has the microkernel (nvcc found at
+// build time: QH_HAVE_CUDA_MMA) and QHALIDE_CUDA_CONV is not "dp4a"; an empty BoundOp means
+// "not for this layer" (asymmetric weights, s8/s32 output) and the cuda_dp4a kernel runs instead.
+#pragma once
+#include "ops.h"
+
+namespace qh::cuda_mma {
+
+// The arguments of the residual epilogue (conv2d_add), in output units.
+struct Residual {
+    const Tensor *tensor;
+    int32_t conv_zp, res_zp;
+    float conv_mult, res_mult;
+};
+
+// x, y, residual: device tensors (Tensor::wrap_device, CUDA). Weights are unpacked from the CPU
+// packing, repacked for the microkernel and uploaded once; the effective bias (zero point
+// folded) and the multipliers are the same arrays the Halide kernels use.
+BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
+                    const Residual *residual);
+
+// Makes Halide's CUDA runtime use the primary context and the shared stream (cuda_context.h);
+// must run before the first Halide CUDA call. Throws when there is no usable device.
+void init_shared_context();
+
+}  // namespace qh::cuda_mma
