@@ -305,6 +305,13 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     const Device d = op_device(op, {&x, &y});
+#if QH_HAVE_CUDA_MMA
+    if (d == Device::cuda)
+        if (BoundOp b = cuda_mma::bind_dense(x, w, act, y, op)) {
+            record(y.dtype() == DType::s32 ? "dense_u8s8s32" : "dense_u8s8u8", b.kernel());
+            return b;
+        }
+#endif
     auto st = dot_state(view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)}), w,
                         {4, 16, w.ic_pad / 4, w.oc_pad / 16},
                         view_any(y, {(int)y.dim(1), (int)y.dim(0)}), d);

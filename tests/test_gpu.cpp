@@ -507,7 +507,7 @@ qh::Tensor random_image(std::vector<int64_t> shape, uint32_t seed) {
 
 // Prepares `g` for the CPU and for CUDA at `batch`, runs both on the same input (every image
 // different) twice, and compares the outputs bit for bit. Returns the layers of the CUDA model.
-// Convs run on the tensor-core kernels (cuda_mma) when the library has them, else on cuda_dp4a;
+// Convs and dense run on the tensor-core kernels (cuda_mma) when the library has them, else on cuda_dp4a;
 // QHALIDE_CUDA_CONV=dp4a forces cuda_dp4a. Both are checked.
 std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int batch, uint32_t seed,
                                                         const char *conv_mode) {
@@ -521,11 +521,16 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     unsetenv("QHALIDE_CUDA_CONV");
     EXPECT_EQ(gpu->device(), qh::Device::cuda);
     EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
+    // Every conv2d / conv2d_add layer on cuda_mma (symmetric weights, u8 out, OC % 8 == 0 in
+    // these graphs); dense may fall back to cuda_dp4a (OC % 8 != 0); everything else cuda_dp4a.
     const bool mma = qh::cuda_mma_built() && std::string(conv_mode) != "dp4a";
     for (const auto &l : gpu->layers()) {
-        const bool conv = l.op.rfind("conv2d", 0) == 0;
-        const char *want = conv && mma ? "__cuda_mma" : "__cuda_dp4a";
-        EXPECT_NE(l.kernel.find(want), std::string::npos) << l.name << ": " << l.kernel;
+        const bool conv = l.op.rfind("conv2d", 0) == 0, dense = l.op.rfind("dense", 0) == 0;
+        const bool on_mma = l.kernel.find("__cuda_mma") != std::string::npos;
+        const bool on_dp4a = l.kernel.find("__cuda_dp4a") != std::string::npos;
+        if (conv && mma) EXPECT_TRUE(on_mma) << l.name << ": " << l.kernel;
+        else if (dense && mma) EXPECT_TRUE(on_mma || on_dp4a) << l.name << ": " << l.kernel;
+        else EXPECT_TRUE(on_dp4a) << l.name << ": " << l.kernel;
     }
     for (int rep = 0; rep < 2; rep++) {
         qh::Tensor x = random_image(cpu->input(0).shape(), seed + rep);

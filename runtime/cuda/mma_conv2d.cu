@@ -299,8 +299,11 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                     int oc = n0 + warp_n * WTN + j * 8 + 2 * t4;
                     if (oc >= p.OC) continue;
                     int32_t *y = static_cast<int32_t *>(p.y) + (size_t)m * p.OC + oc;
-                    atomicAdd(y, acc[i][j][2 * h]);
-                    atomicAdd(y + 1, acc[i][j][2 * h + 1]);
+                    // s32 with bias: the first K split adds it (once per output)
+                    const int b0 = p.bias && blockIdx.z == 0 ? p.bias[oc] : 0;
+                    const int b1 = p.bias && blockIdx.z == 0 ? p.bias[oc + 1] : 0;
+                    atomicAdd(y, acc[i][j][2 * h] + b0);
+                    atomicAdd(y + 1, acc[i][j][2 * h + 1] + b1);
                 }
             }
         return;
@@ -336,6 +339,11 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                         int q1 = requant(v1, bias1, mult1, szy, slo, shi);
                         *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
                     } else {
+                        if (p.bias) {  // s32 with bias (dense / conv to int32 in the graph runtime)
+                            const int oc = min(n0 + col, p.OC - 2);
+                            v0 += p.bias[oc];
+                            v1 += p.bias[oc + 1];
+                        }
                         *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0, v1);
                     }
                 }
@@ -478,7 +486,8 @@ cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
 }
 
 cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w, void *y,
-                     const QhRequant *rq, const QhResidual *res, void *workspace, cudaStream_t s) {
+                     const QhRequant *rq, const QhResidual *res, void *workspace, cudaStream_t s,
+                     const int32_t *bias_s32 = nullptr) {
     if (variant < 0 || variant >= kNumVariants) return cudaErrorInvalidValue;
     if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
     const QhCudaConvVariant &V = kVariants[variant];
@@ -503,6 +512,7 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         p.lo = rq->lo;
         p.hi = rq->hi;
     }
+    if (bias_s32) p.bias = bias_s32;
     if (res) {
         if (!rq || !res->residual) return cudaErrorInvalidValue;
         p.res = res->residual;
@@ -617,6 +627,11 @@ cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8
 cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
                                     const QhRequant &rq, uint8_t *y, void *workspace, cudaStream_t s) {
     return run_conv(d, variant, x, w, y, &rq, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u8s8s32_bias_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
+                                          const int32_t *bias, int32_t *y, void *workspace, cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, nullptr, nullptr, workspace, s, bias);
 }
 
 cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,

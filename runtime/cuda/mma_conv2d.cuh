@@ -79,6 +79,11 @@ cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8
                                      const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
                                      cudaStream_t stream);
 
+// s32 output plus a per-channel bias (device, OC): y = acc + bias[oc].
+cudaError_t qh_cuda_conv2d_u8s8s32_bias_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                          const int8_t *w_packed_dev, const int32_t *bias_dev,
+                                          int32_t *y_dev, void *workspace, cudaStream_t stream);
+
 // Fused epilogue, u8 output (split-K variants are not allowed here: returns cudaErrorInvalidValue).
 struct QhRequant {
     const int32_t *bias;  // OC, device

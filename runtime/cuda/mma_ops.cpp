@@ -42,7 +42,7 @@ struct State {
     DeviceMem w, bias, mult, ws;
     QhRequant rq{};
     QhResidual res{};
-    bool has_res = false;
+    bool has_res = false, s32 = false;
     const uint8_t *x = nullptr;
     uint8_t *y = nullptr;
     cudaStream_t stream = nullptr;
@@ -73,30 +73,23 @@ void init_shared_context() {
     if (!qh_cuda_shared_stream(&e)) fail("cuda", "no usable CUDA device", e);
 }
 
-BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
-                    const Residual *residual) {
-    const char *force = std::getenv("QHALIDE_CUDA_CONV");
-    if (force && std::string(force) == "dp4a") return {};
-    if (w.has_zero_point || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
-    const std::string &op = p.name;
-    auto st = std::make_shared<State>();
-    ConvDesc &d = st->d;
-    d.n = int(x.dim(0)); d.h = int(x.dim(1)); d.w = int(x.dim(2)); d.ic = int(x.dim(3));
-    d.oc = w.oc; d.kh = w.kh; d.kw = w.kw; d.sh = p.stride_h; d.sw = p.stride_w;
-    d.pt = p.pad_top; d.pl = p.pad_left; d.pb = p.pad_bottom; d.pr = p.pad_right;
-    d.zx = w.input_zp;
-    if (d.oh() != y.dim(1) || d.ow() != y.dim(2)) return {};  // ops.cpp has checked; be safe
-    if (qh_cuda_conv2d_kpad(d) > 65536) return {};
-    init_shared_context();
-    st->stream = qh_cuda_shared_stream();
+namespace {
 
+// Weights, bias, multipliers on the device and the tile variant for one GEMM-shaped op.
+// `fused`: a fused u8 epilogue follows (no split-K variants there).
+std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, bool fused,
+                                  const std::string &op) {
+    init_shared_context();
+    auto st = std::make_shared<State>();
+    st->d = desc;
+    const ConvDesc &d = st->d;
+    st->stream = qh_cuda_shared_stream();
     int dev = 0, sms = 132;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev);
     st->variant = qh_cuda_conv2d_pick_variant(d, sms);
-    if (qh_cuda_conv2d_variant(st->variant).splitk > 1) st->variant = 5;  // fused epilogues: no split-K
+    if (fused && qh_cuda_conv2d_variant(st->variant).splitk > 1) st->variant = 5;
     if (qh_cuda_conv2d_direct(d) && d.ic % qh_cuda_conv2d_variant(st->variant).bk != 0) st->variant = 1;
-
     const std::vector<int8_t> oihw = unpack_oihw(w);
     std::vector<int8_t> packed(size_t(d.oc) * qh_cuda_conv2d_kpad(d));
     qh_cuda_pack_weights(d, oihw.data(), packed.data());
@@ -104,30 +97,71 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     st->bias.upload(w.bias.data(), sizeof(int32_t) * d.oc, op);
     st->mult.upload(w.mult.data(), sizeof(float) * d.oc, op);
     if (size_t ws = qh_cuda_conv2d_workspace_bytes(d)) st->ws.alloc(ws, op);
+    st->name = op;
+    return st;
+}
+
+bool forced_dp4a() {
+    const char *force = std::getenv("QHALIDE_CUDA_CONV");
+    return force && std::string(force) == "dp4a";
+}
+
+// u8 output with the fused requantize (and residual add) epilogue, or s32 = acc + bias.
+BoundOp bind_gemm(std::shared_ptr<State> st, const PackedWeights &w, const Activation &act,
+                  const Tensor &x, Tensor &y, const std::string &family) {
+    st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
+    st->y = reinterpret_cast<uint8_t *>(y.device_handle());
+    st->s32 = y.dtype() == DType::s32;
     st->rq = QhRequant{static_cast<const int32_t *>(st->bias.p), static_cast<const float *>(st->mult.p),
-                       y.quant.zp_at(0), p.act.min, p.act.max};
-    st->rq.lo = std::max(st->rq.lo, 0);
-    st->rq.hi = std::min(st->rq.hi, 255);
+                       y.quant.zp_at(0), std::max(act.min, 0), std::min(act.max, 255)};
+    st->kernel = family + "__cuda_mma__" + qh_cuda_conv2d_variant(st->variant).name;
+    (void)w;
+    return BoundOp(st->name, st->kernel, [st] {
+        const int8_t *wp = static_cast<const int8_t *>(st->w.p);
+        cudaError_t e;
+        if (st->s32)
+            e = qh_cuda_conv2d_u8s8s32_bias_v(st->d, st->variant, st->x, wp, st->rq.bias,
+                                              reinterpret_cast<int32_t *>(st->y), st->ws.p, st->stream);
+        else if (st->has_res)
+            e = qh_cuda_conv2d_add_u8s8u8_v(st->d, st->variant, st->x, wp, st->rq, st->res, st->y, st->ws.p,
+                                            st->stream);
+        else
+            e = qh_cuda_conv2d_u8s8u8_v(st->d, st->variant, st->x, wp, st->rq, st->y, st->ws.p, st->stream);
+        if (e != cudaSuccess) fail(st->name, "kernel " + st->kernel, e);
+        return 0;
+    });
+}
+
+}  // namespace
+
+BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
+                    const Residual *residual) {
+    if (forced_dp4a() || w.has_zero_point || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
+    ConvDesc d;
+    d.n = int(x.dim(0)); d.h = int(x.dim(1)); d.w = int(x.dim(2)); d.ic = int(x.dim(3));
+    d.oc = w.oc; d.kh = w.kh; d.kw = w.kw; d.sh = p.stride_h; d.sw = p.stride_w;
+    d.pt = p.pad_top; d.pl = p.pad_left; d.pb = p.pad_bottom; d.pr = p.pad_right;
+    d.zx = w.input_zp;
+    if (d.oh() != y.dim(1) || d.ow() != y.dim(2) || qh_cuda_conv2d_kpad(d) > 65536) return {};
+    auto st = make_state(d, w, true, p.name);
     if (residual) {
         st->has_res = true;
         st->res = QhResidual{reinterpret_cast<const uint8_t *>(residual->tensor->device_handle()),
                              residual->conv_zp, residual->res_zp, residual->conv_mult, residual->res_mult};
     }
-    st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
-    st->y = reinterpret_cast<uint8_t *>(y.device_handle());
-    const std::string name = std::string(residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8") + "__cuda_mma__" +
-                             qh_cuda_conv2d_variant(st->variant).name;
-    st->name = op;
-    st->kernel = name;
-    return BoundOp(op, name, [st] {
-        const cudaError_t e =
-            st->has_res ? qh_cuda_conv2d_add_u8s8u8_v(st->d, st->variant, st->x, static_cast<const int8_t *>(st->w.p),
-                                                      st->rq, st->res, st->y, st->ws.p, st->stream)
-                        : qh_cuda_conv2d_u8s8u8_v(st->d, st->variant, st->x, static_cast<const int8_t *>(st->w.p),
-                                                  st->rq, st->y, st->ws.p, st->stream);
-        if (e != cudaSuccess) fail(st->name, "kernel " + st->kernel, e);
-        return 0;
-    });
+    return bind_gemm(st, w, p.act, x, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8");
+}
+
+BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
+                   const std::string &name) {
+    const bool s32 = y.dtype() == DType::s32;
+    if (forced_dp4a() || w.has_zero_point || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
+    ConvDesc d;  // a 1x1 conv over N images of 1x1 pixels
+    d.n = int(x.dim(0)); d.h = 1; d.w = 1; d.ic = int(x.dim(1)); d.oc = w.oc;
+    d.zx = w.input_zp;
+    if (qh_cuda_conv2d_kpad(d) > 65536) return {};
+    auto st = make_state(d, w, !s32, name);
+    return bind_gemm(st, w, act, x, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8");
 }
 
 }  // namespace qh::cuda_mma

@@ -1,8 +1,8 @@
-// conv2d / conv2d_add on the cuda_mma target: the tensor-core microkernel (mma_conv2d.cuh) with
+// conv2d / conv2d_add / dense on the cuda_mma target: the tensor-core microkernel (mma_conv2d.cuh) with
 // its fused requantize (and residual-add) epilogue, bound like every op in runtime/ops.h.
 // ops.cpp calls these for device tensors when the library has the microkernel (nvcc found at
 // build time: QH_HAVE_CUDA_MMA) and QHALIDE_CUDA_CONV is not "dp4a"; an empty BoundOp means
-// "not for this layer" (asymmetric weights, s8/s32 output) and the cuda_dp4a kernel runs instead.
+// "not for this layer" (asymmetric weights, s8 output, s32 conv output) and the cuda_dp4a kernel runs instead.
 #pragma once
 #include "ops.h"
 
@@ -20,6 +20,10 @@ struct Residual {
 // folded) and the multipliers are the same arrays the Halide kernels use.
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
                     const Residual *residual);
+
+// dense {N, K} -> {N, OC} as a 1x1 conv: u8 (fused requantize) or s32 (= acc + effective bias).
+BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
+                   const std::string &name);
 
 // Makes Halide's CUDA runtime use the primary context and the shared stream (cuda_context.h);
 // must run before the first Halide CUDA call. Throws when there is no usable device.
