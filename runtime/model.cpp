@@ -749,6 +749,13 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
     return m;
 }
 
+void Model::execute_on_device() {
+    Impl &I = *impl_;
+    if (I.opt.device == Device::cpu) return execute();
+    for (const Step &s : I.steps) s.op.run();
+    I.dev_arena.sync();
+}
+
 void Model::execute() {
     Impl &I = *impl_;
     const bool on_device = I.opt.device != Device::cpu;

@@ -65,6 +65,10 @@ public:
     // Runs every step; on a device, returns after the outputs are back on the host (the device
     // is synchronized once, at the end; with profiling on, after every step).
     void execute();
+    // On a device: runs every step on the inputs the last execute() uploaded and synchronizes,
+    // with no host transfers (the device work alone, as GPU peers are usually timed: input
+    // already on the GPU; outputs stay on the device). On the CPU the same as execute().
+    void execute_on_device();
 
     // A value's tensor after execute (only meaningful with keep_all_values, else the arena slot
     // may hold a later value); nullptr for values that have no storage of their own.
