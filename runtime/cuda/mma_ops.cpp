@@ -106,28 +106,74 @@ bool forced_dp4a() {
     return force && std::string(force) == "dp4a";
 }
 
+cudaError_t launch(const State &st, int variant) {
+    const int8_t *wp = static_cast<const int8_t *>(st.w.p);
+    if (st.s32)
+        return qh_cuda_conv2d_u8s8s32_bias_v(st.d, variant, st.x, wp, st.rq.bias, reinterpret_cast<int32_t *>(st.y),
+                                             st.ws.p, st.stream);
+    if (st.has_res)
+        return qh_cuda_conv2d_add_u8s8u8_v(st.d, variant, st.x, wp, st.rq, st.res, st.y, st.ws.p, st.stream);
+    return qh_cuda_conv2d_u8s8u8_v(st.d, variant, st.x, wp, st.rq, st.y, st.ws.p, st.stream);
+}
+
+// The tile variant for this layer by measurement: every variant the layer allows (no split-K
+// under a fused u8 epilogue, 128-byte K stages only when IC % 128 == 0 on the direct path) runs
+// 5 times on random input bytes (timing on zeros can flatter a kernel), CUDA events on the shared
+// stream, the lowest median wins. At prepare the op's input and output slots hold nothing live.
+// QHALIDE_CUDA_TUNE=0 keeps the size heuristic (qh_cuda_conv2d_pick_variant).
+void tune(State &st) {
+    const char *env = std::getenv("QHALIDE_CUDA_TUNE");
+    if (env && std::string(env) == "0") return;
+    const ConvDesc &d = st.d;
+    std::vector<uint8_t> host(size_t(d.n) * d.h * d.w * d.ic);
+    uint32_t r = 0x9E3779B9u;
+    for (auto &b : host) b = uint8_t((r = r * 1664525u + 1013904223u) >> 24);
+    if (cudaError_t e = cudaMemcpy(const_cast<uint8_t *>(st.x), host.data(), host.size(), cudaMemcpyHostToDevice))
+        fail(st.name, "tuning input", e);
+    cudaEvent_t e0, e1;
+    cudaEventCreate(&e0);
+    cudaEventCreate(&e1);
+    float best = 1e30f;
+    for (int v = 0; v < qh_cuda_conv2d_num_variants(); v++) {
+        const QhCudaConvVariant &V = qh_cuda_conv2d_variant(v);
+        if ((!st.s32 && V.splitk > 1) || (qh_cuda_conv2d_direct(d) && d.ic % V.bk != 0)) continue;
+        if (launch(st, v) != cudaSuccess) {
+            cudaGetLastError();
+            continue;
+        }
+        std::vector<float> t;
+        for (int i = 0; i < 5; i++) {
+            cudaEventRecord(e0, st.stream);
+            launch(st, v);
+            cudaEventRecord(e1, st.stream);
+            cudaEventSynchronize(e1);
+            float ms = 0;
+            cudaEventElapsedTime(&ms, e0, e1);
+            t.push_back(ms);
+        }
+        std::nth_element(t.begin(), t.begin() + 2, t.end());
+        if (t[2] < best) {
+            best = t[2];
+            st.variant = v;
+        }
+    }
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+    if (cudaError_t e = cudaGetLastError()) fail(st.name, "tuning", e);
+}
+
 // u8 output with the fused requantize (and residual add) epilogue, or s32 = acc + bias.
-BoundOp bind_gemm(std::shared_ptr<State> st, const PackedWeights &w, const Activation &act,
-                  const Tensor &x, Tensor &y, const std::string &family) {
+BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor &x, Tensor &y,
+                  const std::string &family) {
     st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
     st->y = reinterpret_cast<uint8_t *>(y.device_handle());
     st->s32 = y.dtype() == DType::s32;
     st->rq = QhRequant{static_cast<const int32_t *>(st->bias.p), static_cast<const float *>(st->mult.p),
                        y.quant.zp_at(0), std::max(act.min, 0), std::min(act.max, 255)};
+    tune(*st);
     st->kernel = family + "__cuda_mma__" + qh_cuda_conv2d_variant(st->variant).name;
-    (void)w;
     return BoundOp(st->name, st->kernel, [st] {
-        const int8_t *wp = static_cast<const int8_t *>(st->w.p);
-        cudaError_t e;
-        if (st->s32)
-            e = qh_cuda_conv2d_u8s8s32_bias_v(st->d, st->variant, st->x, wp, st->rq.bias,
-                                              reinterpret_cast<int32_t *>(st->y), st->ws.p, st->stream);
-        else if (st->has_res)
-            e = qh_cuda_conv2d_add_u8s8u8_v(st->d, st->variant, st->x, wp, st->rq, st->res, st->y, st->ws.p,
-                                            st->stream);
-        else
-            e = qh_cuda_conv2d_u8s8u8_v(st->d, st->variant, st->x, wp, st->rq, st->y, st->ws.p, st->stream);
-        if (e != cudaSuccess) fail(st->name, "kernel " + st->kernel, e);
+        if (cudaError_t e = launch(*st, st->variant)) fail(st->name, "kernel " + st->kernel, e);
         return 0;
     });
 }
@@ -149,7 +195,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
         st->res = QhResidual{reinterpret_cast<const uint8_t *>(residual->tensor->device_handle()),
                              residual->conv_zp, residual->res_zp, residual->conv_mult, residual->res_mult};
     }
-    return bind_gemm(st, w, p.act, x, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8");
+    return bind_gemm(st, p.act, x, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8");
 }
 
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
@@ -161,7 +207,7 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     d.zx = w.input_zp;
     if (qh_cuda_conv2d_kpad(d) > 65536) return {};
     auto st = make_state(d, w, !s32, name);
-    return bind_gemm(st, w, act, x, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8");
+    return bind_gemm(st, act, x, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8");
 }
 
 }  // namespace qh::cuda_mma
