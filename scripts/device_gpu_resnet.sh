@@ -24,13 +24,17 @@ pack)
   mkdir -p "$common/info"
   grep -qx "/.devgpu/" "$common/info/exclude" 2>/dev/null || echo "/.devgpu/" >>"$common/info/exclude"
   rm -rf "$DEST" && mkdir -p "$DEST/lib"
-  cp "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$DEST/"
+  cp "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$BUILD/bin/qhalide-run" "$DEST/"
+  # ONNX conformance models for qhalide-run --target cuda (the device has no libonnx-testdata)
+  for t in test_qlinearconv test_qlinearmatmul_2D test_maxpool_2d_uint8; do
+    cp -r "/usr/share/libonnx-testdata/data/node/$t" "$DEST/"
+  done
   for l in $(ldd "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" | awk '/=> \//{print $3}' | sort -u); do
     case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*|libdl.so*|libpthread*|librt.so*) ;;
       *) cp -L "$l" "$DEST/lib/" ;; esac
   done
   cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$DEST/"
-  strip --strip-unneeded "$DEST/test_gpu" "$DEST/qhalide-resnet" "$DEST"/lib/*  # the tool carries <= 64 MiB
+  strip --strip-unneeded "$DEST/test_gpu" "$DEST/qhalide-resnet" "$DEST/qhalide-run" "$DEST"/lib/*  # the tool carries <= 64 MiB
   cp /work/shared/tools/peers_device.py "$DEST/"
   cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
   git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
@@ -67,6 +71,13 @@ run)
     it=30; [ "$b" = 256 ] && it=5
     QHALIDE_CUDA_CONV=dp4a timeout 180 "$HERE/qhalide-resnet" "${R[@]}" --batch "$b" --iters "$it" --warmup 2 \
       2>>"$O/qhalide.err" | grep latency | sed "s/^/convs on cuda_dp4a, batch $b: /"
+  done
+  # qhalide-run on the GPU: ONNX conformance models as shipped, compared bit for bit
+  for t in test_qlinearconv test_qlinearmatmul_2D test_maxpool_2d_uint8; do
+    d="$HERE/$t/test_data_set_0"
+    in=(); for f in "$d"/input_*.pb; do in+=(--input "$f"); done
+    timeout 60 "$HERE/qhalide-run" "$HERE/$t/model.onnx" --target cuda "${in[@]}" --expect "$d/output_0.pb" \
+      --output-dir "/tmp/qh_run_$t" 2>&1 | grep -E "bit-exact|MISMATCH|error" | sed "s/^/qhalide-run --target cuda $t: /"
   done
   # 3. cuDNN fp16/bf16 (PyTorch, channels_last), same batches
   timeout 300 python3 "$HERE/peers_device.py" gpu >"$O/peers_gpu.txt" 2>&1 || { rc=1; tail -5 "$O/peers_gpu.txt"; }
