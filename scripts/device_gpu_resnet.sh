@@ -18,29 +18,19 @@ pack)
   set -e
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   BUILD="${2:-$ROOT/build}"
-  common="$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)"
-  MAIN="$(dirname "$common")"
-  DEST="$MAIN/.devgpu"
-  mkdir -p "$common/info"
-  grep -qx "/.devgpu/" "$common/info/exclude" 2>/dev/null || echo "/.devgpu/" >>"$common/info/exclude"
-  rm -rf "$DEST" && mkdir -p "$DEST/lib"
-  cp "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$BUILD/bin/qhalide-run" "$DEST/"
+  source "$ROOT/scripts/device_bundle.sh"
+  DEST="$(device_bundle_dir .devgpu)"
+  device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$BUILD/bin/qhalide-run"
   # ONNX conformance models for qhalide-run --target cuda (the device has no libonnx-testdata)
   for t in test_qlinearconv test_qlinearmatmul_2D test_maxpool_2d_uint8; do
     cp -r "/usr/share/libonnx-testdata/data/node/$t" "$DEST/"
   done
-  for l in $(ldd "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" | awk '/=> \//{print $3}' | sort -u); do
-    case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*|libdl.so*|libpthread*|librt.so*) ;;
-      *) cp -L "$l" "$DEST/lib/" ;; esac
-  done
   cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$DEST/"
-  strip --strip-unneeded "$DEST/test_gpu" "$DEST/qhalide-resnet" "$DEST/qhalide-run" "$DEST"/lib/*  # the tool carries <= 64 MiB
-  cp /work/shared/tools/peers_device.py "$DEST/"
-  cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
+  cp "$ROOT/../shared/tools/peers_device.py" "$DEST/"
   git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
   # The device tool carries at most 64 MiB: ship one compressed bundle plus this script.
-  tar -C "$DEST" -czf "$MAIN/.devgpu.tar.gz" . && rm -rf "$DEST" && mkdir -p "$DEST"
-  mv "$MAIN/.devgpu.tar.gz" "$DEST/bundle.tar.gz"
+  tar -C "$DEST" -czf "$DEST.tar.gz" . && rm -rf "$DEST" && mkdir -p "$DEST"
+  mv "$DEST.tar.gz" "$DEST/bundle.tar.gz"
   cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
   du -sh "$DEST"
   ;;

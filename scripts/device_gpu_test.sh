@@ -14,17 +14,9 @@ case "$mode" in
 pack)
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   BUILD="${2:-$ROOT/build}"
-  common="$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir)"
-  MAIN="$(dirname "$common")"          # root of the main checkout (worktrees share its .git)
-  DEST="$MAIN/.devgpu"
-  mkdir -p "$common/info"
-  grep -qx "/.devgpu/" "$common/info/exclude" 2>/dev/null || echo "/.devgpu/" >>"$common/info/exclude"
-  rm -rf "$DEST" && mkdir -p "$DEST/lib"
-  cp "$BUILD/tests/test_gpu" "$DEST/"
-  for l in $(ldd "$BUILD/tests/test_gpu" | awk '/=> \//{print $3}'); do
-    case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*|libdl.so*|libpthread*|librt.so*) ;;
-      *) cp -L "$l" "$DEST/lib/" ;; esac
-  done
+  source "$ROOT/scripts/device_bundle.sh"
+  DEST="$(device_bundle_dir .devgpu)"
+  device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu"
   cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_test.sh"
   git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
   du -sh "$DEST"

@@ -4,13 +4,8 @@
 # lack (OpenBLAS, libpng, libjpeg, protobuf, ...), and the peer-measurement script.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-cd "$ROOT"
-mkdir -p .dev/lib "$(git rev-parse --git-dir)/info"
-EXCLUDE="$(git rev-parse --git-dir)/info/exclude"
-grep -qx "/.dev/" "$EXCLUDE" 2>/dev/null || echo "/.dev/" >>"$EXCLUDE"
-cp build/bin/qhalide-resnet .dev/
-for l in $(ldd build/bin/qhalide-resnet | awk '/=> \//{print $3}'); do
-  case "$(basename "$l")" in libc.so*|libm.so*|libstdc++*|libgcc_s*|ld-linux*) ;; *) cp -L "$l" .dev/lib/ ;; esac
-done
-cp "$ROOT/../shared/tools/peers_device.py" .dev/
-du -sh .dev
+source "$ROOT/scripts/device_bundle.sh"
+DEST="$(device_bundle_dir .dev)"
+device_bundle_binaries "$DEST" "$ROOT/build/bin/qhalide-resnet"
+cp "$ROOT/../shared/tools/peers_device.py" "$DEST/"
+du -sh "$DEST"
