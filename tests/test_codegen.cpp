@@ -3,28 +3,17 @@
 // dot-product instruction of their target, and no variant uses registers its target lacks.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <regex>
-#include <sstream>
 #include <string>
 
 #include "kernels.h"
+#include "test_util.h"
 
 namespace {
 
 std::string read_asm(const std::string &kernel) {
-    std::string path = std::string(QH_KERNEL_ASM_DIR) + "/qh_" + kernel + ".s";
-    std::ifstream f(path);
-    EXPECT_TRUE(f.good()) << "missing assembly " << path;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return qh::test::read_kernel_output(QH_KERNEL_ASM_DIR, kernel, ".s");
 }
-
-size_t count(const std::string &text, const std::string &pattern) {
-    std::regex re(pattern);
-    return std::distance(std::sregex_iterator(text.begin(), text.end(), re), std::sregex_iterator());
-}
+using qh::test::count_matches;
 
 bool is_dot_family(const std::string &k) {
     return k.rfind("conv2d_", 0) == 0 || k.rfind("dense_", 0) == 0;
@@ -35,8 +24,8 @@ TEST(Codegen, VnniConvAndDenseUseVpdpbusd) {
     for (auto &k : qh::all_kernel_names()) {
         if (!is_dot_family(k) || k.find("__x86_avx512vnni") == std::string::npos) continue;
         std::string s = read_asm(k);
-        EXPECT_GT(count(s, "\\bvpdpbusd\\b"), 0u) << k << " has no vpdpbusd";
-        EXPECT_GT(count(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k << " has no 512-bit vpdpbusd";
+        EXPECT_GT(count_matches(s, "\\bvpdpbusd\\b"), 0u) << k << " has no vpdpbusd";
+        EXPECT_GT(count_matches(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k << " has no 512-bit vpdpbusd";
         checked++;
     }
     EXPECT_GE(checked, 11);
@@ -49,9 +38,9 @@ TEST(Codegen, Avx2ConvAndDenseUseVpmaddwdNotVpmaddubsw) {
     for (auto &k : qh::all_kernel_names()) {
         if (!is_dot_family(k) || k.find("__x86_avx2") == std::string::npos) continue;
         std::string s = read_asm(k);
-        EXPECT_GT(count(s, "\\bvpmaddwd\\b"), 0u) << k;
-        EXPECT_EQ(count(s, "\\bvpmaddubsw\\b"), 0u) << k;
-        EXPECT_EQ(count(s, "\\bvpdpbusd\\b"), 0u) << k;
+        EXPECT_GT(count_matches(s, "\\bvpmaddwd\\b"), 0u) << k;
+        EXPECT_EQ(count_matches(s, "\\bvpmaddubsw\\b"), 0u) << k;
+        EXPECT_EQ(count_matches(s, "\\bvpdpbusd\\b"), 0u) << k;
         checked++;
     }
     EXPECT_GE(checked, 11);
@@ -62,9 +51,9 @@ TEST(Codegen, VariantsStayWithinTheirIsa) {
     for (auto &k : qh::all_kernel_names()) {
         std::string s = read_asm(k);
         if (k.find("__generic") != std::string::npos) {
-            EXPECT_EQ(count(s, "%[yz]mm"), 0u) << k << " (generic = SSE2 only)";
+            EXPECT_EQ(count_matches(s, "%[yz]mm"), 0u) << k << " (generic = SSE2 only)";
         } else if (k.find("__x86_avx2") != std::string::npos) {
-            EXPECT_EQ(count(s, "%zmm|%k[1-7]\\b"), 0u) << k << " (AVX2 has no zmm/mask registers)";
+            EXPECT_EQ(count_matches(s, "%zmm|%k[1-7]\\b"), 0u) << k << " (AVX2 has no zmm/mask registers)";
         }
     }
 }
@@ -77,10 +66,10 @@ TEST(Codegen, TunedKernelsUseTheirTargetsDotInstruction) {
         std::string k = t.name(), fam = t.family, tag = t.tag;
         if (!is_dot_family(fam)) continue;
         std::string s = read_asm(k);
-        if (tag == "x86_avx512vnni") EXPECT_GT(count(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k;
+        if (tag == "x86_avx512vnni") EXPECT_GT(count_matches(s, "vpdpbusd[^\\n]*%zmm"), 0u) << k;
         if (tag == "x86_avx2") {
-            EXPECT_GT(count(s, "\\bvpmaddwd\\b"), 0u) << k;
-            EXPECT_EQ(count(s, "\\bvpmaddubsw\\b"), 0u) << k;
+            EXPECT_GT(count_matches(s, "\\bvpmaddwd\\b"), 0u) << k;
+            EXPECT_EQ(count_matches(s, "\\bvpmaddubsw\\b"), 0u) << k;
         }
     }
 }

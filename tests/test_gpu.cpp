@@ -21,7 +21,6 @@
 #include <functional>
 #include <list>
 #include <random>
-#include <regex>
 #include <sstream>
 
 #include "HalideBuffer.h"
@@ -32,6 +31,7 @@
 #include "pack.h"
 #include "resnet.h"
 #include "small_quant_graph.h"
+#include "test_util.h"
 
 namespace {
 
@@ -642,26 +642,18 @@ TEST(GpuModelErrors, PrepareForCudaRefusesClearly) {
 // ---- generated PTX (no device needed) -------------------------------------------------------
 
 std::string read_ptx(const std::string &kernel) {
-    std::string path = std::string(QH_KERNEL_ASM_DIR) + "/qh_" + kernel + ".device_code";
-    std::ifstream f(path);
-    EXPECT_TRUE(f.good()) << "missing device code " << path;
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+    return qh::test::read_kernel_output(QH_KERNEL_ASM_DIR, kernel, ".device_code");
 }
-size_t count(const std::string &text, const std::string &pattern) {
-    std::regex re(pattern);
-    return std::distance(std::sregex_iterator(text.begin(), text.end(), re), std::sregex_iterator());
-}
+using qh::test::count_matches;
 
 TEST(GpuCodegen, ConvAndDenseUseDp4a) {
     int checked = 0;
     for (auto &k : qh::gpu_kernels::all_names()) {
         if (k.rfind("conv2d_", 0) != 0 && k.rfind("dense_", 0) != 0) continue;
         std::string ptx = read_ptx(k);
-        EXPECT_GT(count(ptx, "\\bdp4a\\.[us]32\\.[us]32\\b"), 0u) << k << " has no dp4a";
+        EXPECT_GT(count_matches(ptx, "\\bdp4a\\.[us]32\\.[us]32\\b"), 0u) << k << " has no dp4a";
         // Accumulators stay in registers: no local-memory spill of the tile.
-        EXPECT_EQ(count(ptx, "\\b(ld|st)\\.local\\b"), 0u) << k << " uses local memory";
+        EXPECT_EQ(count_matches(ptx, "\\b(ld|st)\\.local\\b"), 0u) << k << " uses local memory";
         checked++;
     }
     EXPECT_EQ(checked, 11);
@@ -671,7 +663,7 @@ TEST(GpuCodegen, ConvAndDenseUseDp4a) {
 // a float multiply-add (the PTX backend would, see qh::quantized_add's no_contraction).
 TEST(GpuCodegen, NoFloatContraction) {
     for (auto &k : qh::gpu_kernels::all_names())
-        EXPECT_EQ(count(read_ptx(k), "\\b(fma|mad)\\.[a-z.]*f32\\b"), 0u) << k;
+        EXPECT_EQ(count_matches(read_ptx(k), "\\b(fma|mad)\\.[a-z.]*f32\\b"), 0u) << k;
 }
 
 // ---- timings (QHALIDE_GPU_BENCH=1) ----------------------------------------------------------

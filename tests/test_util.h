@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <fstream>
+#include <iterator>
 #include <random>
+#include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -65,6 +69,24 @@ inline std::string first_mismatch(const std::vector<int32_t> &got,
     if (!bad) return "";
     return std::to_string(bad) + " mismatches, first at flat index " + std::to_string(first) +
            ": got " + std::to_string(got[first]) + ", want " + std::to_string(want[first]);
+}
+
+// A file the build writes next to kernel `kernel`'s object (add_halide_library outputs in the
+// build directory: suffix ".s" for assembly, ".device_code" for PTX); missing fails the test.
+inline std::string read_kernel_output(const std::string &build_dir, const std::string &kernel,
+                                      const std::string &suffix) {
+    const std::string path = build_dir + "/qh_" + kernel + suffix;
+    std::ifstream f(path);
+    EXPECT_TRUE(f.good()) << "missing " << path;
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Number of matches of the regular expression `pattern` in `text`.
+inline size_t count_matches(const std::string &text, const std::string &pattern) {
+    std::regex re(pattern);
+    return size_t(std::distance(std::sregex_iterator(text.begin(), text.end(), re), std::sregex_iterator()));
 }
 
 }  // namespace qh::test
