@@ -446,6 +446,8 @@ private:
     void relu();
     void add();
     void qlinear_add();
+    // The Add node of two activations of the same shape (no broadcasting).
+    GraphNode add_node(const Act &a, const Act &b);
     void maxpool();
     void global_avgpool(bool qlinear);
     void flatten(bool reshape);
@@ -762,13 +764,17 @@ void Importer::add() {
         return;
     }
     const Act &a = float_act(0, "input A"), &b = float_act(1, "input B");
+    emit(add_node(a, b), shape_of(a));
+}
+
+GraphNode Importer::add_node(const Act &a, const Act &b) {
     if (shape_of(a) != shape_of(b))
         nfail("inputs have shapes " + shape_str(shape_of(a)) + " and " + shape_str(shape_of(b)) +
               " (NHWC); broadcasting is not supported");
     GraphNode n;
     n.op = OpKind::Add;
     n.inputs = {a.v, b.v};
-    emit(std::move(n), shape_of(a));
+    return n;
 }
 
 void Importer::qlinear_add() {
@@ -777,12 +783,7 @@ void Importer::qlinear_add() {
     read_quant_input(0, 1, 2, "input A");
     read_quant_input(3, 4, 5, "input B");
     const Act &a = act(0, "input A"), &b = act(3, "input B");
-    if (shape_of(a) != shape_of(b))
-        nfail("inputs have shapes " + shape_str(shape_of(a)) + " and " + shape_str(shape_of(b)) +
-              " (NHWC); broadcasting is not supported");
-    GraphNode n;
-    n.op = OpKind::Add;
-    n.inputs = {a.v, b.v};
+    GraphNode n = add_node(a, b);
     DType yt;
     QuantParams yq = act_quant(6, 7, yt);
     int v = emit(std::move(n), shape_of(a), yt);
