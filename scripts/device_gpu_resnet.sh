@@ -11,6 +11,7 @@
 #       logs and JSON go to $OUT (or .devgpu/out; 8 files, the device tool's limit; a per-layer
 #       profile at batch 256, whose total is the device time with the input already there); a summary
 #       table is printed last.
+# DEVGPU=NAME picks another folder than .devgpu (e.g. one per worktree); carry that name.
 set -uo pipefail
 mode="${1:-}"
 case "$mode" in
@@ -19,7 +20,7 @@ pack)
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   BUILD="${2:-$ROOT/build}"
   source "$ROOT/scripts/device_bundle.sh"
-  DEST="$(device_bundle_dir .devgpu)"
+  DEST="$(device_bundle_dir "${DEVGPU:-.devgpu}")"
   device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet" "$BUILD/bin/qhalide-run"
   # ONNX conformance models for qhalide-run --target cuda (the device has no libonnx-testdata)
   for t in test_qlinearconv test_qlinearmatmul_2D test_maxpool_2d_uint8; do

@@ -8,6 +8,7 @@
 #   bash .devgpu/device_gpu_test.sh run            there (device `run` with carry [".devgpu"]):
 #       every GPU test bit-exact against the generic CPU kernels, then the ResNet-50 timings;
 #       logs, JSON and CSV go to $OUT (or .devgpu/out).
+# DEVGPU=NAME picks another folder than .devgpu (e.g. one per worktree); carry that name.
 set -euo pipefail
 mode="${1:-}"
 case "$mode" in
@@ -15,7 +16,7 @@ pack)
   ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   BUILD="${2:-$ROOT/build}"
   source "$ROOT/scripts/device_bundle.sh"
-  DEST="$(device_bundle_dir .devgpu)"
+  DEST="$(device_bundle_dir "${DEVGPU:-.devgpu}")"
   device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu"
   cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_test.sh"
   git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
