@@ -30,7 +30,7 @@ struct Options {
     std::string precision = "int8", calibration = "minmax", target, dump_logits;
     std::vector<std::string> calib_files;
     double percentile = 99.99;
-    bool json = false, profile = false;
+    bool json = false, profile = false, no_graph = false;
 };
 
 void progress_bar(const char *what, int done, int total) {
@@ -111,6 +111,7 @@ int run(const Options &o) {
     po.threads = o.threads;
     po.precision = prec;
     po.device = device;
+    po.device_graph = !o.no_graph;
     auto m = Model::prepare(g, po);
     Tensor one = load_input(o.image, size);
     if (one.shape() != std::vector<int64_t>{1, size, size, 3})
@@ -155,6 +156,7 @@ int run(const Options &o) {
         if (builtin) std::printf("  \"weights\": \"synthetic\",\n");
         std::printf("  \"latency_ms\": {\"median\": %.3f, \"min\": %.3f},\n  \"images_per_s\": %.2f,\n", med, mn,
                     med > 0 ? o.batch * 1000.0 / med : 0);
+        if (device != Device::cpu) std::printf("  \"device_graph\": %s,\n", json_str(m->device_graph()).c_str());
         if (!dev_ms.empty())
             std::printf("  \"device_ms\": {\"median\": %.3f, \"min\": %.3f},\n  \"device_images_per_s\": %.2f,\n",
                         median(dev_ms), *std::min_element(dev_ms.begin(), dev_ms.end()),
@@ -181,7 +183,7 @@ int run(const Options &o) {
                 m->arena_bytes() / 1048576.0);
     if (device != Device::cpu)
         std::printf("(GPU timing: each run copies the f32 input to the device, runs every layer, copies the "
-                    "logits back and synchronizes)\n");
+                    "logits back and synchronizes; device graph: %s)\n", m->device_graph().c_str());
     std::printf("latency: median %.2f ms, min %.2f ms over %d runs; %.1f images/s\n", med, mn, o.iters,
                 med > 0 ? o.batch * 1000.0 / med : 0);
     if (!dev_ms.empty())
@@ -230,7 +232,10 @@ int main(int argc, char **argv) {
     app.add_option("--labels", o.labels, "class names, one per line")->capture_default_str();
     app.add_option("--target", o.target,
                    "force a CPU kernel variant (generic, x86_avx2, x86_avx512vnni, ...), or cuda: the whole "
-                   "int8 model on the GPU (cuda_dp4a kernels)");
+                   "int8 model on the GPU (tensor-core cuda_mma convs when built, cuda_dp4a kernels for the rest)");
+    app.add_flag("--no-graph", o.no_graph,
+                 "cuda: launch every layer's kernels one by one instead of replaying the CUDA graph recorded "
+                 "at prepare");
     app.add_option("--dump-logits", o.dump_logits, "write the logits {batch, classes} as .npy");
     app.add_flag("--json", o.json, "print a JSON report");
     app.add_flag("--profile", o.profile, "per-layer time table");

@@ -99,7 +99,7 @@ int main(int argc, char **argv) {
                    "bit for bit (conformance runs); exit 2 on a mismatch");
     app.add_option("--target", target,
                    "force a CPU kernel variant (generic, x86_avx2, x86_avx512vnni, ...), or cuda: run the int8 "
-                   "model on the GPU (cuda_dp4a kernels)");
+                   "model on the GPU (tensor-core cuda_mma convs when built, cuda_dp4a kernels for the rest)");
     CLI11_PARSE(app, argc, argv);
     try {
         const Device device = target == "cuda" ? Device::cuda : Device::cpu;

@@ -4,6 +4,7 @@
 
 #include "gpu_kernels.h"
 #if QH_HAVE_CUDA_MMA
+#include "cuda/cuda_context.h"
 #include "cuda/mma_ops.h"
 #endif
 #if QHALIDE_HAS_CUDA
@@ -72,5 +73,32 @@ void DeviceBuffer::download() {
 }
 
 void DeviceBuffer::sync() { check(buf_.device_sync(), "device sync"); }
+
+DeviceGraph DeviceGraph::record(Device d, const std::function<void()> &work) {
+    DeviceGraph g;
+    if (d != Device::cuda) {
+        g.why_ = std::string("no graphs for ") + device_name(d);
+        return g;
+    }
+#if QH_HAVE_CUDA_MMA
+    cudaGraphExec_t exec = nullptr;
+    if (qh_cuda_graph_record(work, &exec, &g.why_) == cudaSuccess)
+        g.exec_ = std::shared_ptr<void>(exec, [](void *p) { qh_cuda_graph_destroy(static_cast<cudaGraphExec_t>(p)); });
+#else
+    (void)work;
+    g.why_ = "this qhalide was built without the CUDA runtime kernels (no nvcc at build time)";
+#endif
+    return g;
+}
+
+void DeviceGraph::launch() const {
+    if (!exec_) throw std::runtime_error("CUDA graph launch: nothing recorded (" + why_ + ")");
+#if QH_HAVE_CUDA_MMA
+    if (cudaError_t e = qh_cuda_graph_launch(static_cast<cudaGraphExec_t>(exec_.get())))
+        throw std::runtime_error(std::string("CUDA graph launch: ") + cudaGetErrorString(e));
+#else
+    throw std::runtime_error("CUDA graph launch: not built");
+#endif
+}
 
 }  // namespace qh

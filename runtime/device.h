@@ -6,6 +6,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 
 #include "HalideBuffer.h"
@@ -56,6 +58,25 @@ public:
 
 private:
     Halide::Runtime::Buffer<uint8_t> buf_;
+};
+
+// Device work recorded once and replayed with one launch (CUDA graphs on the shared stream,
+// runtime/cuda/cuda_context.h; needs the tensor-core build, cuda_mma_built()). Recording runs
+// nothing: what `work` queues is captured, with the pointers and arguments it uses then, so a
+// replay reruns exactly those kernels on exactly those buffers.
+class DeviceGraph {
+public:
+    DeviceGraph() = default;
+    // Records `work` for device `d`. Never throws for a recording that fails: the graph is then
+    // empty and why() says what failed (e.g. an allocation inside `work`).
+    static DeviceGraph record(Device d, const std::function<void()> &work);
+    bool ready() const { return exec_ != nullptr; }
+    const std::string &why() const { return why_; }
+    void launch() const;  // queues one replay; asynchronous
+
+private:
+    std::shared_ptr<void> exec_;
+    std::string why_;
 };
 
 }  // namespace qh

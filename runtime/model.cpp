@@ -183,6 +183,7 @@ struct Model::Impl {
     std::vector<Tensor> host;
     std::map<int, DeviceBuffer> mirror;
     DeviceBuffer dev_arena;
+    DeviceGraph graph;  // every step, recorded at prepare (PrepareOptions::device_graph)
     std::vector<Step> steps;
     std::vector<LayerInfo> layers;
     std::vector<int> in_ids, out_ids;  // external tensors
@@ -192,6 +193,8 @@ struct Model::Impl {
     std::vector<PackedWeights> packed;
     std::vector<f32::ConvWeights> fweights;
     bool profiling = false;
+
+    void run_steps() const;  // every step's kernel, in order, no profiling
 
     int add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q = {}) {
         ValueInfo vi;
@@ -746,13 +749,36 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
         }
         I.layers.push_back(s.info);
     }
+    if (on_device && opt.device_graph) {
+        // One plain run first: lazy one-time work (module loads, kernel attributes) must not
+        // happen while recording. The arena holds no live data yet.
+        I.run_steps();
+        I.dev_arena.sync();
+        I.graph = DeviceGraph::record(opt.device, [&I] { I.run_steps(); });
+    } else if (on_device) {
+        I.graph = DeviceGraph();
+    }
     return m;
+}
+
+void Model::Impl::run_steps() const {
+    for (const Step &s : steps) s.op.run();
+}
+
+std::string Model::device_graph() const {
+    const Impl &I = *impl_;
+    if (I.opt.device == Device::cpu) return "off: the CPU runs no device graph";
+    if (I.graph.ready()) return "on";
+    return "off: " + (I.opt.device_graph ? I.graph.why() : std::string("PrepareOptions::device_graph is false"));
 }
 
 void Model::execute_on_device() {
     Impl &I = *impl_;
     if (I.opt.device == Device::cpu) return execute();
-    for (const Step &s : I.steps) s.op.run();
+    if (I.graph.ready() && !I.profiling)
+        I.graph.launch();
+    else
+        I.run_steps();
     I.dev_arena.sync();
 }
 
@@ -761,18 +787,19 @@ void Model::execute() {
     const bool on_device = I.opt.device != Device::cpu;
     if (on_device)
         for (int id : I.in_ids) I.mirror.at(id).upload();
-    for (size_t i = 0; i < I.steps.size(); i++) {
-        const BoundOp &op = I.steps[i].op;
-        if (I.profiling) {
+    if (I.profiling) {
+        for (size_t i = 0; i < I.steps.size(); i++) {
             auto t0 = std::chrono::steady_clock::now();
-            op.run();
+            I.steps[i].op.run();
             if (on_device) I.dev_arena.sync();  // only when profiling: a step's time is its own
             auto t1 = std::chrono::steady_clock::now();
             I.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
             I.layers[i].calls++;
-        } else {
-            op.run();
         }
+    } else if (I.graph.ready()) {
+        I.graph.launch();
+    } else {
+        I.run_steps();
     }
     if (on_device) {
         for (int id : I.out_ids) I.mirror.at(id).download();

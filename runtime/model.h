@@ -39,6 +39,11 @@ struct PrepareOptions {
     // a step with no GPU kernel (the fp32 path, a standalone Relu table) is refused here,
     // naming the layer, and so is a machine without a CUDA device.
     Device device = Device::cpu;
+    // On a device: after binding, one run of every step, then the steps are recorded into one
+    // device graph (CUDA graph) that execute() replays with a single launch: the per-kernel
+    // launch cost is paid once here. If recording fails (or is off), the steps are launched one
+    // by one as before; device_graph() says which and why. Profiling always launches per step.
+    bool device_graph = true;
 };
 
 // One executed step (a fused layer) with what it ran and, when profiling, its time.
@@ -79,6 +84,8 @@ public:
     Precision precision() const;
     int batch() const;
     Device device() const;
+    // "on" when execute() replays a recorded device graph, else "off: <reason>".
+    std::string device_graph() const;
 
 private:
     Model();

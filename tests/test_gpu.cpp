@@ -521,6 +521,8 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     unsetenv("QHALIDE_CUDA_CONV");
     EXPECT_EQ(gpu->device(), qh::Device::cuda);
     EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
+    // execute() replays the CUDA graph recorded at prepare (the tensor-core build has one stream to record).
+    if (qh::cuda_mma_built()) EXPECT_EQ(gpu->device_graph(), "on");
     // Every conv2d / conv2d_add layer on cuda_mma (symmetric weights, u8 out, OC % 8 == 0 in
     // these graphs); dense may fall back to cuda_dp4a (OC % 8 != 0); everything else cuda_dp4a.
     const bool mma = qh::cuda_mma_built() && std::string(conv_mode) != "dp4a";
@@ -603,6 +605,33 @@ TEST_P(GpuResNet, Int8LogitsBitExactWithCpu) {
         EXPECT_EQ(convs, depth == 18 ? 20 : 53);
     }
 }
+// The recorded graph replays exactly the per-step launches: the same logits as with it off, on
+// inputs that differ in every run after the recording.
+TEST_F(GpuResNet, DeviceGraphReplayEqualsStepByStep) {
+    QH_REQUIRE_CUDA();
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "device graphs need the CUDA runtime kernels (nvcc at build time)";
+    qh::Graph g = calibrated(18);
+    qh::PrepareOptions po;
+    po.batch = 2;
+    po.device = qh::Device::cuda;
+    auto on = qh::Model::prepare(g, po);
+    po.device_graph = false;
+    auto off = qh::Model::prepare(g, po);
+    ASSERT_EQ(on->device_graph(), "on");
+    EXPECT_EQ(off->device_graph(), "off: PrepareOptions::device_graph is false");
+    for (int rep = 0; rep < 3; rep++) {
+        qh::Tensor x = random_image(on->input(0).shape(), 700 + rep);
+        std::memcpy(on->input(0).raw(), x.raw(), x.nbytes());
+        std::memcpy(off->input(0).raw(), x.raw(), x.nbytes());
+        on->execute();
+        off->execute();
+        std::vector<float> a(on->output(0).data<float>(), on->output(0).data<float>() + on->output(0).numel());
+        const float *b = off->output(0).data<float>();
+        EXPECT_EQ(std::memcmp(a.data(), b, a.size() * 4), 0) << "run " << rep;
+        EXPECT_NE(*std::max_element(a.begin(), a.end()), *std::min_element(a.begin(), a.end()));
+    }
+}
+
 INSTANTIATE_TEST_SUITE_P(Depths, GpuResNet, ::testing::Values(18, 50),
                          [](const auto &info) { return "resnet" + std::to_string(info.param); });
 

@@ -57,3 +57,45 @@ cudaStream_t qh_cuda_shared_stream(cudaError_t *err) {
     if (err) *err = g_err;
     return g_err == cudaSuccess ? g_stream : nullptr;
 }
+
+cudaError_t qh_cuda_graph_record(const std::function<void()> &work, cudaGraphExec_t *exec, std::string *why) {
+    *exec = nullptr;
+    cudaError_t e = cudaSuccess;
+    cudaStream_t s = qh_cuda_shared_stream(&e);
+    auto failed = [&](cudaError_t err, const std::string &what) {
+        cudaGetLastError();  // capture errors are not sticky; leave no error behind
+        if (why) *why = what + (err != cudaSuccess ? std::string(": ") + cudaGetErrorString(err) : std::string());
+        return err != cudaSuccess ? err : cudaErrorUnknown;
+    };
+    if (!s) return failed(e, "no shared CUDA stream");
+    if ((e = cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal)) != cudaSuccess)
+        return failed(e, "cudaStreamBeginCapture");
+    std::string thrown;
+    try {
+        work();
+    } catch (const std::exception &ex) {
+        thrown = ex.what();
+    } catch (...) {
+        thrown = "unknown exception";
+    }
+    cudaGraph_t graph = nullptr;
+    cudaError_t end = cudaStreamEndCapture(s, &graph);  // always: leaves capture mode
+    if (!thrown.empty()) {
+        if (graph) cudaGraphDestroy(graph);
+        return failed(cudaErrorStreamCaptureInvalidated, "recording failed: " + thrown);
+    }
+    if (end != cudaSuccess || !graph) return failed(end, "cudaStreamEndCapture");
+    e = cudaGraphInstantiate(exec, graph, 0);
+    cudaGraphDestroy(graph);
+    if (e != cudaSuccess) {
+        *exec = nullptr;
+        return failed(e, "cudaGraphInstantiate");
+    }
+    return cudaSuccess;
+}
+
+cudaError_t qh_cuda_graph_launch(cudaGraphExec_t exec) { return cudaGraphLaunch(exec, qh_cuda_shared_stream()); }
+
+void qh_cuda_graph_destroy(cudaGraphExec_t exec) {
+    if (exec) cudaGraphExecDestroy(exec);
+}
