@@ -48,6 +48,7 @@ public:
         output(c, x, y, n) = maximum(s.padded(c, x * stride_x + s.r.x - pad_x,
                                               y * stride_y + s.r.y - pad_y, n));
         s.output = output;
+        s.kernel_x = kernel_x; s.kernel_y = kernel_y; s.stride_x = stride_x; s.stride_y = stride_y;
         input.dim(0).set_min(0).set_stride(1);
         output.dim(0).set_min(0).set_stride(1);
         qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};

@@ -73,6 +73,7 @@ struct PoolStages {
     Halide::Func output;
     Halide::Var c, x, y, n;
     Halide::RDom r;
+    Halide::Expr kernel_x, kernel_y, stride_x, stride_y;  // maxpool's window (for specializations)
 };
 
 // Elementwise ops (quantize, dequantize, requantize, add, int4 pack/unpack). `output` is 1-D

@@ -57,6 +57,12 @@ run)
       >"$O/qhalide_cuda_resnet50_b$b.json" 2>>"$O/qhalide.err" || { rc=1; tail -3 "$O/qhalide.err"; }
   done
   timeout 120 "$HERE/qhalide-resnet" "${R[@]}" --batch 256 --iters 3 --warmup 1 --profile >"$O/qhalide_cuda_resnet50_b256_profile.txt" 2>&1 || rc=1
+  # the same without the CUDA graph (every layer's kernels launched one by one)
+  for b in 1 8 256; do
+    it=50; [ "$b" = 256 ] && it=10
+    timeout 180 "$HERE/qhalide-resnet" "${R[@]}" --batch "$b" --iters "$it" --warmup 3 --no-graph \
+      2>>"$O/qhalide.err" | grep -E "^latency|^device work" | sed "s/^/no graph, batch $b: /"
+  done
   # the same with every conv on the cuda_dp4a kernels instead of cuda_mma (for the comparison)
   for b in 1 256; do
     it=30; [ "$b" = 256 ] && it=5

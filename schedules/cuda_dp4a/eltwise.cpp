@@ -26,6 +26,9 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
 }
 
 // Threads over (32 channels x 8 output pixels), blocks over channel groups, x tiles and rows.
+// ResNet's 3x3/2 window gets its own specialization: the window loops then have constant trip
+// counts and unroll, so a thread's 9 loads are independent and in flight together (with runtime
+// extents they ran one after another, latency-bound).
 void maxpool(PoolStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
     Var co("co"), ci("ci"), xo("xo"), xi("xi"), yn("yn");
@@ -35,6 +38,8 @@ void maxpool(PoolStages &s, const ScheduleContext &ctx) {
         .reorder(ci, xi, co, xo, yn)
         .gpu_blocks(co, xo, yn)
         .gpu_threads(ci, xi);
+    // After the schedule: a specialization copies the schedule as it is when it is made.
+    s.output.specialize(s.kernel_x == 3 && s.kernel_y == 3 && s.stride_x == 2 && s.stride_y == 2);
 }
 
 // One thread per (channel, image): a serial sum over the H*W window (consecutive threads read
