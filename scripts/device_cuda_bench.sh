@@ -17,7 +17,11 @@ build)
   "$NVCC" -O3 -std=c++17 $ARCH $HOSTF -Xptxas -v -c runtime/cuda/mma_conv2d.cu -o "$D/mma_conv2d.o" \
     2>"$D/ptxas.txt"
   grep -E "registers|spill" "$D/ptxas.txt" | sort | uniq -c | head -20
-  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/mma_conv_bench.cu "$D/mma_conv2d.o" -o "$D/mma_conv_bench"
+  # the wgmma variants (runtime/cuda/wgmma_conv2d.cu) need the arch-specific sm_90a target
+  "$NVCC" -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a $HOSTF -Xptxas -v -c runtime/cuda/wgmma_conv2d.cu \
+    -o "$D/wgmma_conv2d.o" 2>>"$D/ptxas.txt"
+  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/mma_conv_bench.cu "$D/mma_conv2d.o" "$D/wgmma_conv2d.o" \
+    -o "$D/mma_conv_bench"
   # the peak probe, copied unmodified from ../shared/tools (int8 m16n8k32 mma.sync, registers only)
   cp /work/shared/tools/mma_rate.cu "$D/mma_rate.cu"
   "$NVCC" -O3 -gencode=arch=compute_90a,code=sm_90a -o "$D/mma_rate" "$D/mma_rate.cu"
@@ -29,8 +33,8 @@ run)
   nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader || true
   date -u +%FT%TZ
   # SASS census (no cuobjdump on the build machine): tensor-core and ldmatrix instructions
-  cuobjdump --dump-sass "$D/mma_conv2d.o" >"$OUT/sass.txt" 2>&1 || true
-  echo "SASS: IMMA $(grep -c IMMA "$OUT/sass.txt") LDSM $(grep -c LDSM "$OUT/sass.txt") LDGSTS $(grep -c LDGSTS "$OUT/sass.txt") LDL/STL $(grep -cE 'LDL|STL' "$OUT/sass.txt")"
+  cuobjdump --dump-sass "$D/mma_conv2d.o" "$D/wgmma_conv2d.o" >"$OUT/sass.txt" 2>&1 || true
+  echo "SASS: IMMA $(grep -c IMMA "$OUT/sass.txt") HGMMA/IGMMA $(grep -cE 'HGMMA|IGMMA' "$OUT/sass.txt") LDSM $(grep -c LDSM "$OUT/sass.txt") LDGSTS $(grep -c LDGSTS "$OUT/sass.txt") LDL/STL $(grep -cE 'LDL|STL' "$OUT/sass.txt")"
   gzip -f "$OUT/sass.txt"
   "$D/mma_rate" | tee "$OUT/mma_rate.txt"
   PEAK=$(sed -n 's/^int8 mma.sync m16n8k32: \([0-9.]*\) TOPS/\1/p' "$OUT/mma_rate.txt")

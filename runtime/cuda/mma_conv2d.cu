@@ -1,5 +1,6 @@
 // Tensor-core int8 implicit-GEMM conv2d. See mma_conv2d.cuh for the contract.
 #include "mma_conv2d.cuh"
+#include "wgmma_conv2d.cuh"
 
 #include <algorithm>
 
@@ -437,6 +438,10 @@ const QhCudaConvVariant kVariants[] = {
     {"t128x128_w2x2_b128_s3", 128, 128, 2, 2, 3, 1, 128},
     {"t128x128_w2x4_b128_s3", 128, 128, 2, 4, 3, 1, 128},
     {"t128x256_w2x4_b128_s3", 128, 256, 2, 4, 3, 1, 128},
+    // wgmma (Hopper): CTA 128 x bn, two warpgroups, 128-byte K stages
+    {"wg128x128_s4", 128, 128, 0, 0, 4, 1, 128, 1},
+    {"wg128x256_s4", 128, 256, 0, 0, 4, 1, 128, 1},
+    {"wg128x128_s6", 128, 128, 0, 0, 6, 1, 128, 1},
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 
@@ -494,6 +499,11 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     if (rq && V.splitk > 1) return cudaErrorInvalidValue;
     const Path path = path_of(d);
     if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
+    if (V.engine == 1) {
+        if (path != Path::Direct || !qh_cuda_wgmma_supported(d) || !qh_cuda_wgmma_device_ok())
+            return cudaErrorNotSupported;
+        return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, x, w, y, bias_s32, rq, res, s);
+    }
     const int Kp = qh_cuda_conv2d_kpad(d);
     if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;
     Params p{};

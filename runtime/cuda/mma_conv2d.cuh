@@ -55,6 +55,10 @@ struct QhCudaConvVariant {
     const char *name;
     int bm, bn, warps_m, warps_n, stages, splitk;
     int bk;  // bytes of K per pipeline stage (64 or 128; 128 needs IC % 128 == 0 on the direct path)
+    // 0: mma.sync (this file's kernel); 1: wgmma (wgmma_conv2d.cuh: Hopper only, direct path with
+    // IC % 128 == 0; bm = 128, warps_m/warps_n unused). A variant the shape or the device cannot
+    // run returns cudaErrorNotSupported.
+    int engine = 0;
 };
 
 // Tile configurations a caller may choose from by measurement (index into this list).

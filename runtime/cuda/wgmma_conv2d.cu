@@ -1,0 +1,325 @@
+// Hopper wgmma int8 implicit-GEMM conv2d. See wgmma_conv2d.cuh for the contract.
+#include "wgmma_conv2d.cuh"
+
+namespace {
+
+enum { EPI_S32 = 0, EPI_U8 = 1, EPI_U8_ADD = 2 };
+
+struct Params {
+    const uint8_t *x;
+    const int8_t *w;
+    void *y;
+    const int32_t *bias;
+    const float *mult;
+    int H, W, IC, OC, KW, KH, sh, sw, pt, pl, OH, OW, M, K;
+    int zx4, zy, lo, hi;
+    const uint8_t *res;
+    int zc, zr;
+    float mc, mr;
+};
+
+__device__ __forceinline__ unsigned smem_u32(const void *p) {
+    return static_cast<unsigned>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
+}
+// Makes this thread's shared-memory writes (cp.async and st.shared, the generic proxy) visible
+// to the async proxy wgmma reads through.
+__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
+__device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+
+// Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address >> 4 in
+// bits 0-13, leading-dimension byte offset >> 4 in 16-29 (unused for K-major swizzled tiles
+// whose K extent per instruction, 32 bytes, lies inside one 128-byte row: 1), stride-dimension
+// byte offset >> 4 in 32-45 (1024 B: the next group of 8 rows), swizzle mode in 62-63
+// (1 = 128-byte). Stepping K by 32 bytes inside the swizzle row adds 32 >> 4 to the address.
+__device__ __forceinline__ uint64_t desc_sw128(unsigned saddr) {
+    return uint64_t((saddr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+}
+
+__device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k32.s32.u8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63])
+        : "l"(da), "l"(db), "r"(1));
+}
+
+__device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %130, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n256k32.s32.u8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, %64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, %80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, %96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, %112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}, %128, %129, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31]), "+r"(d[32]), "+r"(d[33]), "+r"(d[34]), "+r"(d[35]), "+r"(d[36]), "+r"(d[37]), "+r"(d[38]), "+r"(d[39]), "+r"(d[40]), "+r"(d[41]), "+r"(d[42]), "+r"(d[43]), "+r"(d[44]), "+r"(d[45]), "+r"(d[46]), "+r"(d[47]), "+r"(d[48]), "+r"(d[49]), "+r"(d[50]), "+r"(d[51]), "+r"(d[52]), "+r"(d[53]), "+r"(d[54]), "+r"(d[55]), "+r"(d[56]), "+r"(d[57]), "+r"(d[58]), "+r"(d[59]), "+r"(d[60]), "+r"(d[61]), "+r"(d[62]), "+r"(d[63]), "+r"(d[64]), "+r"(d[65]), "+r"(d[66]), "+r"(d[67]), "+r"(d[68]), "+r"(d[69]), "+r"(d[70]), "+r"(d[71]), "+r"(d[72]), "+r"(d[73]), "+r"(d[74]), "+r"(d[75]), "+r"(d[76]), "+r"(d[77]), "+r"(d[78]), "+r"(d[79]), "+r"(d[80]), "+r"(d[81]), "+r"(d[82]), "+r"(d[83]), "+r"(d[84]), "+r"(d[85]), "+r"(d[86]), "+r"(d[87]), "+r"(d[88]), "+r"(d[89]), "+r"(d[90]), "+r"(d[91]), "+r"(d[92]), "+r"(d[93]), "+r"(d[94]), "+r"(d[95]), "+r"(d[96]), "+r"(d[97]), "+r"(d[98]), "+r"(d[99]), "+r"(d[100]), "+r"(d[101]), "+r"(d[102]), "+r"(d[103]), "+r"(d[104]), "+r"(d[105]), "+r"(d[106]), "+r"(d[107]), "+r"(d[108]), "+r"(d[109]), "+r"(d[110]), "+r"(d[111]), "+r"(d[112]), "+r"(d[113]), "+r"(d[114]), "+r"(d[115]), "+r"(d[116]), "+r"(d[117]), "+r"(d[118]), "+r"(d[119]), "+r"(d[120]), "+r"(d[121]), "+r"(d[122]), "+r"(d[123]), "+r"(d[124]), "+r"(d[125]), "+r"(d[126]), "+r"(d[127])
+        : "l"(da), "l"(db), "r"(1));
+}
+
+template <int BN>
+__device__ __forceinline__ void wgmma_tile(int (&d)[BN / 2], uint64_t da, uint64_t db) {
+    if constexpr (BN == 128)
+        wgmma_m64n128k32(d, da, db);
+    else
+        wgmma_m64n256k32(d, da, db);
+}
+
+__device__ __forceinline__ unsigned swz128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
+
+__device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
+    float f = __fmul_rn(float(acc + bias), mult);
+    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
+    int q = __float2int_rn(f) + zy;  // round half to even
+    return min(max(q, lo), hi);
+}
+__device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, float mr, int zy, int lo, int hi) {
+    float f = __fadd_rn(__fmul_rn(float(c - zc), mc), __fmul_rn(float(r - zr), mr));
+    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
+    int q = __float2int_rn(f) + zy;
+    return min(max(q, lo), hi);
+}
+
+constexpr int BM = 128, BK = 128, THREADS = 256;
+
+template <int BN, int STAGES, int EPI>
+__global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) {
+#if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    __trap();  // compiled for a target without wgmma: never launched (qh_cuda_wgmma_device_ok)
+#else
+    constexpr int CH = BK / 16;                        // 16-byte chunks per tile row
+    constexpr int ROWS_PER_ITER = THREADS / CH;        // 32
+    constexpr int A_ITERS = BM / ROWS_PER_ITER, B_ITERS = BN / ROWS_PER_ITER;
+    constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
+    constexpr int PREFETCH = STAGES - 2;  // stages loaded ahead: one more stays with the wgmma in flight
+    static_assert(PREFETCH >= 1, "at least 3 stages");
+
+    extern __shared__ uint8_t smem_raw[];
+    uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
+    const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
+    const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
+    const int KT = p.K / BK;
+
+    const int chunk = tid % CH;
+    const uint8_t *a_base[A_ITERS];
+    int a_iy0[A_ITERS], a_ix0[A_ITERS];
+    const int ohw = p.OH * p.OW;
+#pragma unroll
+    for (int i = 0; i < A_ITERS; ++i) {
+        int m = m0 + tid / CH + i * ROWS_PER_ITER;
+        if (m < p.M) {
+            int nimg = m / ohw, r = m - nimg * ohw;
+            int oy = r / p.OW, ox = r - oy * p.OW;
+            a_base[i] = p.x + (size_t)nimg * p.H * p.W * p.IC + chunk * 16;
+            a_iy0[i] = oy * p.sh - p.pt;
+            a_ix0[i] = ox * p.sw - p.pl;
+        } else {
+            a_base[i] = p.x;
+            a_iy0[i] = -(1 << 28);  // always outside: zx, never stored
+            a_ix0[i] = 0;
+        }
+    }
+    const int8_t *b_base[B_ITERS];
+    bool b_ok[B_ITERS];
+#pragma unroll
+    for (int j = 0; j < B_ITERS; ++j) {
+        int oc = n0 + tid / CH + j * ROWS_PER_ITER;
+        b_ok[j] = oc < p.OC;
+        b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.K + chunk * 16;
+    }
+
+    // k-block kt covers K bytes [kt*128, kt*128 + 128) = tap (ky, kx), channels ic0 .. ic0+127.
+    int ld_kt = 0, ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
+    auto load_stage = [&](int stage) {
+        const unsigned dA = sA + stage * STAGE_A, dB = sB + stage * STAGE_B;
+#pragma unroll
+        for (int i = 0; i < A_ITERS; ++i) {
+            int row = tid / CH + i * ROWS_PER_ITER;
+            int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
+            unsigned dst = dA + swz128(row, chunk);
+            if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
+                cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
+            else
+                st_shared_v4(dst, p.zx4);
+        }
+#pragma unroll
+        for (int j = 0; j < B_ITERS; ++j) {
+            int row = tid / CH + j * ROWS_PER_ITER;
+            unsigned dst = dB + swz128(row, chunk);
+            if (b_ok[j])
+                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
+            else
+                st_shared_v4(dst, 0);
+        }
+        ++ld_kt;
+        ld_ic0 += BK;
+        if (ld_ic0 >= p.IC) {
+            ld_ic0 = 0;
+            if (++ld_kx == p.KW) {
+                ld_kx = 0;
+                ++ld_ky;
+            }
+        }
+    };
+
+    int acc[BN / 2];
+#pragma unroll
+    for (int i = 0; i < BN / 2; ++i) acc[i] = 0;
+
+#pragma unroll
+    for (int s = 0; s < PREFETCH; ++s) {
+        if (s < KT) load_stage(s);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < KT; ++kt) {
+        cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
+        fence_proxy_async();
+        // Everyone's stage kt is in shared memory, and every warpgroup has finished the wgmma
+        // group of k-block kt-2 (it waited for it before this barrier), whose slot is refilled now.
+        __syncthreads();
+        {
+            int nk = kt + PREFETCH;
+            if (nk < KT) load_stage(nk % STAGES);
+            cp_async_commit();
+        }
+        const int stage = kt % STAGES;
+        const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK, b_tile = sB + stage * STAGE_B;
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BK / 32; ++kk)
+            wgmma_tile<BN>(acc, desc_sw128(a_tile + kk * 32), desc_sw128(b_tile + kk * 32));
+        wgmma_commit();
+        wgmma_wait<1>();  // k-block kt-1 done; kt stays in flight over the next loads
+    }
+    wgmma_wait<0>();
+    cp_async_wait<0>();
+    __syncthreads();  // the pipeline buffers are free: stage the output tile there
+
+    // Accumulator fragment of m64nNk32: warp w of the warpgroup holds rows 16w + g and 16w + g + 8,
+    // acc[4j + 0..1] at columns 8j + 2t, 8j + 2t + 1 of row g, acc[4j + 2..3] of row g + 8.
+    const int g = lane >> 2, t4 = lane & 3;
+    const int row_base = wg * 64 + (warp & 3) * 16 + g;
+    constexpr bool U8 = EPI != EPI_S32;
+    constexpr int ESZ = U8 ? 1 : 4;
+    constexpr int LD = U8 ? BN + 16 : (BN + 8) * 4;  // staged row pitch in bytes
+    const int szy = EPI == EPI_U8_ADD ? p.zc : p.zy, slo = EPI == EPI_U8_ADD ? 0 : p.lo,
+              shi = EPI == EPI_U8_ADD ? 255 : p.hi;
+#pragma unroll
+    for (int j = 0; j < BN / 8; ++j) {
+        const int col = j * 8 + 2 * t4;
+        const int oc = min(n0 + col, p.OC - 2);
+        const int bias0 = p.bias ? p.bias[oc] : 0, bias1 = p.bias ? p.bias[oc + 1] : 0;
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+            const int row = row_base + 8 * h;
+            int v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
+            if constexpr (U8) {
+                const int q0 = requant(v0, bias0, p.mult[oc], szy, slo, shi);
+                const int q1 = requant(v1, bias1, p.mult[oc + 1], szy, slo, shi);
+                *reinterpret_cast<uchar2 *>(smem + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
+            } else {
+                *reinterpret_cast<int2 *>(smem + row * LD + col * 4) = make_int2(v0 + bias0, v1 + bias1);
+            }
+        }
+    }
+    __syncthreads();
+    constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
+    constexpr int EPC = 16 / ESZ;       // elements per chunk
+    for (int idx = tid; idx < BM * CPR; idx += THREADS) {
+        const int row = idx / CPR, cc = idx - row * CPR;
+        const int m = m0 + row, oc = n0 + cc * EPC;
+        if (m >= p.M || oc >= p.OC) continue;
+        const uint8_t *src = smem + row * LD + cc * 16;
+        uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
+        const bool whole = oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0;
+        if constexpr (EPI == EPI_U8_ADD) {
+            const uint8_t *r = p.res + (size_t)m * p.OC + oc;
+            if (whole) {
+                uint4 rv = *reinterpret_cast<const uint4 *>(r), cv = *reinterpret_cast<const uint4 *>(src), ov;
+                const uint8_t *rb = reinterpret_cast<const uint8_t *>(&rv), *cb = reinterpret_cast<const uint8_t *>(&cv);
+                uint8_t *ob = reinterpret_cast<uint8_t *>(&ov);
+#pragma unroll
+                for (int e = 0; e < 16; ++e) ob[e] = (uint8_t)qadd(cb[e], p.zc, p.mc, rb[e], p.zr, p.mr, p.zy, p.lo, p.hi);
+                *reinterpret_cast<uint4 *>(dst) = ov;
+            } else {
+                for (int e = 0; e < EPC && oc + e < p.OC; ++e)
+                    dst[e] = (uint8_t)qadd(src[e], p.zc, p.mc, r[e], p.zr, p.mr, p.zy, p.lo, p.hi);
+            }
+        } else if (whole) {
+            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
+        } else {
+            for (int e = 0; e < EPC && oc + e < p.OC; ++e)
+                for (int b = 0; b < ESZ; ++b) dst[e * ESZ + b] = src[e * ESZ + b];
+        }
+    }
+#endif
+}
+
+template <int BN, int STAGES, int EPI>
+cudaError_t launch_t(const Params &p, cudaStream_t s) {
+    auto kern = conv_wgmma_kernel<BN, STAGES, EPI>;
+    constexpr int pipe = STAGES * (BM + BN) * BK;
+    constexpr int staged = EPI == EPI_S32 ? BM * (BN + 8) * 4 : BM * (BN + 16);
+    constexpr int smem = (pipe > staged ? pipe : staged) + 1024;  // + alignment slack
+    static bool attr_done = false;  // per instantiation
+    if (!attr_done) {
+        if (cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
+        attr_done = true;
+    }
+    dim3 grid((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN);
+    kern<<<grid, THREADS, smem, s>>>(p);
+    return cudaGetLastError();
+}
+
+template <int EPI>
+cudaError_t dispatch(int bn, int stages, const Params &p, cudaStream_t s) {
+    if (bn == 128 && stages == 4) return launch_t<128, 4, EPI>(p, s);
+    if (bn == 256 && stages == 4) return launch_t<256, 4, EPI>(p, s);
+    if (bn == 128 && stages == 6) return launch_t<128, 6, EPI>(p, s);
+    return cudaErrorInvalidValue;
+}
+
+}  // namespace
+
+bool qh_cuda_wgmma_supported(const ConvDesc &d) {
+    return d.ic % 128 == 0 && d.oc % 8 == 0 && d.n > 0 && d.oh() > 0 && d.ow() > 0 && d.k() <= 65536 &&
+           d.m() < (1LL << 31);
+}
+
+bool qh_cuda_wgmma_device_ok() {
+    int dev = 0, major = 0, minor = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+    cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return major == 9 && minor == 0;
+}
+
+cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, const uint8_t *x, const int8_t *w, void *y,
+                                 const int32_t *bias_s32, const QhRequant *rq, const QhResidual *res,
+                                 cudaStream_t s) {
+    if (!qh_cuda_wgmma_supported(d)) return cudaErrorInvalidValue;
+    if (res && (!rq || !res->residual)) return cudaErrorInvalidValue;
+    Params p{};
+    p.x = x; p.w = w; p.y = y;
+    p.H = d.h; p.W = d.w; p.IC = d.ic; p.OC = d.oc; p.KW = d.kw; p.KH = d.kh;
+    p.sh = d.sh; p.sw = d.sw; p.pt = d.pt; p.pl = d.pl;
+    p.OH = d.oh(); p.OW = d.ow(); p.M = int(d.m()); p.K = d.k();
+    p.zx4 = int(0x01010101u * unsigned(d.zx & 255));
+    p.bias = bias_s32;
+    if (rq) {
+        p.bias = rq->bias; p.mult = rq->mult; p.zy = rq->zy; p.lo = rq->lo; p.hi = rq->hi;
+    }
+    if (res) {
+        p.res = res->residual; p.zc = res->conv_zp; p.zr = res->res_zp; p.mc = res->conv_mult; p.mr = res->res_mult;
+        return dispatch<EPI_U8_ADD>(bn, stages, p, s);
+    }
+    return rq ? dispatch<EPI_U8>(bn, stages, p, s) : dispatch<EPI_S32>(bn, stages, p, s);
+}
