@@ -13,13 +13,14 @@
 //                  and it is the microkernel's own im2col granularity, KALIGN in mma_conv2d.cu).
 //   bias     s32 (>= OC)  the *effective* bias, zero points folded in, as for conv2d
 //   mult     f32 (>= OC)  requantization multiplier s_x * s_w[oc] / s_y
-//   output   u8  (oc, x, y, n) NHWC, oc dense; res (conv2d_add) the same shape
+//   output   u8  (oc, x, y, n) NHWC, oc dense, OC % 8 == 0; res (conv2d_add) the same shape
 //   tile_variant: index into qh_cuda_conv2d_variant() (the runtime tunes it per layer)
 //
 // Stages:
+//   ktab(k)          (im2col only) = (ic, kx, ky) of k as above, for k in [0, Kp)
 //   col(k, x, y, n)  (im2col only, on the GPU) = X(ic, x*sx + kx - px, y*sy + ky - py, n) for k < K
-//                    with (ky, kx, ic) from k as above, z_x outside the image and for k >= K:
-//                    the dense u8 matrix [M = N*OH*OW][Kp].
+//                    with (ic, kx, ky) = ktab(k), z_x outside the image and for k >= K: the
+//                    dense u8 matrix [M = N*OH*OW][Kp].
 //   acc(c, x, y, n)  s32 = sum_k X W, by the extern "C" qh_cuda_mma_conv2d_s32 (DeviceAPI::CUDA,
 //                    runtime/cuda/mma_extern.cpp): direct: the microkernel on the input with
 //                    padding value z_x; im2col: the microkernel as a 1x1 conv over col (IC = Kp,
@@ -88,7 +89,11 @@ public:
             s.has_col = true;
             Func bc = BoundaryConditions::constant_exterior(
                 input, cast<uint8_t>(zx), {{0, IC}, {0, W}, {0, H}, {Expr(), Expr()}});
-            Expr ic = k % IC, tap = k / IC, kx = tap % kernel_w, ky = tap / kernel_w;
+            // Where element k of an im2col row comes from, once per k (a table of Kp entries):
+            // col's per-byte work then has no integer division by run-time values.
+            s.ktab = Func("ktab");
+            s.ktab(k) = Tuple(k % IC, (k / IC) % kernel_w, (k / IC) / kernel_w);
+            Expr ic = s.ktab(k)[0], kx = s.ktab(k)[1], ky = s.ktab(k)[2];
             s.col = Func("col");
             s.col(k, x, y, n) = select(k < IC * kernel_w * kernel_h,
                                        bc(ic, x * stride_x + kx - pad_x, y * stride_y + ky - pad_y, n),
@@ -122,7 +127,9 @@ public:
         for (int d = 1; d < 4; d++) input.dim(d).set_min(0);
         weights.dim(0).set_min(0).set_stride(1);
         weights.dim(1).set_min(0).set_stride(Kp);
-        output.dim(0).set_min(0).set_stride(1);
+        // OC % 8 == 0 (the microkernel's requirement too): the epilogue's 8-channel vectors
+        // have no tail.
+        output.dim(0).set_min(0).set_stride(1).set_extent(output.dim(0).extent() / 8 * 8);
         for (int d = 1; d < 4; d++) output.dim(d).set_min(0);
         res.dim(0).set_min(0).set_stride(1);
 

@@ -59,6 +59,7 @@ struct Conv2dStages {
 // define_extern stage (the tensor-core microkernel on the GPU, no schedule of its own beyond its
 // compute level) and col the optional im2col packing stage it reads.
 struct Conv2dExternStages {
+    Halide::Func ktab;    // (k) -> Tuple(ic, kx, ky): the tap table of col (im2col only)
     Halide::Func col;     // (k, x, y, n) u8 im2col matrix [N*OH*OW][Kp] (im2col only)
     Halide::Func acc;     // (c, x, y, n) int32, the extern stage
     Halide::Func output;  // (c, x, y, n) u8

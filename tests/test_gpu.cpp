@@ -21,6 +21,7 @@
 #include <functional>
 #include <list>
 #include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -888,8 +889,15 @@ TEST(GpuCodegen, ExternPipelinesCallTheMicrokernel) {
         EXPECT_GT(count_matches(stmt, "qh_cuda_mma_conv2d_s32\\("), 0u) << k;
         const std::string ptx = read_ptx(k);
         const bool im2col = k.find("_im2col_") != std::string::npos;
-        // Kernel entries: the epilogue, plus the im2col gather where there is one.
-        EXPECT_EQ(count_matches(ptx, "\\.entry\\b"), im2col ? 2u : 1u) << k;
+        // Kernel entries: the epilogue, plus the tap table and the im2col gather where there is one.
+        EXPECT_EQ(count_matches(ptx, "\\.entry\\b"), im2col ? 3u : 1u) << k;
+        // The gather's per-byte work divides by nothing at run time (the tap table does that).
+        if (im2col) {
+            const size_t at = ptx.find(".entry _kernel_col_");
+            ASSERT_NE(at, std::string::npos) << k;
+            const std::string col = ptx.substr(at, ptx.find(".entry", at + 1) - at);
+            EXPECT_EQ(count_matches(col, "\\b(div|rem)\\.[su]32\\b"), 0u) << k;
+        }
         EXPECT_EQ(count_matches(ptx, "\\b(fma|mad)\\.[a-z.]*f32\\b"), 0u) << k;
         // The epilogue's float steps are there (it requantizes on the GPU, not on the host).
         EXPECT_GT(count_matches(ptx, "\\bmul\\.[a-z.]*f32\\b"), 0u) << k;
@@ -901,7 +909,9 @@ TEST(GpuCodegen, ExternPipelinesCallTheMicrokernel) {
 // ---- timings (QHALIDE_GPU_BENCH=1) ----------------------------------------------------------
 
 // The cuda_mma formulation chosen per layer of ResNet-50 at batch 1 and 256, with every
-// candidate's time (QHALIDE_CUDA_TUNE_LOG=1 prints one "cuda_mma tune" line per layer to stderr).
+// candidate's time (QHALIDE_CUDA_TUNE_LOG=1 prints one "cuda_mma tune" line per layer to stderr),
+// and the whole network's device time (execute_on_device: the input already on the GPU, median
+// of 20 after 3 warm-ups) with the measured choice and with each formulation forced.
 TEST(GpuBench, ResNet50Formulations) {
     const char *e = std::getenv("QHALIDE_GPU_BENCH");
     if (!e || std::string(e) != "1") GTEST_SKIP() << "set QHALIDE_GPU_BENCH=1 to time";
@@ -910,17 +920,37 @@ TEST(GpuBench, ResNet50Formulations) {
     qh::Graph g = qh::build_resnet({50});
     std::vector<qh::Tensor> samples{random_image({1, 224, 224, 3}, 300)};
     qh::calibrate(g, samples, {});
-    ScopedEnv log("QHALIDE_CUDA_TUNE_LOG", "1");
     for (int batch : {1, 256}) {
-        qh::PrepareOptions po;
-        po.batch = batch;
-        po.device = qh::Device::cuda;
-        auto m = qh::Model::prepare(g, po);
-        std::map<std::string, int> chosen;
-        for (const auto &l : m->layers())
-            if (l.kernel.find("__cuda_mma__") != std::string::npos)
-                chosen[l.kernel.substr(0, l.kernel.find("__cuda_mma__"))]++;
-        for (const auto &[k, count] : chosen) std::printf("resnet50 batch %d: %2d x %s\n", batch, count, k.c_str());
+        for (const char *form : {"", "fused", "extern", "extern_im2col"}) {
+            std::unique_ptr<ScopedEnv> log;
+            if (!*form) log = std::make_unique<ScopedEnv>("QHALIDE_CUDA_TUNE_LOG", "1");
+            qh::PrepareOptions po;
+            po.batch = batch;
+            po.device = qh::Device::cuda;
+            setenv("QHALIDE_CUDA_FORMULATION", form, 1);
+            auto m = qh::Model::prepare(g, po);
+            unsetenv("QHALIDE_CUDA_FORMULATION");
+            log.reset();
+            std::map<std::string, int> chosen;
+            for (const auto &l : m->layers())
+                if (l.kernel.find("__cuda_mma__") != std::string::npos)
+                    chosen[l.kernel.substr(0, l.kernel.find("__cuda_mma__"))]++;
+            qh::Tensor x = random_image(m->input(0).shape(), 7);
+            std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+            m->execute();
+            for (int i = 0; i < 3; i++) m->execute_on_device();
+            std::vector<double> ms;
+            for (int i = 0; i < 20; i++) {
+                auto t0 = std::chrono::steady_clock::now();
+                m->execute_on_device();
+                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            }
+            std::sort(ms.begin(), ms.end());
+            std::printf("resnet50 batch %d formulation %-13s device %.3f ms (min %.3f):", batch,
+                        *form ? form : "measured", ms[ms.size() / 2], ms[0]);
+            for (const auto &[k, count] : chosen) std::printf(" %d x %s", count, k.c_str());
+            std::printf("\n");
+        }
     }
 }
 

@@ -10,7 +10,10 @@ using namespace qh;
 void conv2d_extern(Conv2dExternStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
     s.acc.compute_root();
-    if (s.has_col) s.col.compute_root();
+    if (s.has_col) {
+        s.col.compute_root();
+        s.ktab.compute_root();
+    }
 }
 
 QH_REGISTER_SCHEDULE(Conv2dExternStages, "conv2d_extern", "generic", conv2d_extern, {});
