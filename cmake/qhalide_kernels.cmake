@@ -32,3 +32,9 @@ qh_kernel_family(int4_pack_s8s4       int4_pack       src_type=int8)
 qh_kernel_family(int4_pack_u8u4       int4_pack       src_type=uint8)
 qh_kernel_family(int4_unpack_s4s8     int4_unpack     dst_type=int8)
 qh_kernel_family(int4_unpack_u4u8     int4_unpack     dst_type=uint8)
+# cuda_mma (only with the tensor-core microkernel, i.e. nvcc found): Halide packing + epilogue
+# stages around it (generators/conv2d_extern_generator.cpp); dense runs as a 1x1 conv on them.
+qh_kernel_family(conv2d_extern_u8s8u8             conv2d_extern  TAGS cuda_mma)
+qh_kernel_family(conv2d_extern_im2col_u8s8u8      conv2d_extern  im2col=true TAGS cuda_mma)
+qh_kernel_family(conv2d_add_extern_u8s8u8         conv2d_extern  residual=true TAGS cuda_mma)
+qh_kernel_family(conv2d_add_extern_im2col_u8s8u8  conv2d_extern  residual=true im2col=true TAGS cuda_mma)

@@ -55,6 +55,18 @@ struct Conv2dStages {
     bool has_xsum = false;
 };
 
+// conv2d_extern: output(oc, x, y, n) = epilogue(acc(oc, x, y, n) + bias(oc)), where acc is a
+// define_extern stage (the tensor-core microkernel on the GPU, no schedule of its own beyond its
+// compute level) and col the optional im2col packing stage it reads.
+struct Conv2dExternStages {
+    Halide::Func ktab;    // (k) -> Tuple(ic, kx, ky): the tap table of col (im2col only)
+    Halide::Func col;     // (k, x, y, n) u8 im2col matrix [N*OH*OW][Kp] (im2col only)
+    Halide::Func acc;     // (c, x, y, n) int32, the extern stage
+    Halide::Func output;  // (c, x, y, n) u8
+    Halide::Var c, x, y, n, k;
+    bool has_col = false;
+};
+
 // dense: output(oc, b) = epilogue(acc(oc % 16, oc / 16, b))
 struct DenseStages {
     Halide::Func padded;  // (k, b) u8 input, zero point past K

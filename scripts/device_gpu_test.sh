@@ -7,7 +7,8 @@
 #       worktree) and git-ignores it through .git/info/exclude.
 #   bash .devgpu/device_gpu_test.sh run            there (device `run` with carry [".devgpu"]):
 #       every GPU test bit-exact against the generic CPU kernels, then the ResNet-50 timings;
-#       logs, JSON and CSV go to $OUT (or .devgpu/out).
+#       logs, JSON and CSV go to $OUT (or .devgpu/out). GPU_TEST_FILTER=<gtest filter> runs a
+#       subset (default: everything but the PTX checks, GpuCodegen.*).
 # DEVGPU=NAME picks another folder than .devgpu (e.g. one per worktree); carry that name.
 set -euo pipefail
 mode="${1:-}"
@@ -32,7 +33,7 @@ run)
   # PTX checks read the build tree of the build machine: they run there (ctest), not here.
   rc=0
   QHALIDE_GPU_BENCH=1 QHALIDE_GPU_BENCH_OUT="$OUTDIR/gpu_bench_resnet50.csv" \
-    "$HERE/test_gpu" --gtest_filter='-GpuCodegen.*' --gtest_output="json:$OUTDIR/test_gpu.json" \
+    "$HERE/test_gpu" --gtest_filter="${GPU_TEST_FILTER:--GpuCodegen.*}" --gtest_output="json:$OUTDIR/test_gpu.json" \
     2>&1 | tee "$OUTDIR/test_gpu.log" || rc=$?
   grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran' "$OUTDIR/test_gpu.log" || true
   exit "$rc"

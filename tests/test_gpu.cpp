@@ -20,6 +20,8 @@
 #include <fstream>
 #include <functional>
 #include <list>
+#include <map>
+#include <memory>
 #include <random>
 #include <sstream>
 
@@ -28,6 +30,7 @@
 #include "device.h"
 #include "gpu_kernels.h"
 #include "model.h"
+#include "ops.h"
 #include "pack.h"
 #include "resnet.h"
 #include "small_quant_graph.h"
@@ -486,11 +489,192 @@ TEST(GpuEltwise, AddBitExact) {
     }
 }
 
+// ---- cuda_mma formulations through the ops (fused, extern, extern_im2col) ------------------
+//
+// bind_conv2d / bind_conv2d_add / bind_dense on device tensors with QHALIDE_CUDA_FORMULATION
+// forced, against the same op on host tensors (the CPU kernels), byte for byte. Binding tunes on
+// the op's input slot, so the input is uploaded after bind. Where the forced formulation does not
+// apply (extern on the 7x7 stem: the microkernel needs a workspace there), the fused one runs.
+
+struct ScopedEnv {
+    std::string name;
+    ScopedEnv(const char *n, const char *v) : name(n) { setenv(n, v, 1); }
+    ~ScopedEnv() { unsetenv(name.c_str()); }
+};
+
+// "extern" -> the kernel name the layer should report.
+std::string expected_family(const std::string &form, bool add, bool applies) {
+    const std::string base = add ? "conv2d_add" : "conv2d";
+    if (form == "fused" || !applies) return base + "_u8s8u8__cuda_mma__";
+    return base + (form == "extern" ? "_extern_u8s8u8__cuda_mma__" : "_extern_im2col_u8s8u8__cuda_mma__");
+}
+
+struct DevTensor {
+    std::vector<uint8_t> host;
+    std::unique_ptr<qh::DeviceBuffer> buf;
+    qh::Tensor t;
+    DevTensor(qh::DType dt, std::vector<int64_t> shape, qh::QuantParams q) {
+        int64_t numel = 1;
+        for (auto d : shape) numel *= d;
+        const size_t n = qh::dtype_storage_bytes(dt, numel);
+        host.assign(n, 0x5A);
+        buf = std::make_unique<qh::DeviceBuffer>(qh::Device::cuda, n, host.data());
+        t = qh::Tensor::wrap_device(qh::Device::cuda, dt, shape, buf->handle(), q);
+    }
+};
+
+class GpuFormulation : public ::testing::TestWithParam<std::tuple<std::string, bool, ConvCase>> {};
+
+TEST_P(GpuFormulation, ConvBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
+    auto [form, add, tc] = GetParam();
+    ConvSetup s = make_conv(tc, add ? ConvFamily::add_u8s8u8 : ConvFamily::u8s8u8,
+                            uint32_t(std::hash<std::string>()(tc.name)) + 11);
+    const auto q = [](float sc, int zp) { return qh::QuantParams::per_tensor(sc, zp); };
+    qh::Conv2dParams p;
+    p.name = tc.name;
+    p.stride_h = p.stride_w = tc.stride;
+    p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = tc.pad;
+    p.act = tc.relu ? qh::Activation::relu(s.yzp) : qh::Activation{};
+    const std::vector<int64_t> xs{tc.n, tc.h, tc.w, tc.c}, ys{tc.n, s.oh, s.ow, tc.oc};
+    const qh::ResidualParams rp{0.05f, 64};
+    qh::Tensor xh = qh::Tensor::wrap(qh::DType::u8, xs, s.x.data(), q(0.02f, tc.x_zp));
+    qh::Tensor rh = qh::Tensor::wrap(qh::DType::u8, ys, s.res.data(), q(0.07f, 110));
+    qh::Tensor yh(qh::DType::u8, ys, q(0.09f, s.yzp));
+    if (add) qh::conv2d_add(xh, s.pw, p, rp, rh, yh);
+    else qh::conv2d(xh, s.pw, p, yh);
+
+    DevTensor xd(qh::DType::u8, xs, q(0.02f, tc.x_zp)), yd(qh::DType::u8, ys, q(0.09f, s.yzp)),
+        rd(qh::DType::u8, ys, q(0.07f, 110));
+    qh::BoundOp b;
+    {
+        ScopedEnv env("QHALIDE_CUDA_FORMULATION", form.c_str());
+        b = add ? qh::bind_conv2d_add(xd.t, s.pw, p, rp, rd.t, yd.t) : qh::bind_conv2d(xd.t, s.pw, p, yd.t);
+    }
+    // The direct extern applies where the microkernel needs no workspace: surely with IC % 64 == 0
+    // (its direct A loader); the stem's NHWC4 pass and its own im2col path need one (fused then).
+    const bool surely = form != "extern" || tc.c % 64 == 0;
+    const bool as_expected = b.kernel().rfind(expected_family(form, add, true), 0) == 0 ||
+                             (!surely && b.kernel().rfind(expected_family(form, add, false), 0) == 0);
+    EXPECT_TRUE(as_expected) << b.kernel();
+    std::memcpy(xd.host.data(), s.x.data(), xd.host.size());
+    std::memcpy(rd.host.data(), s.res.data(), rd.host.size());
+    xd.buf->upload();
+    rd.buf->upload();
+    yd.buf->upload();  // poison: every element is written
+    for (int rep = 0; rep < 2; rep++) {  // twice: the second run reuses Halide's cached scratch
+        b.run();
+        yd.buf->download();
+        size_t bad = 0, first = 0;
+        for (size_t i = 0; i < yd.host.size(); i++)
+            if (yd.host[i] != yh.data<uint8_t>()[i] && bad++ == 0) first = i;
+        EXPECT_EQ(bad, 0u) << "of " << yd.host.size() << " differ (" << b.kernel() << ", run " << rep
+                           << "), first at " << first << ": gpu " << int(yd.host[first]) << " cpu "
+                           << int(yh.data<uint8_t>()[first]);
+        std::memset(yd.host.data(), 0x5A, yd.host.size());
+        yd.buf->upload();  // poison between runs
+    }
+}
+
+std::vector<ConvCase> formulation_cases() {
+    return {
+        {"r50_conv1_7x7s2_b2", 2, 224, 224, 3, 64, 7, 7, 2, 3, 128, true},
+        {"r50_res2_3x3_64", 1, 56, 56, 64, 64, 3, 3, 1, 1, 0, true},
+        {"r50_res2_1x1_64_256", 2, 56, 56, 64, 256, 1, 1, 1, 0, 17},
+        {"r50_res3_1x1s2_256_512", 1, 56, 56, 256, 512, 1, 1, 2, 0, 128},
+        {"r50_res3_3x3s2_128", 1, 56, 56, 128, 128, 3, 3, 2, 1, 5, true},
+        {"r50_res5_3x3_512_relu", 3, 7, 7, 512, 512, 3, 3, 1, 1, 3, true},
+        {"c13_oc72_5x5s2_b2", 2, 13, 11, 13, 72, 5, 5, 2, 2, 200, true},
+    };
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Forms, GpuFormulation,
+    ::testing::Combine(::testing::Values("fused", "extern", "extern_im2col"), ::testing::Bool(),
+                       ::testing::ValuesIn(formulation_cases())),
+    [](const auto &info) {
+        return std::get<0>(info.param) + (std::get<1>(info.param) ? "_add_" : "_") + std::get<2>(info.param).name;
+    });
+
+// dense as a 1x1 conv over 1x1 images, u8 output (s32 output has the fused formulation only).
+TEST(GpuFormulation, DenseBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
+    for (const char *form : {"fused", "extern", "extern_im2col"})
+        for (auto [b, k, oc, zp] : {std::tuple{1, 2048, 1000, 128}, std::tuple{16, 2048, 1000, 7},
+                                    std::tuple{5, 40, 72, 200}}) {
+            SCOPED_TRACE(std::string(form) + " b" + std::to_string(b) + " k" + std::to_string(k));
+            std::mt19937 g(b * 131 + k);
+            qh::WeightsDesc wd;
+            wd.name = "fc"; wd.oc = oc; wd.ic = k;
+            std::vector<int8_t> ws(size_t(oc) * k);
+            for (auto &v : ws) v = int8_t(int(g() % 256) - 128);
+            wd.dtype = qh::DType::s8; wd.data = ws.data(); wd.zero_point = {0};
+            std::vector<int32_t> bias(oc);
+            for (auto &v : bias) v = int32_t(g() % 10001) - 5000;
+            wd.bias = bias.data();
+            wd.scale = {0.003f};
+            qh::PackedWeights pw = qh::pack_weights(wd, 0.01f, zp, 0.4f);
+            const auto q = [](float sc, int z) { return qh::QuantParams::per_tensor(sc, z); };
+            Buffer<uint8_t> x = random_buffer<uint8_t>({k, b}, 0, 255, g());
+            qh::Tensor xh = qh::Tensor::wrap(qh::DType::u8, {b, k}, x.data(), q(0.01f, zp));
+            qh::Tensor yh(qh::DType::u8, {b, oc}, q(0.4f, 120));
+            const qh::Activation act = qh::Activation::relu(120);
+            qh::dense(xh, pw, act, yh);
+            DevTensor xd(qh::DType::u8, {b, k}, q(0.01f, zp)), yd(qh::DType::u8, {b, oc}, q(0.4f, 120));
+            qh::BoundOp bo;
+            {
+                ScopedEnv env("QHALIDE_CUDA_FORMULATION", form);
+                bo = qh::bind_dense(xd.t, pw, act, yd.t, "fc");
+            }
+            // The direct extern needs K % 64 == 0 here (else the microkernel's own im2col path
+            // needs a workspace and the fused formulation runs).
+            const std::string f = form;
+            const std::string want = f == "fused" || (f == "extern" && k % 64 != 0) ? "dense_u8s8u8__cuda_mma__"
+                                     : f == "extern" ? "conv2d_extern_u8s8u8__cuda_mma__"
+                                                     : "conv2d_extern_im2col_u8s8u8__cuda_mma__";
+            EXPECT_EQ(bo.kernel().rfind(want, 0), 0u) << bo.kernel();
+            std::memcpy(xd.host.data(), x.data(), xd.host.size());
+            xd.buf->upload();
+            yd.buf->upload();  // poison
+            bo.run();
+            yd.buf->download();
+            EXPECT_EQ(std::memcmp(yd.host.data(), yh.raw(), yd.host.size()), 0) << bo.kernel();
+        }
+}
+
+TEST(GpuFormulation, UnknownFormulationIsAnError) {
+    QH_REQUIRE_CUDA();
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
+    ConvSetup s = make_conv(conv_cases()[1], ConvFamily::u8s8u8, 3);
+    qh::Conv2dParams p;
+    p.name = "layer_x";
+    p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
+    const auto q = qh::QuantParams::per_tensor(0.02f, s.tc.x_zp);
+    DevTensor xd(qh::DType::u8, {1, 56, 56, 64}, q), yd(qh::DType::u8, {1, 56, 56, 64}, qh::QuantParams::per_tensor(0.1f, 3));
+    ScopedEnv env("QHALIDE_CUDA_FORMULATION", "bogus");
+    try {
+        qh::bind_conv2d(xd.t, s.pw, p, yd.t);
+        ADD_FAILURE() << "no error";
+    } catch (const std::exception &e) {
+        EXPECT_NE(std::string(e.what()).find("layer_x: QHALIDE_CUDA_FORMULATION='bogus'"), std::string::npos) << e.what();
+    }
+}
+
 // Every GPU kernel of the library is exercised above.
 TEST(GpuKernels, ListIsComplete) {
     auto names = qh::gpu_kernels::all_names();
-    EXPECT_EQ(names.size(), 28u);
-    for (auto &k : names) EXPECT_NE(k.find("__cuda_dp4a"), std::string::npos) << k;
+    const size_t mma = qh::cuda_mma_built() ? 4 : 0;  // the conv2d_extern families
+    EXPECT_EQ(names.size(), 28u + mma);
+    size_t extern_kernels = 0;
+    for (auto &k : names) {
+        const bool dp4a = k.find("__cuda_dp4a") != std::string::npos;
+        const bool ext = k.find("_extern_") != std::string::npos && k.find("__cuda_mma") != std::string::npos;
+        EXPECT_TRUE(dp4a || ext) << k;
+        extern_kernels += ext;
+    }
+    EXPECT_EQ(extern_kernels, mma);
     // None of them is in the CPU dispatch table.
     for (auto &k : qh::all_kernel_names()) EXPECT_EQ(k.find("cuda"), std::string::npos) << k;
 }
@@ -509,16 +693,20 @@ qh::Tensor random_image(std::vector<int64_t> shape, uint32_t seed) {
 // different) twice, and compares the outputs bit for bit. Returns the layers of the CUDA model.
 // Convs and dense run on the tensor-core kernels (cuda_mma) when the library has them, else on cuda_dp4a;
 // QHALIDE_CUDA_CONV=dp4a forces cuda_dp4a. Both are checked.
+// `formulation` (QHALIDE_CUDA_FORMULATION: fused, extern, extern_im2col; "" = measured) forces
+// how the cuda_mma layers run where they allow it.
 std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int batch, uint32_t seed,
-                                                        const char *conv_mode) {
-    SCOPED_TRACE(std::string("convs: ") + conv_mode);
+                                                        const char *conv_mode, const char *formulation = "") {
+    SCOPED_TRACE(std::string("convs: ") + conv_mode + " formulation: " + formulation);
     qh::PrepareOptions po;
     po.batch = batch;
     auto cpu = qh::Model::prepare(g, po);
     po.device = qh::Device::cuda;
     setenv("QHALIDE_CUDA_CONV", conv_mode, 1);
+    setenv("QHALIDE_CUDA_FORMULATION", formulation, 1);
     auto gpu = qh::Model::prepare(g, po);
     unsetenv("QHALIDE_CUDA_CONV");
+    unsetenv("QHALIDE_CUDA_FORMULATION");
     EXPECT_EQ(gpu->device(), qh::Device::cuda);
     EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
     // execute() replays the CUDA graph recorded at prepare (the tensor-core build has one stream to record).
@@ -526,6 +714,8 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     // Every conv2d / conv2d_add layer on cuda_mma (symmetric weights, u8 out, OC % 8 == 0 in
     // these graphs); dense may fall back to cuda_dp4a (OC % 8 != 0); everything else cuda_dp4a.
     const bool mma = qh::cuda_mma_built() && std::string(conv_mode) != "dp4a";
+    const std::string form = formulation;
+    int convs = 0, in_form = 0;
     for (const auto &l : gpu->layers()) {
         const bool conv = l.op.rfind("conv2d", 0) == 0, dense = l.op.rfind("dense", 0) == 0;
         const bool on_mma = l.kernel.find("__cuda_mma") != std::string::npos;
@@ -533,7 +723,18 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
         if (conv && mma) EXPECT_TRUE(on_mma) << l.name << ": " << l.kernel;
         else if (dense && mma) EXPECT_TRUE(on_mma || on_dp4a) << l.name << ": " << l.kernel;
         else EXPECT_TRUE(on_dp4a) << l.name << ": " << l.kernel;
+        if (conv && mma) {
+            const bool ext = l.kernel.find("_extern_") != std::string::npos;
+            const bool col = l.kernel.find("_extern_im2col_") != std::string::npos;
+            convs++;
+            in_form += form == "fused" ? !ext : form == "extern" ? ext && !col : col;
+        }
     }
+    // Forced: every conv in that formulation, except (extern) the 7x7 stem, whose microkernel
+    // path needs a workspace (fused there).
+    if (mma && form == "fused") EXPECT_EQ(in_form, convs);
+    if (mma && form == "extern") EXPECT_GE(in_form, convs - 1);
+    if (mma && form == "extern_im2col") EXPECT_EQ(in_form, convs);
     for (int rep = 0; rep < 2; rep++) {
         qh::Tensor x = random_image(cpu->input(0).shape(), seed + rep);
         std::memcpy(cpu->input(0).raw(), x.raw(), x.nbytes());
@@ -600,6 +801,15 @@ TEST_P(GpuResNet, Int8LogitsBitExactWithCpu) {
     for (int batch : {1, 2}) {
         SCOPED_TRACE("resnet" + std::to_string(depth) + " batch " + std::to_string(batch));
         auto layers = expect_cuda_matches_cpu(g, batch, 400 + batch);
+        if (qh::cuda_mma_built())
+            for (const char *form : {"fused", "extern", "extern_im2col"})
+                expect_cuda_matches_cpu_with(g, batch, 500 + batch, "default", form);
+        // Which formulation the measurement chose, per layer (the report's numbers).
+        std::map<std::string, int> chosen;
+        for (const auto &l : layers)
+            if (l.kernel.find("__cuda_mma__") != std::string::npos)
+                chosen[l.kernel.substr(0, l.kernel.find("__cuda_mma__"))]++;
+        for (const auto &[k, count] : chosen) std::printf("  resnet%d batch %d: %2d x %s\n", depth, batch, count, k.c_str());
         int convs = 0;
         for (const auto &l : layers) convs += l.op.rfind("conv2d", 0) == 0;
         EXPECT_EQ(convs, depth == 18 ? 20 : 53);
@@ -679,6 +889,7 @@ TEST(GpuCodegen, ConvAndDenseUseDp4a) {
     int checked = 0;
     for (auto &k : qh::gpu_kernels::all_names()) {
         if (k.rfind("conv2d_", 0) != 0 && k.rfind("dense_", 0) != 0) continue;
+        if (k.find("__cuda_dp4a") == std::string::npos) continue;  // cuda_mma: tensor cores (extern)
         std::string ptx = read_ptx(k);
         EXPECT_GT(count_matches(ptx, "\\bdp4a\\.[us]32\\.[us]32\\b"), 0u) << k << " has no dp4a";
         // Accumulators stay in registers: no local-memory spill of the tile.
@@ -695,7 +906,87 @@ TEST(GpuCodegen, NoFloatContraction) {
         EXPECT_EQ(count_matches(read_ptx(k), "\\b(fma|mad)\\.[a-z.]*f32\\b"), 0u) << k;
 }
 
+// The conv2d_extern pipelines: the accumulator is the define_extern call to the microkernel
+// (in the host code, no GPU loop of Halide's computes it), the epilogue and the im2col packing
+// are Halide GPU kernels, and (NoFloatContraction above covers their PTX) no float fma.
+TEST(GpuCodegen, ExternPipelinesCallTheMicrokernel) {
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
+    int checked = 0;
+    for (auto &k : qh::gpu_kernels::all_names()) {
+        if (k.find("_extern_") == std::string::npos) continue;
+        const std::string stmt = qh::test::read_kernel_output(QH_KERNEL_ASM_DIR, k, ".stmt");
+        EXPECT_GT(count_matches(stmt, "qh_cuda_mma_conv2d_s32\\("), 0u) << k;
+        const std::string ptx = read_ptx(k);
+        const bool im2col = k.find("_im2col_") != std::string::npos;
+        // Kernel entries: the epilogue, plus the tap table and the im2col gather where there is one.
+        EXPECT_EQ(count_matches(ptx, "\\.entry\\b"), im2col ? 3u : 1u) << k;
+        // The gather's per-byte work divides by nothing at run time (the tap table does that).
+        if (im2col) {
+            const size_t at = ptx.find(".entry _kernel_col_");
+            ASSERT_NE(at, std::string::npos) << k;
+            const std::string col = ptx.substr(at, ptx.find(".entry", at + 1) - at);
+            EXPECT_EQ(count_matches(col, "\\b(div|rem)\\.[su]32\\b"), 0u) << k;
+        }
+        EXPECT_EQ(count_matches(ptx, "\\b(fma|mad)\\.[a-z.]*f32\\b"), 0u) << k;
+        // The epilogue's float steps are there (it requantizes on the GPU, not on the host).
+        EXPECT_GT(count_matches(ptx, "\\bmul\\.[a-z.]*f32\\b"), 0u) << k;
+        checked++;
+    }
+    EXPECT_EQ(checked, 4);
+}
+
 // ---- timings (QHALIDE_GPU_BENCH=1) ----------------------------------------------------------
+
+// The cuda_mma formulation chosen per layer of ResNet-50 at batch 1 and 256, with every
+// candidate's time (QHALIDE_CUDA_TUNE_LOG=1 prints one "cuda_mma tune" line per layer to stderr),
+// and the whole network's device time (execute_on_device: the input already on the GPU, median
+// of 20 after 300 ms of warm-up) with the measured choice and with each formulation forced.
+TEST(GpuBench, ResNet50Formulations) {
+    const char *e = std::getenv("QHALIDE_GPU_BENCH");
+    if (!e || std::string(e) != "1") GTEST_SKIP() << "set QHALIDE_GPU_BENCH=1 to time";
+    QH_REQUIRE_CUDA();
+    if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
+    qh::Graph g = qh::build_resnet({50});
+    std::vector<qh::Tensor> samples{random_image({1, 224, 224, 3}, 300)};
+    qh::calibrate(g, samples, {});
+    for (int batch : {1, 256}) {
+        // "measured" first and last: the first timing after the CPU calibration / a prepare can
+        // catch the GPU clocks low.
+        for (const char *form : {"", "fused", "extern", "extern_im2col", ""}) {
+            std::unique_ptr<ScopedEnv> log;
+            if (!*form) log = std::make_unique<ScopedEnv>("QHALIDE_CUDA_TUNE_LOG", "1");
+            qh::PrepareOptions po;
+            po.batch = batch;
+            po.device = qh::Device::cuda;
+            setenv("QHALIDE_CUDA_FORMULATION", form, 1);
+            auto m = qh::Model::prepare(g, po);
+            unsetenv("QHALIDE_CUDA_FORMULATION");
+            log.reset();
+            std::map<std::string, int> chosen;
+            for (const auto &l : m->layers())
+                if (l.kernel.find("__cuda_mma__") != std::string::npos)
+                    chosen[l.kernel.substr(0, l.kernel.find("__cuda_mma__"))]++;
+            qh::Tensor x = random_image(m->input(0).shape(), 7);
+            std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+            m->execute();
+            // Warm-up for at least 300 ms of device work (clocks up), then 20 timed runs.
+            for (auto w0 = std::chrono::steady_clock::now();
+                 std::chrono::steady_clock::now() - w0 < std::chrono::milliseconds(300);)
+                m->execute_on_device();
+            std::vector<double> ms;
+            for (int i = 0; i < 20; i++) {
+                auto t0 = std::chrono::steady_clock::now();
+                m->execute_on_device();
+                ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+            }
+            std::sort(ms.begin(), ms.end());
+            std::printf("resnet50 batch %d formulation %-13s device %.3f ms (min %.3f):", batch,
+                        *form ? form : "measured", ms[ms.size() / 2], ms[0]);
+            for (const auto &[k, count] : chosen) std::printf(" %d x %s", count, k.c_str());
+            std::printf("\n");
+        }
+    }
+}
 
 TEST(GpuBench, ResNet50Conv) {
     const char *e = std::getenv("QHALIDE_GPU_BENCH");

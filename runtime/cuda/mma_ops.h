@@ -1,5 +1,8 @@
-// conv2d / conv2d_add / dense on the cuda_mma target: the tensor-core microkernel (mma_conv2d.cuh) with
-// its fused requantize (and residual-add) epilogue, bound like every op in runtime/ops.h.
+// conv2d / conv2d_add / dense on the cuda_mma target: the tensor-core microkernel (mma_conv2d.cuh),
+// bound like every op in runtime/ops.h, in one of three formulations chosen per layer by
+// measurement at bind: its fused CUDA requantize (and residual-add) epilogue, or the Halide
+// pipeline conv2d_extern (define_extern to the microkernel, Halide epilogue), direct or with an
+// im2col packing stage (docs/ARCHITECTURE.md; QHALIDE_CUDA_FORMULATION forces one).
 // ops.cpp calls these for device tensors when the library has the microkernel (nvcc found at
 // build time: QH_HAVE_CUDA_MMA) and QHALIDE_CUDA_CONV is not "dp4a"; an empty BoundOp means
 // "not for this layer" (asymmetric weights, s8 output, s32 conv output) and the cuda_dp4a kernel runs instead.
@@ -16,7 +19,7 @@ struct Residual {
 };
 
 // x, y, residual: device tensors (Tensor::wrap_device, CUDA). Weights are unpacked from the CPU
-// packing, repacked for the microkernel and uploaded once; the effective bias (zero point
+// packing, repacked for the microkernel (and for the im2col formulation) and uploaded once; the effective bias (zero point
 // folded) and the multipliers are the same arrays the Halide kernels use.
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
                     const Residual *residual);
