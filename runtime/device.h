@@ -70,6 +70,11 @@ public:
     // Records `work` for device `d`. Never throws for a recording that fails: the graph is then
     // empty and why() says what failed (e.g. an allocation inside `work`).
     static DeviceGraph record(Device d, const std::function<void()> &work);
+    static DeviceGraph none(std::string why) {  // not recorded, and why
+        DeviceGraph g;
+        g.why_ = std::move(why);
+        return g;
+    }
     bool ready() const { return exec_ != nullptr; }
     const std::string &why() const { return why_; }
     void launch() const;  // queues one replay; asynchronous

@@ -749,14 +749,18 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
         }
         I.layers.push_back(s.info);
     }
-    if (on_device && opt.device_graph) {
+    std::string no_graph;  // why the steps cannot be recorded
+    for (const auto &s : I.steps)
+        if (no_graph.empty() && !s.op.not_replayable().empty())
+            no_graph = "layer '" + s.info.name + "' (" + s.op.kernel() + "): " + s.op.not_replayable();
+    if (on_device && opt.device_graph && no_graph.empty()) {
         // One plain run first: lazy one-time work (module loads, kernel attributes) must not
         // happen while recording. The arena holds no live data yet.
         I.run_steps();
         I.dev_arena.sync();
         I.graph = DeviceGraph::record(opt.device, [&I] { I.run_steps(); });
-    } else if (on_device) {
-        I.graph = DeviceGraph();
+    } else {
+        I.graph = DeviceGraph::none(no_graph.empty() ? "PrepareOptions::device_graph is false" : no_graph);
     }
     return m;
 }
@@ -768,8 +772,7 @@ void Model::Impl::run_steps() const {
 std::string Model::device_graph() const {
     const Impl &I = *impl_;
     if (I.opt.device == Device::cpu) return "off: the CPU runs no device graph";
-    if (I.graph.ready()) return "on";
-    return "off: " + (I.opt.device_graph ? I.graph.why() : std::string("PrepareOptions::device_graph is false"));
+    return I.graph.ready() ? "on" : "off: " + I.graph.why();
 }
 
 void Model::execute_on_device() {

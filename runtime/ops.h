@@ -30,11 +30,20 @@ public:
     const std::string &op() const { return op_; }
     const std::string &kernel() const { return kernel_; }  // e.g. "conv2d_u8s8u8__x86_avx512vnni"
     explicit operator bool() const { return bool(call_); }
+    // Device ops: whether a recording of run() (a CUDA graph, Model's device_graph) replays it
+    // correctly. Not when run() takes device memory per call (Halide-managed scratch): a replay
+    // would reuse addresses that may belong to someone else by then. Empty: replayable.
+    const std::string &not_replayable() const { return not_replayable_; }
+    BoundOp &set_not_replayable(std::string why) {
+        not_replayable_ = std::move(why);
+        return *this;
+    }
 
 private:
     [[noreturn]] void fail(int rc) const;
     std::string op_, kernel_;
     std::function<int()> call_;
+    std::string not_replayable_;
 };
 
 // Clamp of the quantized output, in output integer units (ReLU: min = output zero point).

@@ -392,11 +392,14 @@ BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor
     if (st->form == Form::ext_im2col) st->w.reset();
     if (st->form != Form::fused) st->ws.reset();
     st->kernel = kernel_name(*st, st->form, st->variant, family);
-    return BoundOp(st->name, st->kernel, [st] {
+    BoundOp op(st->name, st->kernel, [st] {
         const int rc = launch(*st, st->form, st->variant);
         if (rc != 0 && st->form == Form::fused) fail(st->name, "kernel " + st->kernel, cudaError_t(rc));
         return rc;  // a Halide error code: BoundOp names the layer and the kernel
     });
+    if (st->form != Form::fused)  // acc (and col) are Halide-allocated per run
+        op.set_not_replayable("its Halide pipeline allocates device scratch per run");
+    return op;
 }
 
 }  // namespace
