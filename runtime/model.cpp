@@ -195,6 +195,9 @@ struct Model::Impl {
     bool profiling = false;
 
     void run_steps() const;  // every step's kernel, in order, no profiling
+    std::string not_replayable() const;
+    double time_device(const std::function<void()> &work);
+    void bind_graph();
 
     int add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q = {}) {
         ValueInfo vi;
@@ -749,20 +752,73 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
         }
         I.layers.push_back(s.info);
     }
-    std::string no_graph;  // why the steps cannot be recorded
-    for (const auto &s : I.steps)
-        if (no_graph.empty() && !s.op.not_replayable().empty())
-            no_graph = "layer '" + s.info.name + "' (" + s.op.kernel() + "): " + s.op.not_replayable();
-    if (on_device && opt.device_graph && no_graph.empty()) {
-        // One plain run first: lazy one-time work (module loads, kernel attributes) must not
-        // happen while recording. The arena holds no live data yet.
-        I.run_steps();
-        I.dev_arena.sync();
-        I.graph = DeviceGraph::record(opt.device, [&I] { I.run_steps(); });
-    } else {
-        I.graph = DeviceGraph::none(no_graph.empty() ? "PrepareOptions::device_graph is false" : no_graph);
-    }
+    if (on_device) I.bind_graph();
     return m;
+}
+
+// Why the bound steps cannot be recorded into a device graph ("" if they can).
+std::string Model::Impl::not_replayable() const {
+    for (const auto &s : steps)
+        if (!s.op.not_replayable().empty())
+            return "layer '" + s.info.name + "' (" + s.op.kernel() + "): " + s.op.not_replayable();
+    return "";
+}
+
+// Median wall time of `work` plus a device sync, in ms (5 runs after one untimed).
+double Model::Impl::time_device(const std::function<void()> &work) {
+    std::vector<double> t;
+    for (int i = 0; i < 6; i++) {
+        auto t0 = std::chrono::steady_clock::now();
+        work();
+        dev_arena.sync();
+        if (i) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::nth_element(t.begin(), t.begin() + 2, t.end());
+    return t[2];
+}
+
+// PrepareOptions::device_graph. If every step is replayable, record them. If not (a layer's
+// fastest formulation allocates per run), bind those layers again among replayable choices only,
+// record that plan and keep whichever of the two runs faster, measured here: the graph saves
+// launch overhead, the other plan may have faster layers.
+void Model::Impl::bind_graph() {
+    if (!opt.device_graph) {
+        graph = DeviceGraph::none("PrepareOptions::device_graph is false");
+        return;
+    }
+    auto record = [this] {
+        run_steps();  // lazy one-time work (module loads, kernel attributes) must not happen while recording
+        dev_arena.sync();
+        return DeviceGraph::record(opt.device, [this] { run_steps(); });
+    };
+    const std::string why = not_replayable();
+    if (why.empty()) {
+        graph = record();
+        return;
+    }
+    const double t_steps = time_device([this] { run_steps(); });
+    std::vector<BoundOp> best(steps.size());
+    {
+        ReplayableOnly only;
+        for (size_t i = 0; i < steps.size(); i++)
+            if (!steps[i].op.not_replayable().empty()) {
+                best[i] = steps[i].op;
+                steps[i].op = steps[i].bind();
+            }
+    }
+    DeviceGraph g = not_replayable().empty() ? record() : DeviceGraph::none(not_replayable());
+    const double t_graph = g.ready() ? time_device([&g] { g.launch(); }) : 1e30;
+    char buf[160];
+    if (t_graph <= t_steps) {
+        graph = g;
+        for (size_t i = 0; i < steps.size(); i++) layers[i].kernel = steps[i].info.kernel = steps[i].op.kernel();
+        return;
+    }
+    for (size_t i = 0; i < steps.size(); i++)
+        if (best[i]) steps[i].op = best[i];
+    std::snprintf(buf, sizeof buf, " (measured at prepare: %.3f ms launched step by step, %.3f ms as a graph of the replayable plan)",
+                  t_steps, t_graph);
+    graph = DeviceGraph::none(why + buf);
 }
 
 void Model::Impl::run_steps() const {

@@ -599,4 +599,11 @@ std::string last_kernel(const std::string &family) {
     return it == g_last.end() ? "" : it->second;
 }
 
+namespace {
+thread_local bool t_replayable_only = false;
+}
+ReplayableOnly::ReplayableOnly() : prev_(t_replayable_only) { t_replayable_only = true; }
+ReplayableOnly::~ReplayableOnly() { t_replayable_only = prev_; }
+bool ReplayableOnly::active() { return t_replayable_only; }
+
 }  // namespace qh

@@ -46,6 +46,20 @@ private:
     std::string not_replayable_;
 };
 
+// While one is alive on this thread, bind_<op> for device tensors chooses only implementations
+// whose BoundOp is replayable (see BoundOp::not_replayable): Model binds a second, recordable
+// plan with it when the per-layer best is not, and keeps the faster of the two.
+class ReplayableOnly {
+public:
+    ReplayableOnly();
+    ~ReplayableOnly();
+    ReplayableOnly(const ReplayableOnly &) = delete;
+    static bool active();
+
+private:
+    bool prev_;
+};
+
 // Clamp of the quantized output, in output integer units (ReLU: min = output zero point).
 struct Activation {
     int32_t min = INT32_MIN, max = INT32_MAX;

@@ -99,6 +99,11 @@ for b in (1, 8, 256):
     f = peers.get(f"gpu_cudnn_float16_resnet50_b{b}_ms", float("nan"))
     h = peers.get(f"gpu_cudnn_bfloat16_resnet50_b{b}_ms", float("nan"))
     print(f"batch {b:<4} {q:16.3f} {b*1000/q:9.0f} {qd:15.3f} {b*1000/qd:9.0f} {f:14.3f} {b*1000/f:9.0f} {h:14.3f}")
+for b in (1, 8, 256):
+    try:
+        print(f"batch {b} device graph:", json.load(open(os.path.join(o, f"qhalide_cuda_resnet50_b{b}.json")))["device_graph"])
+    except Exception:
+        pass
 PY
   grep -E "^total" "$O/qhalide_cuda_resnet50_b256_profile.txt" || true
   exit "$rc"

@@ -157,6 +157,8 @@ bool forced_dp4a() {
 
 // QHALIDE_CUDA_FORMULATION=fused|extern|extern_im2col: that formulation wherever the layer allows
 // it (tests); unset or empty: chosen by measurement. Anything else is an error.
+constexpr Form kFused = Form::fused;  // the one formulation a device graph can replay
+
 const Form *forced_form(const std::string &op) {
     static const Form forms[] = {Form::fused, Form::ext, Form::ext_im2col};
     const char *env = std::getenv("QHALIDE_CUDA_FORMULATION");
@@ -289,9 +291,11 @@ float time_candidate(State &st, Form f, int v, cudaEvent_t e0, cudaEvent_t e1) {
 // live. QHALIDE_CUDA_TUNE=0 keeps the size heuristic (and the fused formulation unless
 // QHALIDE_CUDA_FORMULATION forces another); QHALIDE_CUDA_FORMULATION restricts the choice to
 // one formulation where the layer allows it; QHALIDE_CUDA_TUNE_LOG=1 prints every candidate's
-// time and the winner to stderr.
+// time and the winner to stderr. Under ReplayableOnly (ops.h), unless forced, only the fused
+// formulation.
 void choose(State &st) {
-    const Form *forced = forced_form(st.name);
+    const Form *forced = forced_form(st.name);  // the environment's forcing wins
+    if (!forced && ReplayableOnly::active()) forced = &kFused;
     if (forced && *forced == Form::ext && !st.ext) forced = nullptr;
     if (forced && *forced == Form::ext_im2col && !st.ext_col) forced = nullptr;
     auto heuristic = [&](Form f) {
