@@ -39,5 +39,17 @@ run)
     | tee "$OUT/bench_table.txt" || { echo "bench failed"; tail -n 30 "$OUT/bench_log.txt"; exit 1; }
   tail -n 4 "$OUT/bench_log.txt"
   ;;
-*) echo "usage: $0 build | run [bench args]" >&2; exit 1 ;;
+ncu)
+  # one kernel launch profiled (--set full), details page as text into $OUT/ncu_TAG.txt:
+  #   device_cuda_bench.sh ncu TAG [bench args, e.g. --only res4_3x3_256_256 --batches 256 --variants 9]
+  shift
+  TAG="$1"; shift
+  OUT="${OUT:-/tmp/qh_cuda_out}"
+  mkdir -p "$OUT"
+  ncu --set full --clock-control none -k regex:conv_mma -c 1 -f -o "/tmp/ncu_$TAG" "$D/mma_conv_bench" --reps 1 \
+    --out /tmp/ncu_bench.json "$@" >"/tmp/ncu_$TAG.log" 2>&1 || { echo "ncu failed"; tail -n 20 "/tmp/ncu_$TAG.log"; }
+  ncu --import "/tmp/ncu_$TAG.ncu-rep" --page details >"$OUT/ncu_$TAG.txt" 2>&1 || true
+  grep -E "Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Registers Per|Achieved Occupancy|Shared Memory|Block Limit|Issue Slots|Executed Ipc A" "$OUT/ncu_$TAG.txt" | head -30
+  ;;
+*) echo "usage: $0 build | run [bench args] | ncu TAG [bench args]" >&2; exit 1 ;;
 esac

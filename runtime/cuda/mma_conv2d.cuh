@@ -107,3 +107,19 @@ cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const ui
                                         const int8_t *w_packed_dev, const QhRequant &rq,
                                         const QhResidual &res, uint8_t *y_dev, void *workspace,
                                         cudaStream_t stream);
+
+// Memory layouts for the tensor-core path (the entry points above are all NHWC, the layout of the
+// graph runtime). x, y (and a residual) share the layout; c = channel, 32-channel blocks:
+//   NHWC:     x[((n*H + y)*W + x)*C + c]
+//   HWNC:     x[((y*W + x)*N + n)*C + c]         (GEMM rows ordered (oy, ox, n))
+//   NC32HW32: x[(((n*(C/32) + c/32)*H + y)*W + x)*32 + c%32]   (needs IC, OC % 32 == 0)
+// The kernel addresses pixels through strides (n, y, x, 32-channel block), so the three are
+// parameter sets of one loader and one epilogue. Direct path only (IC % 64 == 0; other shapes
+// return cudaErrorNotSupported). Weights are packed as above in every layout.
+enum class QhLayout { NHWC = 0, HWNC = 1, NC32HW32 = 2 };
+cudaError_t qh_cuda_conv2d_u8s8s32_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
+                                            const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
+                                            cudaStream_t stream);
+cudaError_t qh_cuda_conv2d_u8s8u8_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
+                                           const int8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
+                                           void *workspace, cudaStream_t stream);
