@@ -44,12 +44,24 @@ struct Params {
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// If active: ok ? cp.async 16 bytes src -> dst : st.shared zx4 x4 at dst; nothing otherwise.
+// Predicated, no branch, so the compiler may interleave it with the MMAs. (A zx line in global
+// memory instead would be one address that every CTA reads for padding taps: an L2 hot spot,
+// 3-10x slower in v5, bench/cuda/NOTES.md.)
+__device__ __forceinline__ void cp_async16_or_fill(unsigned dst, const void *src, bool ok, int zx4, bool active) {
+    asm volatile(
+        "{\n.reg .pred a, o, c, f;\nsetp.ne.b32 a, %3, 0;\nsetp.ne.b32 o, %2, 0;\nand.pred c, a, o;\n"
+        "not.pred o, o;\nand.pred f, a, o;\n@c cp.async.cg.shared.global [%0], [%1], 16;\n"
+        "@f st.shared.v4.b32 [%0], {%4, %4, %4, %4};\n}\n" ::"r"(dst),
+        "l"(src), "r"((int)ok), "r"((int)active), "r"(zx4));
+}
+__device__ __forceinline__ void cp_async16_if(unsigned dst, const void *src, bool ok) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
+                 "l"(src), "r"((int)ok));
+}
 __device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
 }
@@ -142,14 +154,21 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
     // Per-thread A rows (GEMM row m = one output pixel, decomposed by p.row_nhw):
     // direct: a_ptr = x + pixel offset of the top-left tap (iy0, ix0) + this thread's chunk
     // offset within a 32-channel block pair; the per-stage tap offset (uniform) is added at load.
-    // row gather: a_ptr = x + image offset (NHWC).
+    // a_mask bit t (t = ky*KW + kx < KH*KW <= 31) is set when tap t of the row is inside the
+    // image; bit 31 is never set (the tap index of positions past the end of K).
+    // row gather: a_ptr = x + image offset (NHWC), a_iy0/a_ix0 the top-left tap.
     const int chunk = tid % CH;
     const uint8_t *a_ptr[A_ITERS];
     int a_iy0[A_ITERS], a_ix0[A_ITERS];
+    unsigned a_mask[A_ITERS];
     const int ohw = p.OH * p.OW;
 #pragma unroll
     for (int i = 0; i < A_ITERS; ++i) {
         int m = m0 + tid / CH + i * ROWS_PER_ITER;
+        a_ptr[i] = p.x;
+        a_iy0[i] = -(1 << 28);  // always outside: filled with zx, never stored
+        a_ix0[i] = 0;
+        a_mask[i] = 0;
         if (m < p.M) {
             int nimg, r;
             if (p.row_nhw) { nimg = m / ohw; r = m - nimg * ohw; }
@@ -158,28 +177,27 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
             a_iy0[i] = oy * p.sh - p.pt;
             a_ix0[i] = ox * p.sw - p.pl;
             long long off = (long long)nimg * p.xsN;
-            if constexpr (MODE == MODE_DIRECT)
+            if constexpr (MODE == MODE_DIRECT) {
                 off += (long long)a_iy0[i] * p.xsY + (long long)a_ix0[i] * p.xsX + (chunk >> 1) * p.xsC + (chunk & 1) * 16;
+                for (int ky = 0; ky < p.KH; ++ky)
+                    for (int kx = 0; kx < p.KW; ++kx)
+                        if ((unsigned)(a_iy0[i] + ky) < (unsigned)p.H && (unsigned)(a_ix0[i] + kx) < (unsigned)p.W)
+                            a_mask[i] |= 1u << (ky * p.KW + kx);
+            }
             a_ptr[i] = p.x + off;
-        } else {
-            a_ptr[i] = p.x;
-            a_iy0[i] = -(1 << 28);  // always outside: filled with zx, never stored
-            a_ix0[i] = 0;
         }
     }
-    const int8_t *b_base[B_ITERS];
-    bool b_ok[B_ITERS];
-#pragma unroll
-    for (int j = 0; j < B_ITERS; ++j) {
-        int oc = n0 + tid / CH + j * ROWS_PER_ITER;
-        b_ok[j] = oc < p.OC;
-        b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.Kp + chunk * 16;
-    }
+    // B rows past OC are not loaded: their shared-memory rows hold stale bytes whose products
+    // land in columns >= OC, which are never stored. (Clamping them to row OC-1 instead makes
+    // every CTA read one row: an L2 hot spot, v5.) 32-bit offsets from p.w (OC * Kp < 2^31),
+    // computed at each load (registers are scarce).
+    const int b_row0 = n0 + tid / CH;
 
     // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode); ld_off = the tap's
-    // offset ky*xsY + kx*xsX + (ic0/32)*xsC (ic0 is a multiple of BK >= 64).
+    // offset ky*xsY + kx*xsX + (ic0/32)*xsC (ic0 is a multiple of BK >= 64), ld_tap = ky*KW + kx
+    // (31 once past the end of K).
     int ld_kt = kt_begin;
-    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0, ld_off = 0;
+    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0, ld_off = 0, ld_tap = 0;  // ld_kt is global (split-K)
     if constexpr (MODE == MODE_DIRECT) {
         int kk = kt_begin * BK;
         int tap = kk / p.IC;
@@ -187,21 +205,44 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
         ld_ky = tap / p.KW;
         ld_kx = tap - ld_ky * p.KW;
         ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
+        ld_tap = min(tap, 31);
     }
 
-    auto load_stage = [&](int stage) {
-        const unsigned dA = sA + stage * STAGE_A, dB = sB + stage * STAGE_B;
+    // One 16-byte chunk of the A (row i) or B (row j) tile of the current load position into
+    // stage `stage`, if `active` (the position is inside this CTA's K range); branch-free, so
+    // the compiler may interleave these with the MMAs.
+    auto load_a = [&](int stage, int i, bool active) {
+        const int row = tid / CH + i * ROWS_PER_ITER;
+        const bool ok = (a_mask[i] >> ld_tap) & 1u;
+        cp_async16_or_fill(sA + stage * STAGE_A + swz<BK>(row, chunk), a_ptr[i] + ld_off, ok, p.zx4, active);
+    };
+    auto load_b = [&](int stage, int j, bool active) {
+        const int row = tid / CH + j * ROWS_PER_ITER;
+        const int oc = b_row0 + j * ROWS_PER_ITER;
+        cp_async16_if(sB + stage * STAGE_B + swz<BK>(row, chunk), p.w + (oc * p.Kp + chunk * 16 + ld_kt * BK),
+                      active && oc < p.OC);
+    };
+    auto advance = [&]() {
+        ++ld_kt;
+        if constexpr (MODE == MODE_DIRECT) {
+            ld_ic0 += BK;
+            if (ld_ic0 >= p.IC) {
+                ld_ic0 = 0;
+                if (++ld_kx == p.KW) {
+                    ld_kx = 0;
+                    ++ld_ky;
+                }
+            }
+            ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
+            ld_tap = min(ld_ky * p.KW + ld_kx, 31);
+        }
+    };
+
+    auto load_stage = [&](int stage, bool active) {
+        const unsigned dA = sA + stage * STAGE_A;
         if constexpr (MODE == MODE_DIRECT) {
 #pragma unroll
-            for (int i = 0; i < A_ITERS; ++i) {
-                int row = tid / CH + i * ROWS_PER_ITER;
-                int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
-                unsigned dst = dA + swz<BK>(row, chunk);
-                if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
-                    cp_async16(dst, a_ptr[i] + ld_off);
-                else
-                    st_shared_v4(dst, p.zx4);
-            }
+            for (int i = 0; i < A_ITERS; ++i) load_a(stage, i, active);
         } else {
             // Row gather (small IC, e.g. the 7x7 stem): k = ky*32 + j, j = kx*IC + ic < KW*IC,
             // i.e. for each ky the KW*IC bytes x[n, iy, ix0 .. ix0+KW-1, :] are contiguous.
@@ -249,27 +290,8 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
             }
         }
 #pragma unroll
-        for (int j = 0; j < B_ITERS; ++j) {
-            int row = tid / CH + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz<BK>(row, chunk);
-            if (b_ok[j])
-                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
-            else
-                st_shared_v4(dst, 0);
-        }
-        // advance
-        ++ld_kt;
-        if constexpr (MODE == MODE_DIRECT) {
-            ld_ic0 += BK;
-            if (ld_ic0 >= p.IC) {
-                ld_ic0 = 0;
-                if (++ld_kx == p.KW) {
-                    ld_kx = 0;
-                    ++ld_ky;
-                }
-            }
-            ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
-        }
+        for (int j = 0; j < B_ITERS; ++j) load_b(stage, j, active);
+        advance();
     };
 
     int acc[MI][NI][4];
@@ -282,7 +304,8 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_stage(s);
+        if (MODE == MODE_DIRECT) load_stage(s, s < KT);
+        else if (s < KT) load_stage(s, true);
         cp_async_commit();
     }
 
@@ -297,7 +320,8 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
             __syncthreads();
             {
                 int nk = kt + STAGES - 1;
-                if (nk < KT) load_stage(nk % STAGES);
+                if (MODE == MODE_DIRECT) load_stage(nk % STAGES, nk < KT);
+                else if (nk < KT) load_stage(nk % STAGES, true);
                 cp_async_commit();
             }
             const int stage = kt % STAGES;
@@ -313,36 +337,45 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
             }
         }
     } else {
-        // Barrier accounting: the prologue committed groups 0..S-2 (stages 0..S-2); iteration kt
-        // commits group S-1+kt at kk = 0 into stage (kt-1) % S, whose last fragments were read at
-        // kk = KKS-2 of iteration kt-1, before that iteration's barrier. The barrier at
-        // kk = KKS-1 of iteration kt waits for S-2 pending groups at most, so groups 0..kt+1
-        // (stage kt+1) have landed and are visible to every warp after it.
+        // Barrier accounting: the prologue committed groups 0..S-2 (stages 0..S-2). Iteration kt
+        // loads stage kt+S-1 into buffer wr = (kt-1) % S during k-steps 0..KKS-2 (its chunks
+        // spread over them, interleaved with the MMAs) and commits it as group S-1+kt at
+        // kk = KKS-1. Buffer (kt-1) % S was last read (its fragments) at kk = KKS-2 of iteration
+        // kt-1, before that iteration's barrier. The barrier at kk = KKS-1 of iteration kt
+        // follows a wait for at most S-2 pending groups, so groups 0..kt+1 (stage kt+1) have
+        // landed and are visible to every warp after it.
         static_assert(KKS % 2 == 0, "fragment buffers alternate by kk parity");
+        static_assert(MODE == MODE_DIRECT, "the double-buffered loop uses the direct loader");
+        constexpr int LOADS = A_ITERS + B_ITERS, PER_STEP = (LOADS + KKS - 2) / (KKS - 1);
         unsigned af[2][MI][4], bf[2][NI][2];
         cp_async_wait<STAGES - 2>();
         __syncthreads();
-        int rd = 0;  // stage being read
+        int rd = 0, wr = STAGES - 1;  // stage buffers being read / written
         unsigned cA = sA, cB = sB;
         if (KT > 0) load_frags<MI, NI, BK>(af[0], bf[0], cA, cB, a_row, a_chk, b_row, b_chk, 0);
         for (int kt = 0; kt < KT; ++kt) {
 #pragma unroll
             for (int kk = 0; kk < KKS; ++kk) {
                 if (kk == KKS - 1) {
+                    cp_async_commit();
                     cp_async_wait<STAGES - 2>();
                     __syncthreads();
                     rd = rd + 1 == STAGES ? 0 : rd + 1;
+                    wr = wr + 1 == STAGES ? 0 : wr + 1;
                     cA = sA + rd * STAGE_A;
                     cB = sB + rd * STAGE_B;
                     if (kt + 1 < KT)
                         load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, 0);
                 } else {
                     load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, kk + 1);
-                }
-                if (kk == 0) {
-                    int nk = kt + STAGES - 1;
-                    if (nk < KT) load_stage(nk % STAGES);
-                    cp_async_commit();
+                    const bool active = kt + STAGES - 1 < KT;
+#pragma unroll
+                    for (int q = 0; q < LOADS; ++q)
+                        if (q / PER_STEP == kk) {
+                            if (q < A_ITERS) load_a(wr, q, active);
+                            else load_b(wr, q - A_ITERS, active);
+                        }
+                    if (kk == KKS - 2) advance();
                 }
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
@@ -525,12 +558,8 @@ const QhCudaConvVariant kVariants[] = {
     {"t128x256_w2x4_b128_s3", 128, 256, 2, 4, 3, 1, 128},
     // Direct path only (cudaErrorNotSupported elsewhere). _db: register double-buffered
     // fragments; _m2: __launch_bounds__ min 2 blocks per SM (<= 128 registers at 256 threads).
-    {"t128x128_w2x4_b128_s3_db", 128, 128, 2, 4, 3, 1, 128},
-    {"t128x128_w2x4_b128_s4_db", 128, 128, 2, 4, 4, 1, 128},
     {"t128x128_w2x4_b128_s3_m2", 128, 128, 2, 4, 3, 1, 128},
     {"t128x256_w2x4_b128_s3_db", 128, 256, 2, 4, 3, 1, 128},
-    {"t128x256_w2x4_b128_s4_db", 128, 256, 2, 4, 4, 1, 128},
-    {"t256x128_w4x2_b128_s4_db", 256, 128, 4, 2, 4, 1, 128},
     {"t128x128_w2x2_b128_s3_db", 128, 128, 2, 2, 3, 1, 128},
     {"t128x128_w2x4_s4_m2", 128, 128, 2, 4, 4, 1, 64},
 };
@@ -539,7 +568,7 @@ constexpr int kFirstDirectOnly = 11;
 
 enum class Path { Direct, RowGather4, RowGather, Im2col };
 Path path_of(const ConvDesc &d) {
-    if (d.ic % 64 == 0) return Path::Direct;
+    if (d.ic % 64 == 0 && d.kh * d.kw <= 31) return Path::Direct;  // tap masks: 31 bits
     if (d.ic < 4 && d.kw * 4 <= 32) return Path::RowGather4;
     if (d.kw * d.ic <= 32) return Path::RowGather;
     return Path::Im2col;
@@ -583,14 +612,10 @@ cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
     }
     if constexpr (MODE == MODE_DIRECT) {
         switch (v) {
-        case 11: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 12: return launch_t<128, 128, 2, 4, 4, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 13: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI, false, 2>(p, splitk, s);
-        case 14: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 15: return launch_t<128, 256, 2, 4, 4, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 16: return launch_t<256, 128, 4, 2, 4, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 17: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI, true, 2>(p, splitk, s);
-        case 18: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI, false, 2>(p, splitk, s);
+        case 11: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI, false, 2>(p, splitk, s);
+        case 12: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI, true, 1>(p, splitk, s);
+        case 13: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI, true, 2>(p, splitk, s);
+        case 14: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI, false, 2>(p, splitk, s);
         default: break;
         }
     }
@@ -757,7 +782,12 @@ int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
     // tiles, else split-K for long reductions (measured on an H100, bench/cuda/NOTES.md).
     long long M = d.m();
     auto ctas = [&](int bm, int bn) { return ((M + bm - 1) / bm) * ((d.oc + bn - 1) / bn); };
-    if (ctas(128, 128) >= 2LL * num_sms) return path_of(d) == Path::Direct && d.ic % 128 == 0 ? 9 : 1;
+    if (ctas(128, 128) >= 2LL * num_sms) {
+        if (path_of(d) != Path::Direct) return 1;
+        // compute-bound 3x3 with wide OC: 128x256 tiles, double-buffered fragments (v5)
+        if (d.ic % 128 == 0) return d.oc >= 256 && d.kh * d.kw > 1 ? 12 : 11;
+        return 14;
+    }
     if (ctas(128, 64) >= num_sms) return 3;
     int kt = qh_cuda_conv2d_kpad(d) / 64;
     if (kt >= 64 && ctas(64, 64) * 4 <= 2LL * num_sms) return 7;
