@@ -91,6 +91,20 @@ __device__ __forceinline__ unsigned swz(int r, int c) {
         return r * 128 + ((c ^ (r & 7)) << 4);
 }
 
+// Tap mask of one output pixel whose top-left tap is (iy0, ix0): bit ky*KW + kx is set when
+// (iy0 + ky, ix0 + kx) is inside the H x W image. Valid taps form a rectangle, ky in
+// [max(0, -iy0), min(KH, H - iy0)) x kx in [max(0, -ix0), min(KW, W - ix0)); KH*KW <= 31, so bit
+// 31 stays clear (the tap index of positions past the end of K).
+__host__ __device__ __forceinline__ unsigned tap_mask(int iy0, int ix0, int H, int W, int KH, int KW) {
+    const int ylo = iy0 < 0 ? -iy0 : 0, yhi = H - iy0 < KH ? H - iy0 : KH;
+    const int xlo = ix0 < 0 ? -ix0 : 0, xhi = W - ix0 < KW ? W - ix0 : KW;
+    if (ylo >= yhi || xlo >= xhi) return 0u;
+    const unsigned row = ((1u << (xhi - xlo)) - 1u) << xlo;
+    unsigned m = 0u;
+    for (int ky = ylo; ky < yhi; ++ky) m |= row << (ky * KW);
+    return m;
+}
+
 __device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
     float f = __fmul_rn(float(acc + bias), mult);
     f = fminf(fmaxf(f, -65536.0f), 65536.0f);
@@ -126,9 +140,22 @@ __device__ __forceinline__ void load_frags(unsigned (&af)[MI][4], unsigned (&bf)
 // DB: register double buffering of the A/B fragments: the fragments of k-step kk+1 are loaded
 // while the MMAs of kk issue, across the stage boundary too (the barrier that makes stage kt+1
 // visible moves before the last k-step's MMAs of stage kt). MINB: __launch_bounds__ min blocks.
+// MINB = 1 means no minimum: plain __launch_bounds__(threads), as in v3 (an explicit minimum of 1
+// lets ptxas spend up to 255 registers, which halved the occupancy of the small variants in v4/v5).
 template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
-__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
-    conv_mma_kernel(const Params p) {
+__device__ __forceinline__ void conv_mma_body(const Params &p);
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB) conv_mma_kernel_minb(const Params p) {
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+}
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32) conv_mma_kernel(const Params p) {
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__device__ __forceinline__ void conv_mma_body(const Params &p) {
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
     constexpr int MI = WTM / 16, NI = WTN / 8;
@@ -179,10 +206,7 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB)
             long long off = (long long)nimg * p.xsN;
             if constexpr (MODE == MODE_DIRECT) {
                 off += (long long)a_iy0[i] * p.xsY + (long long)a_ix0[i] * p.xsX + (chunk >> 1) * p.xsC + (chunk & 1) * 16;
-                for (int ky = 0; ky < p.KH; ++ky)
-                    for (int kx = 0; kx < p.KW; ++kx)
-                        if ((unsigned)(a_iy0[i] + ky) < (unsigned)p.H && (unsigned)(a_ix0[i] + kx) < (unsigned)p.W)
-                            a_mask[i] |= 1u << (ky * p.KW + kx);
+                a_mask[i] = tap_mask(a_iy0[i], a_ix0[i], p.H, p.W, p.KH, p.KW);
             }
             a_ptr[i] = p.x + off;
         }
@@ -576,7 +600,10 @@ Path path_of(const ConvDesc &d) {
 
 template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI, bool DB = false, int MINB = 1>
 cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
-    auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
+    auto kern = [] {
+        if constexpr (MINB > 1) return conv_mma_kernel_minb<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
+        else return conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
+    }();
     constexpr int pipe = ST * (BM + BN) * BK;
     // staged tile + one 8-byte output row offset per tile row (non-linear output layouts)
     constexpr int stage_c = EPI == EPI_U8 || EPI == EPI_U8_ADD ? BM * (BN + 16) + BM * 8
