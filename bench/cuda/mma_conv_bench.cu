@@ -5,6 +5,10 @@
 // batch 256 every output of images 0 and N-1 plus random points), outputs poisoned before each
 // checked run; timed with CUDA events (warm-up, median of 30 back-to-back launches).
 //   mma_conv_bench [--peak TOPS] [--batches 1,8,256] [--out results.json] [--only NAME] [--reps 30]
+//                  [--variants 0,9,11] [--layouts]
+// --variants: time only these variant indices. --layouts: also run every direct-path layer in the
+// NHWC, HWNC and NC32HW32 layouts (input converted on the host, outputs gathered back through the
+// layout's index map and checked against the same reference; best variant, s32 and fused u8).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -152,6 +156,26 @@ double median(std::vector<float> v) {
     return v[v.size() / 2];
 }
 
+// Element offset of (n, y, x, c) of an [N][H][W][C] tensor in a layout (see QhLayout).
+inline long long lay_off(QhLayout l, long long N, long long H, long long W, long long C, long long n, long long y,
+                         long long x, long long c) {
+    switch (l) {
+    case QhLayout::HWNC: return ((y * W + x) * N + n) * C + c;
+    case QhLayout::NC32HW32: return (((n * (C / 32) + c / 32) * H + y) * W + x) * 32 + c % 32;
+    default: return ((n * H + y) * W + x) * C + c;
+    }
+}
+const char *lay_name(QhLayout l) {
+    return l == QhLayout::HWNC ? "HWNC" : l == QhLayout::NC32HW32 ? "NC32HW32" : "NHWC";
+}
+struct LayRes {
+    std::string layer, variant;
+    int batch;
+    QhLayout lay;
+    double us, fused_us;
+    long long bad;
+};
+
 struct Best {
     double us = 0, tops = 0;
     std::string variant;
@@ -168,13 +192,18 @@ int main(int argc, char **argv) {
     std::vector<int> batches = {1, 8, 256};
     std::string out_path = "mma_conv_results.json", only;
     int reps = 30;
+    bool do_layouts = false;
+    std::vector<int> only_v;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--peak" && i + 1 < argc) peak = atof(argv[++i]);
         else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
         else if (a == "--only" && i + 1 < argc) only = argv[++i];
         else if (a == "--reps" && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (a == "--batches" && i + 1 < argc) {
+        else if (a == "--layouts") do_layouts = true;
+        else if (a == "--variants" && i + 1 < argc) {
+            for (char *t = strtok(argv[++i], ","); t; t = strtok(nullptr, ",")) only_v.push_back(atoi(t));
+        } else if (a == "--batches" && i + 1 < argc) {
             batches.clear();
             for (char *t = strtok(argv[++i], ","); t; t = strtok(nullptr, ",")) batches.push_back(atoi(t));
         }
@@ -194,6 +223,8 @@ int main(int argc, char **argv) {
     auto L = layers();
     std::vector<std::vector<Best>> best(L.size(), std::vector<Best>(batches.size()));
     long long total_bad = 0, total_checked = 0;
+    std::vector<LayRes> lay_res;
+    auto want_v = [&](int v) { return only_v.empty() || std::find(only_v.begin(), only_v.end(), v) != only_v.end(); };
 
     for (size_t li = 0; li < L.size(); ++li) {
         const Layer &ly = L[li];
@@ -348,6 +379,7 @@ int main(int argc, char **argv) {
             B.us = 1e30;
             std::string vline;
             for (int v = 0; v < NV; ++v) {
+                if (!want_v(v)) continue;
                 const QhCudaConvVariant &V = qh_cuda_conv2d_variant(v);
                 CK(cudaMemsetAsync(dy, 0xA5, ybytes32, st));
                 {
@@ -437,6 +469,115 @@ int main(int argc, char **argv) {
                     d.zx, ref_s, nchecked, full ? " full" : " sampled", vline.c_str(), B.fused_us, B.add_us,
                     B.add_bad ? "(BAD)" : "");
 
+            // Layout evaluation: the same conv with x and y in each layout, every variant (s32),
+            // then the fused u8 epilogue with the best one. Checked through the layout's index map.
+            if (do_layouts && qh_cuda_conv2d_direct(d)) {
+                std::vector<long long> lrows;  // NHWC-order (m, oc) of every checked value, ref order
+                if (full)
+                    for (long long m = 0; m < M; ++m) lrows.push_back(m);
+                else
+                    lrows = rows;
+                const int OH = d.oh(), OW = d.ow();
+                for (int li2 = 0; li2 < 3; ++li2) {
+                    const QhLayout lay = QhLayout(li2);
+                    if (lay == QhLayout::NC32HW32 && (d.oc % 32 || d.ic % 32)) continue;
+                    std::vector<uint8_t> hxl(xbytes);
+                    // 32-channel runs are contiguous in every layout
+                    parallel_for((long long)d.n * d.h * d.w, [&](long long pix) {
+                        const long long n = pix / ((long long)d.h * d.w), y = pix / d.w % d.h, x = pix % d.w;
+                        for (int c0 = 0; c0 < d.ic; c0 += 32)
+                            memcpy(&hxl[lay_off(lay, d.n, d.h, d.w, d.ic, n, y, x, c0)], &hx[pix * d.ic + c0], 32);
+                    });
+                    for (int r = 0; r < nrot; ++r)
+                        CK(cudaMemcpy(dx[r], hxl.data(), xbytes, cudaMemcpyHostToDevice));
+                    auto yoff = [&](long long m, int oc) {
+                        long long n = m / ((long long)OH * OW), rr = m % ((long long)OH * OW);
+                        return lay_off(lay, d.n, OH, OW, d.oc, n, rr / OW, rr % OW, oc);
+                    };
+                    std::vector<long long> lidx;
+                    for (long long m : lrows)
+                        for (int o = 0; o < d.oc; ++o) lidx.push_back(yoff(m, o));
+                    for (long long pt : pts) lidx.push_back(yoff(pt / d.oc, int(pt % d.oc)));
+                    const size_t nl = lidx.size();
+                    long long *dlidx;
+                    int32_t *dl32;
+                    uint8_t *dl8;
+                    CK(cudaMalloc(&dlidx, nl * 8));
+                    CK(cudaMalloc(&dl32, nl * 4));
+                    CK(cudaMalloc(&dl8, nl));
+                    CK(cudaMemcpy(dlidx, lidx.data(), nl * 8, cudaMemcpyHostToDevice));
+                    std::vector<int32_t> g32(nl);
+                    std::vector<uint8_t> g8(nl);
+                    auto expect = [&](size_t i) -> int32_t {  // ref value of lidx[i]
+                        const size_t nr = lrows.size() * d.oc;
+                        if (i < nr) return full ? ref_rows[i] : ref_rows[i];
+                        return ref_pts[i - nr];
+                    };
+                    auto chan = [&](size_t i) -> int {
+                        const size_t nr = lrows.size() * d.oc;
+                        return i < nr ? int(i % d.oc) : int(pts[i - nr] % d.oc);
+                    };
+                    auto lcheck32 = [&]() -> long long {
+                        gather_s32<<<(nl + 255) / 256, 256, 0, st>>>(dy, dlidx, (int)nl, dl32);
+                        CK(cudaGetLastError());
+                        CK(cudaMemcpy(g32.data(), dl32, nl * 4, cudaMemcpyDeviceToHost));
+                        long long bad = 0;
+                        for (size_t i = 0; i < nl; ++i) bad += g32[i] != expect(i);
+                        return bad;
+                    };
+                    auto lcheck8 = [&]() -> long long {
+                        gather_u8<<<(nl + 255) / 256, 256, 0, st>>>(dy8, dlidx, (int)nl, dl8);
+                        CK(cudaGetLastError());
+                        CK(cudaMemcpy(g8.data(), dl8, nl, cudaMemcpyDeviceToHost));
+                        long long bad = 0;
+                        for (size_t i = 0; i < nl; ++i) {
+                            const int o = chan(i);
+                            bad += g8[i] != requant_ref(expect(i), hbias[o], hmult[o], zy, lo, hi);
+                        }
+                        return bad;
+                    };
+                    LayRes R{ly.name, "", d.n, lay, 1e30, 0, 0};
+                    int bestv = -1;
+                    std::string lline;
+                    for (int v = 0; v < NV; ++v) {
+                        if (!want_v(v) || qh_cuda_conv2d_variant(v).splitk > 1) continue;
+                        CK(cudaMemsetAsync(dy, 0xA5, ybytes32, st));
+                        cudaError_t e = qh_cuda_conv2d_u8s8s32_layout_v(d, lay, v, dx[0], dw, dy, ws, st);
+                        if (e == cudaErrorNotSupported) continue;
+                        CK(e);
+                        long long bad = lcheck32();
+                        double us = time_it([&](int r) { return qh_cuda_conv2d_u8s8s32_layout_v(d, lay, v, dx[r], dw, dy, ws, st); });
+                        bad += lcheck32();
+                        total_bad += bad;
+                        total_checked += 2 * (long long)nl;
+                        R.bad += bad;
+                        if (!bad && us < R.us) { R.us = us; bestv = v; R.variant = qh_cuda_conv2d_variant(v).name; }
+                        char buf[80];
+                        snprintf(buf, sizeof buf, " %s=%.1f%s", qh_cuda_conv2d_variant(v).name, us, bad ? "(BAD)" : "");
+                        lline += buf;
+                    }
+                    if (bestv >= 0) {
+                        QhRequant rq{dbias, dmult, zy, lo, hi};
+                        CK(cudaMemsetAsync(dy8, 0xA5, (size_t)M * d.oc, st));
+                        CK(qh_cuda_conv2d_u8s8u8_layout_v(d, lay, bestv, dx[0], dw, rq, dy8, ws, st));
+                        long long bad = lcheck8();
+                        R.fused_us = time_it([&](int r) { return qh_cuda_conv2d_u8s8u8_layout_v(d, lay, bestv, dx[r], dw, rq, dy8, ws, st); });
+                        total_bad += bad;
+                        total_checked += (long long)nl;
+                        R.bad += bad;
+                    }
+                    fprintf(stderr, "  [layout %s %s b%d checked %zu]%s fused=%.1f%s\n", lay_name(lay), ly.name.c_str(), d.n,
+                            nl, lline.c_str(), R.fused_us, R.bad ? " BAD" : "");
+                    fprintf(js, ",\n  {\"layer\": \"%s\", \"batch\": %d, \"layout\": \"%s\", \"variant\": \"%s\", "
+                                "\"us\": %.3f, \"fused_us\": %.3f, \"checked\": %zu, \"mismatches\": %lld}",
+                            ly.name.c_str(), d.n, lay_name(lay), R.variant.c_str(), R.us, R.fused_us, 3 * nl, R.bad);
+                    lay_res.push_back(R);
+                    CK(cudaFree(dlidx));
+                    CK(cudaFree(dl32));
+                    CK(cudaFree(dl8));
+                }
+            }
+
             for (auto &e : ev) CK(cudaEventDestroy(e));
             for (auto p : dx) CK(cudaFree(p));
             CK(cudaFree(dw));
@@ -476,6 +617,25 @@ int main(int argc, char **argv) {
     for (size_t bi = 0; bi < batches.size(); ++bi)
         printf("ResNet-50 v1.5 conv total b%d: %.3f ms s32 best-per-layer (%.0f img/s conv-only), fused u8 %.3f ms\n",
                batches[bi], tot[bi] * 1e-3, batches[bi] / (tot[bi] * 1e-6), tot_f[bi] * 1e-3);
+    if (!lay_res.empty()) {
+        printf("\nlayouts (best variant s32 us / fused u8 us):\n%-24s %5s | %-22s | %-22s | %-22s\n", "layer", "batch",
+               "NHWC", "HWNC", "NC32HW32");
+        for (size_t i = 0; i < lay_res.size();) {
+            size_t j = i;
+            printf("%-24s %5d", lay_res[i].layer.c_str(), lay_res[i].batch);
+            for (int l = 0; l < 3; ++l) {
+                if (j < lay_res.size() && lay_res[j].layer == lay_res[i].layer && lay_res[j].batch == lay_res[i].batch &&
+                    int(lay_res[j].lay) == l) {
+                    printf(" | %s%8.1f / %8.1f  ", lay_res[j].bad ? "!!" : "  ", lay_res[j].us, lay_res[j].fused_us);
+                    ++j;
+                } else {
+                    printf(" | %22s", "-");
+                }
+            }
+            printf("\n");
+            i = j;
+        }
+    }
     printf("bit-exactness: %lld mismatches in %lld checked outputs -> %s\n", total_bad, total_checked,
            total_bad ? "FAIL" : "PASS");
     return total_bad ? 2 : 0;

@@ -32,17 +32,37 @@ struct Params {
     const uint8_t *res;
     int zc, zr;
     float mc, mr;
+    // Layouts (direct path; see QhLayout in the .cuh). Element strides of x (u8) and y (and the
+    // residual): x[n, iy, ix, c] at n*xsN + iy*xsY + ix*xsX + (c/32)*xsC + c%32, likewise y with
+    // ys*. GEMM rows: m = (n*OH + oy)*OW + ox when row_nhw, else m = (oy*OW + ox)*N + n.
+    // y_linear: y's row m starts at m*OC (NHWC with row_nhw, HWNC without).
+    int N;
+    long long xsN, ysN;
+    int xsY, xsX, xsC, ysY, ysX, ysC;
+    int row_nhw, y_linear;
 };
 
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 template <int N>
 __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+// If active: ok ? cp.async 16 bytes src -> dst : st.shared zx4 x4 at dst; nothing otherwise.
+// Predicated, no branch, so the compiler may interleave it with the MMAs. (A zx line in global
+// memory instead would be one address that every CTA reads for padding taps: an L2 hot spot,
+// 3-10x slower in v5, bench/cuda/NOTES.md.)
+__device__ __forceinline__ void cp_async16_or_fill(unsigned dst, const void *src, bool ok, int zx4, bool active) {
+    asm volatile(
+        "{\n.reg .pred a, o, c, f;\nsetp.ne.b32 a, %3, 0;\nsetp.ne.b32 o, %2, 0;\nand.pred c, a, o;\n"
+        "not.pred o, o;\nand.pred f, a, o;\n@c cp.async.cg.shared.global [%0], [%1], 16;\n"
+        "@f st.shared.v4.b32 [%0], {%4, %4, %4, %4};\n}\n" ::"r"(dst),
+        "l"(src), "r"((int)ok), "r"((int)active), "r"(zx4));
+}
+__device__ __forceinline__ void cp_async16_if(unsigned dst, const void *src, bool ok) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
+                 "l"(src), "r"((int)ok));
+}
 __device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
 }
@@ -72,6 +92,20 @@ __device__ __forceinline__ unsigned swz(int r, int c) {
         return r * 128 + ((c ^ (r & 7)) << 4);
 }
 
+// Tap mask of one output pixel whose top-left tap is (iy0, ix0): bit ky*KW + kx is set when
+// (iy0 + ky, ix0 + kx) is inside the H x W image. Valid taps form a rectangle, ky in
+// [max(0, -iy0), min(KH, H - iy0)) x kx in [max(0, -ix0), min(KW, W - ix0)); KH*KW <= 31, so bit
+// 31 stays clear (the tap index of positions past the end of K).
+__host__ __device__ __forceinline__ unsigned tap_mask(int iy0, int ix0, int H, int W, int KH, int KW) {
+    const int ylo = iy0 < 0 ? -iy0 : 0, yhi = H - iy0 < KH ? H - iy0 : KH;
+    const int xlo = ix0 < 0 ? -ix0 : 0, xhi = W - ix0 < KW ? W - ix0 : KW;
+    if (ylo >= yhi || xlo >= xhi) return 0u;
+    const unsigned row = ((1u << (xhi - xlo)) - 1u) << xlo;
+    unsigned m = 0u;
+    for (int ky = ylo; ky < yhi; ++ky) m |= row << (ky * KW);
+    return m;
+}
+
 __device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
     float f = __fmul_rn(float(acc + bias), mult);
     f = fminf(fmaxf(f, -65536.0f), 65536.0f);
@@ -89,14 +123,46 @@ __device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, floa
     return min(max(q, lo), hi);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI>
-__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
-    conv_mma_kernel(const Params p) {
+// Fragment addressing, shared by both main loops. ldmatrix lane addressing (fragment layouts of
+// m16n8k32): A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7
+// k16-31 (a2), 24-31 rows 8-15 k16-31 (a3). B x4 ([n][k] rows): n0-7 k0-15 / n0-7 k16-31 /
+// n8-15 k0-15 / n8-15 k16-31 = b0,b1 of tile j and b0,b1 of tile j+1.
+template <int MI, int NI, int BK>
+__device__ __forceinline__ void load_frags(unsigned (&af)[MI][4], unsigned (&bf)[NI][2], unsigned cA, unsigned cB,
+                                           int a_row, int a_chk, int b_row, int b_chk, int kk) {
+#pragma unroll
+    for (int i = 0; i < MI; ++i)
+        ldmatrix_x4(cA + swz<BK>(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
+#pragma unroll
+    for (int j = 0; j < NI; j += 2)
+        ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0], bf[j + 1][1]);
+}
+
+// DB: register double buffering of the A/B fragments: the fragments of k-step kk+1 are loaded
+// while the MMAs of kk issue, across the stage boundary too (the barrier that makes stage kt+1
+// visible moves before the last k-step's MMAs of stage kt). MINB: __launch_bounds__ min blocks.
+// MINB = 1 means no minimum: plain __launch_bounds__(threads), as in v3 (an explicit minimum of 1
+// lets ptxas spend up to 255 registers, which halved the occupancy of the small variants in v4/v5).
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__device__ __forceinline__ void conv_mma_body(const Params &p);
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB) conv_mma_kernel_minb(const Params p) {
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+}
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__global__ void __launch_bounds__(WARPS_M *WARPS_N * 32) conv_mma_kernel(const Params p) {
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+}
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+__device__ __forceinline__ void conv_mma_body(const Params &p) {
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
     constexpr int MI = WTM / 16, NI = WTN / 8;
     static_assert(NI % 2 == 0, "B fragments load two n8 tiles per ldmatrix.x4");
     constexpr int CH = BK / 16;  // 16-byte chunks per tile row
+    constexpr int KKS = BK / 32;  // mma k-steps per stage
     constexpr int A_ITERS = BM * CH / THREADS, B_ITERS = BN * CH / THREADS;
     static_assert(A_ITERS * THREADS == BM * CH && B_ITERS * THREADS == BN * CH, "tile/threads");
     constexpr int ROWS_PER_ITER = THREADS / CH;
@@ -113,59 +179,95 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
     const int kt_end = min(kt_total, kt_begin + p.kt_per_split);
     const int KT = kt_end - kt_begin;
 
-    // Per-thread A rows: base pointer of image n, and the top-left input coordinate.
+    // Per-thread A rows (GEMM row m = one output pixel, decomposed by p.row_nhw):
+    // direct: a_ptr = x + pixel offset of the top-left tap (iy0, ix0) + this thread's chunk
+    // offset within a 32-channel block pair; the per-stage tap offset (uniform) is added at load.
+    // a_mask bit t (t = ky*KW + kx < KH*KW <= 31) is set when tap t of the row is inside the
+    // image; bit 31 is never set (the tap index of positions past the end of K).
+    // row gather: a_ptr = x + image offset (NHWC), a_iy0/a_ix0 the top-left tap.
     const int chunk = tid % CH;
-    const uint8_t *a_base[A_ITERS];
+    const uint8_t *a_ptr[A_ITERS];
     int a_iy0[A_ITERS], a_ix0[A_ITERS];
+    unsigned a_mask[A_ITERS];
     const int ohw = p.OH * p.OW;
 #pragma unroll
     for (int i = 0; i < A_ITERS; ++i) {
         int m = m0 + tid / CH + i * ROWS_PER_ITER;
+        a_ptr[i] = p.x;
+        a_iy0[i] = -(1 << 28);  // always outside: filled with zx, never stored
+        a_ix0[i] = 0;
+        a_mask[i] = 0;
         if (m < p.M) {
-            int nimg = m / ohw, r = m - nimg * ohw;
+            int nimg, r;
+            if (p.row_nhw) { nimg = m / ohw; r = m - nimg * ohw; }
+            else { r = m / p.N; nimg = m - r * p.N; }
             int oy = r / p.OW, ox = r - oy * p.OW;
-            a_base[i] = p.x + (size_t)nimg * p.H * p.W * p.IC + (MODE == MODE_DIRECT ? chunk * 16 : 0);
             a_iy0[i] = oy * p.sh - p.pt;
             a_ix0[i] = ox * p.sw - p.pl;
-        } else {
-            a_base[i] = p.x;
-            a_iy0[i] = -(1 << 28);  // always outside: filled with zx, never stored
-            a_ix0[i] = 0;
+            long long off = (long long)nimg * p.xsN;
+            if constexpr (MODE == MODE_DIRECT) {
+                off += (long long)a_iy0[i] * p.xsY + (long long)a_ix0[i] * p.xsX + (chunk >> 1) * p.xsC + (chunk & 1) * 16;
+                a_mask[i] = tap_mask(a_iy0[i], a_ix0[i], p.H, p.W, p.KH, p.KW);
+            }
+            a_ptr[i] = p.x + off;
         }
     }
-    const int8_t *b_base[B_ITERS];
-    bool b_ok[B_ITERS];
-#pragma unroll
-    for (int j = 0; j < B_ITERS; ++j) {
-        int oc = n0 + tid / CH + j * ROWS_PER_ITER;
-        b_ok[j] = oc < p.OC;
-        b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.Kp + chunk * 16;
-    }
+    // B rows past OC are not loaded: their shared-memory rows hold stale bytes whose products
+    // land in columns >= OC, which are never stored. (Clamping them to row OC-1 instead makes
+    // every CTA read one row: an L2 hot spot, v5.) 32-bit offsets from p.w (OC * Kp < 2^31),
+    // computed at each load (registers are scarce).
+    const int b_row0 = n0 + tid / CH;
 
-    // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode).
+    // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode); ld_off = the tap's
+    // offset ky*xsY + kx*xsX + (ic0/32)*xsC (ic0 is a multiple of BK >= 64), ld_tap = ky*KW + kx
+    // (31 once past the end of K).
     int ld_kt = kt_begin;
-    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
+    int ld_ic0 = 0, ld_ky = 0, ld_kx = 0, ld_off = 0, ld_tap = 0;  // ld_kt is global (split-K)
     if constexpr (MODE == MODE_DIRECT) {
         int kk = kt_begin * BK;
         int tap = kk / p.IC;
         ld_ic0 = kk - tap * p.IC;
         ld_ky = tap / p.KW;
         ld_kx = tap - ld_ky * p.KW;
+        ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
+        ld_tap = min(tap, 31);
     }
 
-    auto load_stage = [&](int stage) {
-        const unsigned dA = sA + stage * STAGE_A, dB = sB + stage * STAGE_B;
+    // One 16-byte chunk of the A (row i) or B (row j) tile of the current load position into
+    // stage `stage`, if `active` (the position is inside this CTA's K range); branch-free, so
+    // the compiler may interleave these with the MMAs.
+    auto load_a = [&](int stage, int i, bool active) {
+        const int row = tid / CH + i * ROWS_PER_ITER;
+        const bool ok = (a_mask[i] >> ld_tap) & 1u;
+        cp_async16_or_fill(sA + stage * STAGE_A + swz<BK>(row, chunk), a_ptr[i] + ld_off, ok, p.zx4, active);
+    };
+    auto load_b = [&](int stage, int j, bool active) {
+        const int row = tid / CH + j * ROWS_PER_ITER;
+        const int oc = b_row0 + j * ROWS_PER_ITER;
+        cp_async16_if(sB + stage * STAGE_B + swz<BK>(row, chunk), p.w + (oc * p.Kp + chunk * 16 + ld_kt * BK),
+                      active && oc < p.OC);
+    };
+    auto advance = [&]() {
+        ++ld_kt;
+        if constexpr (MODE == MODE_DIRECT) {
+            ld_ic0 += BK;
+            if (ld_ic0 >= p.IC) {
+                ld_ic0 = 0;
+                if (++ld_kx == p.KW) {
+                    ld_kx = 0;
+                    ++ld_ky;
+                }
+            }
+            ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
+            ld_tap = min(ld_ky * p.KW + ld_kx, 31);
+        }
+    };
+
+    auto load_stage = [&](int stage, bool active) {
+        const unsigned dA = sA + stage * STAGE_A;
         if constexpr (MODE == MODE_DIRECT) {
 #pragma unroll
-            for (int i = 0; i < A_ITERS; ++i) {
-                int row = tid / CH + i * ROWS_PER_ITER;
-                int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
-                unsigned dst = dA + swz<BK>(row, chunk);
-                if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
-                    cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
-                else
-                    st_shared_v4(dst, p.zx4);
-            }
+            for (int i = 0; i < A_ITERS; ++i) load_a(stage, i, active);
         } else {
             // Row gather (small IC, e.g. the 7x7 stem): k = ky*32 + j, j = kx*IC + ic < KW*IC,
             // i.e. for each ky the KW*IC bytes x[n, iy, ix0 .. ix0+KW-1, :] are contiguous.
@@ -181,7 +283,7 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                 if (p.IC == 4 && ky < p.KH && (unsigned)iy < (unsigned)p.H) {
                     // NHWC4 input (pad4_kernel): 4 whole pixels per 16-byte chunk, 4-byte cp.async
                     // each (asynchronous, like the direct path); zx for pixels outside the image.
-                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * 4;
+                    const uint8_t *src = a_ptr[i] + (ptrdiff_t)iy * p.W * 4;
 #pragma unroll
                     for (int q = 0; q < 4; ++q) {
                         int kx = (j0 >> 2) + q;
@@ -193,7 +295,7 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                             asm volatile("st.shared.b32 [%0], %1;\n" ::"r"(dst + 4 * q), "r"(p.zx4));
                     }
                 } else if (ky < p.KH && (unsigned)iy < (unsigned)p.H) {
-                    const uint8_t *src = a_base[i] + (ptrdiff_t)iy * p.W * p.IC;
+                    const uint8_t *src = a_ptr[i] + (ptrdiff_t)iy * p.W * p.IC;
                     unsigned v[4] = {0, 0, 0, 0};
                     int kx = kx0, ic = ic0;
 #pragma unroll
@@ -213,26 +315,8 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
             }
         }
 #pragma unroll
-        for (int j = 0; j < B_ITERS; ++j) {
-            int row = tid / CH + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz<BK>(row, chunk);
-            if (b_ok[j])
-                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
-            else
-                st_shared_v4(dst, 0);
-        }
-        // advance
-        ++ld_kt;
-        if constexpr (MODE == MODE_DIRECT) {
-            ld_ic0 += BK;
-            if (ld_ic0 >= p.IC) {
-                ld_ic0 = 0;
-                if (++ld_kx == p.KW) {
-                    ld_kx = 0;
-                    ++ld_ky;
-                }
-            }
-        }
+        for (int j = 0; j < B_ITERS; ++j) load_b(stage, j, active);
+        advance();
     };
 
     int acc[MI][NI][4];
@@ -245,49 +329,101 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
 
 #pragma unroll
     for (int s = 0; s < STAGES - 1; ++s) {
-        if (s < KT) load_stage(s);
+        if (MODE == MODE_DIRECT) load_stage(s, s < KT);
+        else if (s < KT) load_stage(s, true);
         cp_async_commit();
     }
 
-    // ldmatrix lane addressing (fragment layouts of m16n8k32, see the .cuh):
-    // A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7 k16-31 (a2),
-    // 24-31 rows 8-15 k16-31 (a3). B x4 ([n][k] rows): n0-7 k0-15 / n0-7 k16-31 / n8-15 k0-15 /
-    // n8-15 k16-31 = b0,b1 of tile j and b0,b1 of tile j+1.
     const int a_row = warp_m * WTM + (lane & 15);
     const int a_chk = lane >> 4;                         // + 2*kk
     const int b_row = warp_n * WTN + (lane & 7) + ((lane >> 4) << 3);
     const int b_chk = (lane >> 3) & 1;                   // + 2*kk
 
-    for (int kt = 0; kt < KT; ++kt) {
+    if constexpr (!DB) {
+        for (int kt = 0; kt < KT; ++kt) {
+            cp_async_wait<STAGES - 2>();
+            __syncthreads();
+            {
+                int nk = kt + STAGES - 1;
+                if (MODE == MODE_DIRECT) load_stage(nk % STAGES, nk < KT);
+                else if (nk < KT) load_stage(nk % STAGES, true);
+                cp_async_commit();
+            }
+            const int stage = kt % STAGES;
+            const unsigned cA = sA + stage * STAGE_A, cB = sB + stage * STAGE_B;
+#pragma unroll
+            for (int kk = 0; kk < KKS; ++kk) {
+                unsigned af[MI][4], bf[NI][2];
+                load_frags<MI, NI, BK>(af, bf, cA, cB, a_row, a_chk, b_row, b_chk, kk);
+#pragma unroll
+                for (int i = 0; i < MI; ++i)
+#pragma unroll
+                    for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[i], bf[j][0], bf[j][1]);
+            }
+        }
+    } else {
+        // Barrier accounting: the prologue committed groups 0..S-2 (stages 0..S-2). Iteration kt
+        // loads stage kt+S-1 into buffer wr = (kt-1) % S during k-steps 0..KKS-2 (its chunks
+        // spread over them, interleaved with the MMAs) and commits it as group S-1+kt at
+        // kk = KKS-1. Buffer (kt-1) % S was last read (its fragments) at kk = KKS-2 of iteration
+        // kt-1, before that iteration's barrier. The barrier at kk = KKS-1 of iteration kt
+        // follows a wait for at most S-2 pending groups, so groups 0..kt+1 (stage kt+1) have
+        // landed and are visible to every warp after it.
+        static_assert(KKS % 2 == 0, "fragment buffers alternate by kk parity");
+        static_assert(MODE == MODE_DIRECT, "the double-buffered loop uses the direct loader");
+        constexpr int LOADS = A_ITERS + B_ITERS, PER_STEP = (LOADS + KKS - 2) / (KKS - 1);
+        unsigned af[2][MI][4], bf[2][NI][2];
         cp_async_wait<STAGES - 2>();
         __syncthreads();
-        {
-            int nk = kt + STAGES - 1;
-            if (nk < KT) load_stage(nk % STAGES);
-            cp_async_commit();
-        }
-        const int stage = kt % STAGES;
-        const unsigned cA = sA + stage * STAGE_A, cB = sB + stage * STAGE_B;
+        int rd = 0, wr = STAGES - 1;  // stage buffers being read / written
+        unsigned cA = sA, cB = sB;
+        if (KT > 0) load_frags<MI, NI, BK>(af[0], bf[0], cA, cB, a_row, a_chk, b_row, b_chk, 0);
+        for (int kt = 0; kt < KT; ++kt) {
 #pragma unroll
-        for (int kk = 0; kk < BK / 32; ++kk) {
-            unsigned af[MI][4], bf[NI][2];
+            for (int kk = 0; kk < KKS; ++kk) {
+                if (kk == KKS - 1) {
+                    cp_async_commit();
+                    cp_async_wait<STAGES - 2>();
+                    __syncthreads();
+                    rd = rd + 1 == STAGES ? 0 : rd + 1;
+                    wr = wr + 1 == STAGES ? 0 : wr + 1;
+                    cA = sA + rd * STAGE_A;
+                    cB = sB + rd * STAGE_B;
+                    if (kt + 1 < KT)
+                        load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, 0);
+                } else {
+                    load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, kk + 1);
+                    const bool active = kt + STAGES - 1 < KT;
 #pragma unroll
-            for (int i = 0; i < MI; ++i)
-                ldmatrix_x4(cA + swz<BK>(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
+                    for (int q = 0; q < LOADS; ++q)
+                        if (q / PER_STEP == kk) {
+                            if (q < A_ITERS) load_a(wr, q, active);
+                            else load_b(wr, q - A_ITERS, active);
+                        }
+                    if (kk == KKS - 2) advance();
+                }
 #pragma unroll
-            for (int j = 0; j < NI; j += 2)
-                ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0],
-                            bf[j + 1][1]);
+                for (int i = 0; i < MI; ++i)
 #pragma unroll
-            for (int i = 0; i < MI; ++i)
-#pragma unroll
-                for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[i], bf[j][0], bf[j][1]);
+                    for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
+            }
         }
     }
     cp_async_wait<0>();
 
     // Epilogue. Fragment: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at row g+8.
+    // Output element (m, oc) lives at yoff(m) + (oc/32)*ysC + oc%32, yoff(m) = m*OC when
+    // p.y_linear, else n*ysN + oy*ysY + ox*ysX (rows decomposed as for A).
     const int g = lane >> 2, t4 = lane & 3;
+    auto row_off = [&](int m) -> long long {
+        if (p.y_linear) return (long long)m * p.OC;
+        int nimg, r;
+        if (p.row_nhw) { nimg = m / ohw; r = m - nimg * ohw; }
+        else { r = m / p.N; nimg = m - r * p.N; }
+        int oy = r / p.OW, ox = r - oy * p.OW;
+        return (long long)nimg * p.ysN + (long long)oy * p.ysY + (long long)ox * p.ysX;
+    };
+    auto col_off = [&](int oc) -> int { return (oc >> 5) * p.ysC + (oc & 31); };
     if constexpr (EPI == EPI_S32_ATOMIC) {
 #pragma unroll
         for (int i = 0; i < MI; ++i)
@@ -295,11 +431,12 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
             for (int h = 0; h < 2; ++h) {
                 int m = m0 + warp_m * WTM + i * 16 + g + h * 8;
                 if (m >= p.M) continue;
+                const long long ro = row_off(m);
 #pragma unroll
                 for (int j = 0; j < NI; ++j) {
                     int oc = n0 + warp_n * WTN + j * 8 + 2 * t4;
                     if (oc >= p.OC) continue;
-                    int32_t *y = static_cast<int32_t *>(p.y) + (size_t)m * p.OC + oc;
+                    int32_t *y = static_cast<int32_t *>(p.y) + ro + col_off(oc);
                     // s32 with bias: the first K split adds it (once per output)
                     const int b0 = p.bias && blockIdx.z == 0 ? p.bias[oc] : 0;
                     const int b1 = p.bias && blockIdx.z == 0 ? p.bias[oc + 1] : 0;
@@ -319,6 +456,10 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
         const int szy = EPI == EPI_U8_ADD ? p.zc : p.zy, slo = EPI == EPI_U8_ADD ? 0 : p.lo,
                   shi = EPI == EPI_U8_ADD ? 255 : p.hi;
         uint8_t *ct = smem;
+        // Non-linear output layouts: row offsets once per row, after the staged tile.
+        long long *rofs = reinterpret_cast<long long *>(smem + BM * LD);
+        if (!p.y_linear)
+            for (int r = tid; r < BM; r += THREADS) rofs[r] = m0 + r < p.M ? row_off(m0 + r) : 0;
 #pragma unroll
         for (int j = 0; j < NI; ++j) {
             const int col = warp_n * WTN + j * 8 + 2 * t4;
@@ -340,7 +481,7 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
                         int q1 = requant(v1, bias1, mult1, szy, slo, shi);
                         *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
                     } else {
-                        if (p.bias) {  // s32 with bias (dense / conv to int32 in the graph runtime)
+                        if (p.bias) {  // s32 + bias (the dense / QLinearMatMul-as-conv to int32 in the graph runtime)
                             const int oc = min(n0 + col, p.OC - 2);
                             v0 += p.bias[oc];
                             v1 += p.bias[oc + 1];
@@ -357,9 +498,11 @@ __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32)
             const int m = m0 + row, oc = n0 + cc * EPC;
             if (m >= p.M || oc >= p.OC) continue;
             const uint8_t *src = ct + row * LD + cc * 16;
-            uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
+            // element offset of (m, oc); a 16-byte chunk never crosses a 32-channel block
+            const long long eo = (p.y_linear ? (long long)m * p.OC : rofs[row]) + col_off(oc);
+            uint8_t *dst = static_cast<uint8_t *>(p.y) + eo * ESZ;
             if constexpr (EPI == EPI_U8_ADD) {
-                const uint8_t *r = p.res + (size_t)m * p.OC + oc;
+                const uint8_t *r = p.res + eo;
                 if (oc + EPC <= p.OC && (p.OC & 15) == 0) {  // 16-byte loads and store
                     uint4 rv = *reinterpret_cast<const uint4 *>(r), cv = *reinterpret_cast<const uint4 *>(src), ov;
                     const uint8_t *rb = reinterpret_cast<const uint8_t *>(&rv), *cb = reinterpret_cast<const uint8_t *>(&cv);
@@ -438,27 +581,38 @@ const QhCudaConvVariant kVariants[] = {
     {"t128x128_w2x2_b128_s3", 128, 128, 2, 2, 3, 1, 128},
     {"t128x128_w2x4_b128_s3", 128, 128, 2, 4, 3, 1, 128},
     {"t128x256_w2x4_b128_s3", 128, 256, 2, 4, 3, 1, 128},
-    // wgmma (Hopper): CTA 128 x bn, two warpgroups, 128-byte K stages
+    // Direct path only (cudaErrorNotSupported elsewhere). _db: register double-buffered
+    // fragments; _m2: __launch_bounds__ min 2 blocks per SM (<= 128 registers at 256 threads).
+    {"t128x128_w2x4_b128_s3_m2", 128, 128, 2, 4, 3, 1, 128},
+    {"t128x256_w2x4_b128_s3_db", 128, 256, 2, 4, 3, 1, 128},
+    {"t128x128_w2x2_b128_s3_db", 128, 128, 2, 2, 3, 1, 128},
+    {"t128x128_w2x4_s4_m2", 128, 128, 2, 4, 4, 1, 64},
+    // wgmma (Hopper, wgmma_conv2d.cuh): CTA 128 x bn, two warpgroups, 128-byte K stages
     {"wg128x128_s4", 128, 128, 0, 0, 4, 1, 128, 1},
     {"wg128x256_s4", 128, 256, 0, 0, 4, 1, 128, 1},
     {"wg128x128_s6", 128, 128, 0, 0, 6, 1, 128, 1},
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
+constexpr int kFirstDirectOnly = 11;
 
 enum class Path { Direct, RowGather4, RowGather, Im2col };
 Path path_of(const ConvDesc &d) {
-    if (d.ic % 64 == 0) return Path::Direct;
+    if (d.ic % 64 == 0 && d.kh * d.kw <= 31) return Path::Direct;  // tap masks: 31 bits
     if (d.ic < 4 && d.kw * 4 <= 32) return Path::RowGather4;
     if (d.kw * d.ic <= 32) return Path::RowGather;
     return Path::Im2col;
 }
 
-template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI>
+template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI, bool DB = false, int MINB = 1>
 cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
-    auto kern = conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI>;
+    auto kern = [] {
+        if constexpr (MINB > 1) return conv_mma_kernel_minb<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
+        else return conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
+    }();
     constexpr int pipe = ST * (BM + BN) * BK;
-    constexpr int stage_c = EPI == EPI_U8 || EPI == EPI_U8_ADD ? BM * (BN + 16)
-                            : EPI == EPI_S32                 ? BM * (BN + 8) * 4
+    // staged tile + one 8-byte output row offset per tile row (non-linear output layouts)
+    constexpr int stage_c = EPI == EPI_U8 || EPI == EPI_U8_ADD ? BM * (BN + 16) + BM * 8
+                            : EPI == EPI_S32                 ? BM * (BN + 8) * 4 + BM * 8
                                                              : 0;
     constexpr int smem = pipe > stage_c ? pipe : stage_c;
     static bool attr_done = false;  // per instantiation
@@ -486,21 +640,36 @@ cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
     case 8: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI>(p, splitk, s);
     case 9: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
     case 10: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
-    default: return cudaErrorInvalidValue;
+    default: break;
     }
+    if constexpr (MODE == MODE_DIRECT) {
+        switch (v) {
+        case 11: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI, false, 2>(p, splitk, s);
+        case 12: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI, true, 1>(p, splitk, s);
+        case 13: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI, true, 2>(p, splitk, s);
+        case 14: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI, false, 2>(p, splitk, s);
+        default: break;
+        }
+    }
+    return v >= kFirstDirectOnly && v < kNumVariants ? cudaErrorNotSupported : cudaErrorInvalidValue;
 }
 
 cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w, void *y,
                      const QhRequant *rq, const QhResidual *res, void *workspace, cudaStream_t s,
-                     const int32_t *bias_s32 = nullptr) {
+                     const int32_t *bias_s32 = nullptr, QhLayout layout = QhLayout::NHWC) {
     if (variant < 0 || variant >= kNumVariants) return cudaErrorInvalidValue;
     if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
     const QhCudaConvVariant &V = kVariants[variant];
     if (rq && V.splitk > 1) return cudaErrorInvalidValue;
     const Path path = path_of(d);
     if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
+    const bool gather = path == Path::RowGather || path == Path::RowGather4;
+    if (gather && variant >= kFirstDirectOnly) return cudaErrorNotSupported;
+    if (layout != QhLayout::NHWC && path != Path::Direct) return cudaErrorNotSupported;
+    if (layout == QhLayout::NC32HW32 && d.oc % 32 != 0) return cudaErrorNotSupported;
     if (V.engine == 1) {
-        if (path != Path::Direct || !qh_cuda_wgmma_supported(d) || !qh_cuda_wgmma_device_ok())
+        if (path != Path::Direct || layout != QhLayout::NHWC || !qh_cuda_wgmma_supported(d) ||
+            !qh_cuda_wgmma_device_ok())
             return cudaErrorNotSupported;
         return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, x, w, y, bias_s32, rq, res, s);
     }
@@ -558,11 +727,41 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         p.H = d.oh(); p.W = d.ow(); p.IC = Kp; p.KW = 1; p.KH = 1;
         p.sh = 1; p.sw = 1; p.pt = 0; p.pl = 0;
     }
+    // Strides of the layout (the im2col matrix and the NHWC4 stem copy are NHWC).
+    {
+        const long long N = d.n, H = p.H, W = p.W, IC = p.IC, OH = p.OH, OW = p.OW, OC = p.OC;
+        long long xsY, xsX, xsC = 32, ysY, ysX, ysC = 32;
+        p.N = d.n;
+        p.row_nhw = 1;
+        p.y_linear = 1;
+        switch (layout) {
+        case QhLayout::NHWC:
+            p.xsN = H * W * IC; xsY = W * IC; xsX = IC;
+            p.ysN = OH * OW * OC; ysY = OW * OC; ysX = OC;
+            break;
+        case QhLayout::HWNC:  // rows (oy, ox, n): y's row m is at m*OC again
+            p.xsN = IC; xsX = N * IC; xsY = W * N * IC;
+            p.ysN = OC; ysX = N * OC; ysY = OW * N * OC;
+            p.row_nhw = 0;
+            break;
+        case QhLayout::NC32HW32:
+            p.xsN = IC * H * W; xsC = H * W * 32; xsY = W * 32; xsX = 32;
+            p.ysN = OC * OH * OW; ysC = OH * OW * 32; ysY = OW * 32; ysX = 32;
+            p.y_linear = 0;
+            break;
+        default: return cudaErrorInvalidValue;
+        }
+        // the per-stage tap offset and the strides are 32-bit in the kernel
+        const long long tap_max = (d.kh - 1) * xsY + (d.kw - 1) * xsX + (IC / 32) * xsC;
+        const long long lim = (1LL << 31) - 64;
+        if (tap_max > lim || xsY > lim || ysY > lim || xsC > lim || ysC > lim) return cudaErrorNotSupported;
+        p.xsY = int(xsY); p.xsX = int(xsX); p.xsC = int(xsC);
+        p.ysY = int(ysY); p.ysX = int(ysX); p.ysC = int(ysC);
+    }
     int kt = Kp / V.bk;
     int splitk = std::min(V.splitk, kt);
     p.kt_per_split = (kt + splitk - 1) / splitk;
     splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
-    const bool gather = path == Path::RowGather || path == Path::RowGather4;
     if (res)
         return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD>(variant, p, 1, s)
                       : dispatch<MODE_DIRECT, EPI_U8_ADD>(variant, p, 1, s);
@@ -621,7 +820,12 @@ int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
     // tiles, else split-K for long reductions (measured on an H100, bench/cuda/NOTES.md).
     long long M = d.m();
     auto ctas = [&](int bm, int bn) { return ((M + bm - 1) / bm) * ((d.oc + bn - 1) / bn); };
-    if (ctas(128, 128) >= 2LL * num_sms) return path_of(d) == Path::Direct && d.ic % 128 == 0 ? 9 : 1;
+    if (ctas(128, 128) >= 2LL * num_sms) {
+        if (path_of(d) != Path::Direct) return 1;
+        // compute-bound 3x3 with wide OC: 128x256 tiles, double-buffered fragments (v5)
+        if (d.ic % 128 == 0) return d.oc >= 256 && d.kh * d.kw > 1 ? 12 : 11;
+        return 14;
+    }
     if (ctas(128, 64) >= num_sms) return 3;
     int kt = qh_cuda_conv2d_kpad(d) / 64;
     if (kt >= 64 && ctas(64, 64) * 4 <= 2LL * num_sms) return 7;
@@ -648,6 +852,17 @@ cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const ui
                                         const QhRequant &rq, const QhResidual &res, uint8_t *y,
                                         void *workspace, cudaStream_t s) {
     return run_conv(d, variant, x, w, y, &rq, &res, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u8s8s32_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x,
+                                            const int8_t *w, int32_t *y, void *workspace, cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, nullptr, nullptr, workspace, s, nullptr, layout);
+}
+
+cudaError_t qh_cuda_conv2d_u8s8u8_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x,
+                                           const int8_t *w, const QhRequant &rq, uint8_t *y, void *workspace,
+                                           cudaStream_t s) {
+    return run_conv(d, variant, x, w, y, &rq, nullptr, workspace, s, nullptr, layout);
 }
 
 cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x, const int8_t *w, int32_t *y,

@@ -12,8 +12,9 @@
 // Formulation: implicit GEMM, M = N*OH*OW rows (output pixels), N_gemm = OC, K = KH*KW*IC with
 // k = (ky*KW + kx)*IC + ic. mma.sync m16n8k32 u8 x s8 -> s32, ldmatrix fragment loads, cp.async
 // multistage pipeline (global -> shared, XOR-swizzled 64-byte rows, no bank conflicts).
-//  - direct path (IC % 64 == 0): the A tile is gathered straight from x with cp.async; out-of-
-//    image taps are written as zx into shared memory.
+//  - direct path (IC % 64 == 0 and KH*KW <= 31): the A tile is gathered straight from x with
+//    cp.async; out-of-image taps (a per-row tap mask) are written as zx into shared memory, both
+//    by one predicated instruction pair (no branch, so loads interleave with the MMAs).
 //  - row-gather path (KW*IC <= 32, e.g. the 7x7 stem with IC = 3): for each ky the KW*IC bytes
 //    x[n, iy, ix0 .. ix0+KW-1, :] are contiguous in NHWC, so K is laid out as k = ky*32 + kx*IC +
 //    ic (each ky segment padded to 32 bytes); the loader gathers bytes (zx outside the image)
@@ -51,6 +52,8 @@ struct ConvDesc {
     double macs() const { return double(m()) * oc * k(); }
 };
 
+// Variants 11 and up run on the direct path only (cudaErrorNotSupported on the others): "_db"
+// double-buffers the mma fragments in registers, "_m2" caps registers for 2 CTAs per SM.
 struct QhCudaConvVariant {
     const char *name;
     int bm, bn, warps_m, warps_n, stages, splitk;
@@ -111,3 +114,19 @@ cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const ui
                                         const int8_t *w_packed_dev, const QhRequant &rq,
                                         const QhResidual &res, uint8_t *y_dev, void *workspace,
                                         cudaStream_t stream);
+
+// Memory layouts for the tensor-core path (the entry points above are all NHWC, the layout of the
+// graph runtime). x, y (and a residual) share the layout; c = channel, 32-channel blocks:
+//   NHWC:     x[((n*H + y)*W + x)*C + c]
+//   HWNC:     x[((y*W + x)*N + n)*C + c]         (GEMM rows ordered (oy, ox, n))
+//   NC32HW32: x[(((n*(C/32) + c/32)*H + y)*W + x)*32 + c%32]   (needs IC, OC % 32 == 0)
+// The kernel addresses pixels through strides (n, y, x, 32-channel block), so the three are
+// parameter sets of one loader and one epilogue. Direct path only (IC % 64 == 0; other shapes
+// return cudaErrorNotSupported). Weights are packed as above in every layout.
+enum class QhLayout { NHWC = 0, HWNC = 1, NC32HW32 = 2 };
+cudaError_t qh_cuda_conv2d_u8s8s32_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
+                                            const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
+                                            cudaStream_t stream);
+cudaError_t qh_cuda_conv2d_u8s8u8_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
+                                           const int8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
+                                           void *workspace, cudaStream_t stream);
