@@ -1,10 +1,13 @@
 // Tensor-core int8 implicit-GEMM conv2d. See mma_conv2d.cuh for the contract.
 #include "mma_conv2d.cuh"
 #include "wgmma_conv2d.cuh"
+#include "conv_device.cuh"
 
 #include <algorithm>
 
 namespace {
+
+using namespace qh_conv;
 
 constexpr int KALIGN = 128;  // Kp granularity on the gather/im2col paths (any BK divides it)
 
@@ -42,12 +45,6 @@ struct Params {
     int row_nhw, y_linear;
 };
 
-__device__ __forceinline__ unsigned smem_u32(const void *p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
 // If active: ok ? cp.async 16 bytes src -> dst : st.shared zx4 x4 at dst; nothing otherwise.
 // Predicated, no branch, so the compiler may interleave it with the MMAs. (A zx line in global
 // memory instead would be one address that every CTA reads for padding taps: an L2 hot spot,
@@ -62,9 +59,6 @@ __device__ __forceinline__ void cp_async16_or_fill(unsigned dst, const void *src
 __device__ __forceinline__ void cp_async16_if(unsigned dst, const void *src, bool ok) {
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
                  "l"(src), "r"((int)ok));
-}
-__device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
 }
 __device__ __forceinline__ void ldmatrix_x4(unsigned addr, unsigned &r0, unsigned &r1, unsigned &r2,
                                             unsigned &r3) {
@@ -106,22 +100,6 @@ __host__ __device__ __forceinline__ unsigned tap_mask(int iy0, int ix0, int H, i
     return m;
 }
 
-__device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
-    float f = __fmul_rn(float(acc + bias), mult);
-    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
-    int q = __float2int_rn(f) + zy;  // round half to even
-    return min(max(q, lo), hi);
-}
-
-// QLinearAdd of the conv's u8 result c and the residual r: the float32 steps of
-// qh::quantized_add (generators/qh_math.h). __fmul_rn/__fadd_rn are never contracted into an fma.
-__device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, float mr, int zy, int lo,
-                                    int hi) {
-    float f = __fadd_rn(__fmul_rn(float(c - zc), mc), __fmul_rn(float(r - zr), mr));
-    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
-    int q = __float2int_rn(f) + zy;
-    return min(max(q, lo), hi);
-}
 
 // Fragment addressing, shared by both main loops. ldmatrix lane addressing (fragment layouts of
 // m16n8k32): A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7
@@ -501,28 +479,11 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
             // element offset of (m, oc); a 16-byte chunk never crosses a 32-channel block
             const long long eo = (p.y_linear ? (long long)m * p.OC : rofs[row]) + col_off(oc);
             uint8_t *dst = static_cast<uint8_t *>(p.y) + eo * ESZ;
-            if constexpr (EPI == EPI_U8_ADD) {
-                const uint8_t *r = p.res + eo;
-                if (oc + EPC <= p.OC && (p.OC & 15) == 0) {  // 16-byte loads and store
-                    uint4 rv = *reinterpret_cast<const uint4 *>(r), cv = *reinterpret_cast<const uint4 *>(src), ov;
-                    const uint8_t *rb = reinterpret_cast<const uint8_t *>(&rv), *cb = reinterpret_cast<const uint8_t *>(&cv);
-                    uint8_t *ob = reinterpret_cast<uint8_t *>(&ov);
-#pragma unroll
-                    for (int e = 0; e < 16; ++e)
-                        ob[e] = (uint8_t)qadd(cb[e], p.zc, p.mc, rb[e], p.zr, p.mr, p.zy, p.lo, p.hi);
-                    *reinterpret_cast<uint4 *>(dst) = ov;
-                } else {
-                    for (int e = 0; e < EPC && oc + e < p.OC; ++e)
-                        dst[e] = (uint8_t)qadd(src[e], p.zc, p.mc, r[e], p.zr, p.mr, p.zy, p.lo, p.hi);
-                }
-                continue;
-            }
-            if (oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0) {
-                *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
-            } else {
-                for (int e = 0; e < EPC && oc + e < p.OC; ++e)
-                    for (int b = 0; b < ESZ; ++b) dst[e * ESZ + b] = src[e * ESZ + b];
-            }
+            const int n = min(EPC, p.OC - oc);
+            if constexpr (EPI == EPI_U8_ADD)
+                qh_conv::store_chunk<true, ESZ>(p, src, dst, p.res + eo, n, n == EPC && (p.OC & 15) == 0);
+            else
+                qh_conv::store_chunk<false, ESZ>(p, src, dst, nullptr, n, n == EPC && ((p.OC * ESZ) & 15) == 0);
         }
     }
 }
@@ -591,6 +552,10 @@ const QhCudaConvVariant kVariants[] = {
     {"wg128x128_s4", 128, 128, 0, 0, 4, 1, 128, 1},
     {"wg128x256_s4", 128, 256, 0, 0, 4, 1, 128, 1},
     {"wg128x128_s6", 128, 128, 0, 0, 6, 1, 128, 1},
+    {"wg128x128_s3", 128, 128, 0, 0, 3, 1, 128, 1},     // 2 CTAs per SM
+    {"wg128x64_s4", 128, 64, 0, 0, 4, 1, 128, 1},       // 2 CTAs per SM
+    {"wg128x128_b64_s6", 128, 128, 0, 0, 6, 1, 64, 1},  // IC % 64: 64-byte swizzle, 2 CTAs per SM
+    {"wg128x64_b64_s4", 128, 64, 0, 0, 4, 1, 64, 1},    // 2 CTAs per SM
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 constexpr int kFirstDirectOnly = 11;
@@ -668,10 +633,10 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
     if (layout != QhLayout::NHWC && path != Path::Direct) return cudaErrorNotSupported;
     if (layout == QhLayout::NC32HW32 && d.oc % 32 != 0) return cudaErrorNotSupported;
     if (V.engine == 1) {
-        if (path != Path::Direct || layout != QhLayout::NHWC || !qh_cuda_wgmma_supported(d) ||
+        if (path != Path::Direct || layout != QhLayout::NHWC || !qh_cuda_wgmma_supported(d, V.bk) ||
             !qh_cuda_wgmma_device_ok())
             return cudaErrorNotSupported;
-        return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, x, w, y, bias_s32, rq, res, s);
+        return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, V.bk, x, w, y, bias_s32, rq, res, s);
     }
     const int Kp = qh_cuda_conv2d_kpad(d);
     if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;

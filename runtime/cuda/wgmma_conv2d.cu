@@ -1,7 +1,11 @@
 // Hopper wgmma int8 implicit-GEMM conv2d. See wgmma_conv2d.cuh for the contract.
 #include "wgmma_conv2d.cuh"
 
+#include "conv_device.cuh"
+
 namespace {
+
+using namespace qh_conv;
 
 enum { EPI_S32 = 0, EPI_U8 = 1, EPI_U8_ADD = 2 };
 
@@ -18,17 +22,8 @@ struct Params {
     float mc, mr;
 };
 
-__device__ __forceinline__ unsigned smem_u32(const void *p) {
-    return static_cast<unsigned>(__cvta_generic_to_shared(p));
-}
 __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
-__device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
-    asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
 }
 // Makes this thread's shared-memory writes (cp.async and st.shared, the generic proxy) visible
 // to the async proxy wgmma reads through.
@@ -40,11 +35,21 @@ __device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sy
 
 // Shared-memory matrix descriptor (PTX ISA, "Matrix Descriptor Format"): start address >> 4 in
 // bits 0-13, leading-dimension byte offset >> 4 in 16-29 (unused for K-major swizzled tiles
-// whose K extent per instruction, 32 bytes, lies inside one 128-byte row: 1), stride-dimension
-// byte offset >> 4 in 32-45 (1024 B: the next group of 8 rows), swizzle mode in 62-63
-// (1 = 128-byte). Stepping K by 32 bytes inside the swizzle row adds 32 >> 4 to the address.
-__device__ __forceinline__ uint64_t desc_sw128(unsigned saddr) {
-    return uint64_t((saddr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(1024 >> 4) << 32) | (uint64_t(1) << 62);
+// whose K extent per instruction, 32 bytes, lies inside one row: 1), stride-dimension byte
+// offset >> 4 in 32-45 (8 rows: 8*BK bytes, the next swizzle atom), swizzle mode in 62-63
+// (1 = 128-byte, 2 = 64-byte). Stepping K by 32 bytes inside a row adds 32 >> 4 to the address.
+template <int BK>
+__device__ __forceinline__ uint64_t desc_sw(unsigned saddr) {
+    return uint64_t((saddr & 0x3FFFF) >> 4) | (uint64_t(1) << 16) | (uint64_t(8 * BK >> 4) << 32) |
+           (uint64_t(BK == 128 ? 1 : 2) << 62);
+}
+
+__device__ __forceinline__ void wgmma_m64n64k32(int (&d)[32], uint64_t da, uint64_t db) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k32.s32.u8.s8 {%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p;\n}\n"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3]), "+r"(d[4]), "+r"(d[5]), "+r"(d[6]), "+r"(d[7]), "+r"(d[8]), "+r"(d[9]), "+r"(d[10]), "+r"(d[11]), "+r"(d[12]), "+r"(d[13]), "+r"(d[14]), "+r"(d[15]), "+r"(d[16]), "+r"(d[17]), "+r"(d[18]), "+r"(d[19]), "+r"(d[20]), "+r"(d[21]), "+r"(d[22]), "+r"(d[23]), "+r"(d[24]), "+r"(d[25]), "+r"(d[26]), "+r"(d[27]), "+r"(d[28]), "+r"(d[29]), "+r"(d[30]), "+r"(d[31])
+        : "l"(da), "l"(db), "r"(1));
 }
 
 __device__ __forceinline__ void wgmma_m64n128k32(int (&d)[64], uint64_t da, uint64_t db) {
@@ -65,31 +70,46 @@ __device__ __forceinline__ void wgmma_m64n256k32(int (&d)[128], uint64_t da, uin
 
 template <int BN>
 __device__ __forceinline__ void wgmma_tile(int (&d)[BN / 2], uint64_t da, uint64_t db) {
-    if constexpr (BN == 128)
+    if constexpr (BN == 64)
+        wgmma_m64n64k32(d, da, db);
+    else if constexpr (BN == 128)
         wgmma_m64n128k32(d, da, db);
     else
         wgmma_m64n256k32(d, da, db);
 }
 
-__device__ __forceinline__ unsigned swz128(int r, int c) { return r * 128 + ((c ^ (r & 7)) << 4); }
-
-__device__ __forceinline__ int requant(int acc, int bias, float mult, int zy, int lo, int hi) {
-    float f = __fmul_rn(float(acc + bias), mult);
-    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
-    int q = __float2int_rn(f) + zy;  // round half to even
-    return min(max(q, lo), hi);
-}
-__device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, float mr, int zy, int lo, int hi) {
-    float f = __fadd_rn(__fmul_rn(float(c - zc), mc), __fmul_rn(float(r - zr), mr));
-    f = fminf(fmaxf(f, -65536.0f), 65536.0f);
-    int q = __float2int_rn(f) + zy;
-    return min(max(q, lo), hi);
+// Shared-memory tile rows of BK bytes in the swizzle pattern of wgmma's matching mode: chunk c
+// (16 bytes) of row r at r*BK + ((c ^ f(r)) << 4), f(r) = r & 7 for 128-byte rows (128B mode,
+// 8-row x 128-byte atoms), (r >> 1) & 3 for 64-byte rows (64B mode, 8-row x 64-byte atoms): the
+// XOR of address bits 4-6 (4-5) with bits 7-9 (7-8), as the hardware applies it.
+template <int BK>
+__device__ __forceinline__ unsigned swz(int r, int c) {
+    if constexpr (BK == 128)
+        return r * 128 + ((c ^ (r & 7)) << 4);
+    else
+        return r * 64 + ((c ^ ((r >> 1) & 3)) << 4);
 }
 
-constexpr int BM = 128, BK = 128, THREADS = 256;
 
-template <int BN, int STAGES, int EPI>
-__global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) {
+constexpr int BM = 128, THREADS = 256;
+
+// Shared memory of a tile configuration: the pipeline, or the staged output tile if larger,
+// plus 1024 bytes to align the stages to the swizzle atoms.
+template <int BN, int STAGES, int BK, int EPI>
+constexpr int smem_bytes() {
+    constexpr int pipe = STAGES * (BM + BN) * BK;
+    constexpr int staged = EPI == 0 ? BM * (BN + 8) * 4 : BM * (BN + 16);
+    return (pipe > staged ? pipe : staged) + 1024;
+}
+// Two CTAs per SM where both fit (shared memory and 128 registers a thread): one CTA's prologue
+// and epilogue then overlap the other's main loop, which short reductions need.
+template <int BN, int STAGES, int BK>
+constexpr int min_blocks() {
+    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, 0>() <= 227 * 1024 ? 2 : 1;
+}
+
+template <int BN, int STAGES, int BK, int EPI>
+__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_wgmma_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap();  // compiled for a target without wgmma: never launched (qh_cuda_wgmma_device_ok)
 #else
@@ -144,7 +164,7 @@ __global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) 
         for (int i = 0; i < A_ITERS; ++i) {
             int row = tid / CH + i * ROWS_PER_ITER;
             int iy = a_iy0[i] + ld_ky, ix = a_ix0[i] + ld_kx;
-            unsigned dst = dA + swz128(row, chunk);
+            unsigned dst = dA + swz<BK>(row, chunk);
             if ((unsigned)iy < (unsigned)p.H && (unsigned)ix < (unsigned)p.W)
                 cp_async16(dst, a_base[i] + ((size_t)iy * p.W + ix) * p.IC + ld_ic0);
             else
@@ -153,7 +173,7 @@ __global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) 
 #pragma unroll
         for (int j = 0; j < B_ITERS; ++j) {
             int row = tid / CH + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz128(row, chunk);
+            unsigned dst = dB + swz<BK>(row, chunk);
             if (b_ok[j])
                 cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
             else
@@ -195,7 +215,7 @@ __global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) 
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
-            wgmma_tile<BN>(acc, desc_sw128(a_tile + kk * 32), desc_sw128(b_tile + kk * 32));
+            wgmma_tile<BN>(acc, desc_sw<BK>(a_tile + kk * 32), desc_sw<BK>(b_tile + kk * 32));
         wgmma_commit();
         wgmma_wait<1>();  // k-block kt-1 done; kt stays in flight over the next loads
     }
@@ -239,36 +259,17 @@ __global__ void __launch_bounds__(THREADS, 1) conv_wgmma_kernel(const Params p) 
         if (m >= p.M || oc >= p.OC) continue;
         const uint8_t *src = smem + row * LD + cc * 16;
         uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
-        const bool whole = oc + EPC <= p.OC && ((p.OC * ESZ) & 15) == 0;
-        if constexpr (EPI == EPI_U8_ADD) {
-            const uint8_t *r = p.res + (size_t)m * p.OC + oc;
-            if (whole) {
-                uint4 rv = *reinterpret_cast<const uint4 *>(r), cv = *reinterpret_cast<const uint4 *>(src), ov;
-                const uint8_t *rb = reinterpret_cast<const uint8_t *>(&rv), *cb = reinterpret_cast<const uint8_t *>(&cv);
-                uint8_t *ob = reinterpret_cast<uint8_t *>(&ov);
-#pragma unroll
-                for (int e = 0; e < 16; ++e) ob[e] = (uint8_t)qadd(cb[e], p.zc, p.mc, rb[e], p.zr, p.mr, p.zy, p.lo, p.hi);
-                *reinterpret_cast<uint4 *>(dst) = ov;
-            } else {
-                for (int e = 0; e < EPC && oc + e < p.OC; ++e)
-                    dst[e] = (uint8_t)qadd(src[e], p.zc, p.mc, r[e], p.zr, p.mr, p.zy, p.lo, p.hi);
-            }
-        } else if (whole) {
-            *reinterpret_cast<uint4 *>(dst) = *reinterpret_cast<const uint4 *>(src);
-        } else {
-            for (int e = 0; e < EPC && oc + e < p.OC; ++e)
-                for (int b = 0; b < ESZ; ++b) dst[e * ESZ + b] = src[e * ESZ + b];
-        }
+        const int n = min(EPC, p.OC - oc);
+        const uint8_t *res = EPI == EPI_U8_ADD ? p.res + ((size_t)m * p.OC + oc) : nullptr;
+        qh_conv::store_chunk<EPI == EPI_U8_ADD, ESZ>(p, src, dst, res, n, n == EPC && ((p.OC * ESZ) & 15) == 0);
     }
 #endif
 }
 
-template <int BN, int STAGES, int EPI>
+template <int BN, int STAGES, int BK, int EPI>
 cudaError_t launch_t(const Params &p, cudaStream_t s) {
-    auto kern = conv_wgmma_kernel<BN, STAGES, EPI>;
-    constexpr int pipe = STAGES * (BM + BN) * BK;
-    constexpr int staged = EPI == EPI_S32 ? BM * (BN + 8) * 4 : BM * (BN + 16);
-    constexpr int smem = (pipe > staged ? pipe : staged) + 1024;  // + alignment slack
+    auto kern = conv_wgmma_kernel<BN, STAGES, BK, EPI>;
+    constexpr int smem = smem_bytes<BN, STAGES, BK, EPI>();
     static bool attr_done = false;  // per instantiation
     if (!attr_done) {
         if (cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
@@ -279,19 +280,24 @@ cudaError_t launch_t(const Params &p, cudaStream_t s) {
     return cudaGetLastError();
 }
 
+// The tiles mma_conv2d.cu's variant list names (engine = 1).
 template <int EPI>
-cudaError_t dispatch(int bn, int stages, const Params &p, cudaStream_t s) {
-    if (bn == 128 && stages == 4) return launch_t<128, 4, EPI>(p, s);
-    if (bn == 256 && stages == 4) return launch_t<256, 4, EPI>(p, s);
-    if (bn == 128 && stages == 6) return launch_t<128, 6, EPI>(p, s);
+cudaError_t dispatch(int bn, int stages, int bk, const Params &p, cudaStream_t s) {
+    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI>(p, s);
+    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI>(p, s);
+    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI>(p, s);
+    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI>(p, s);
+    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI>(p, s);
     return cudaErrorInvalidValue;
 }
 
 }  // namespace
 
-bool qh_cuda_wgmma_supported(const ConvDesc &d) {
-    return d.ic % 128 == 0 && d.oc % 8 == 0 && d.n > 0 && d.oh() > 0 && d.ow() > 0 && d.k() <= 65536 &&
-           d.m() < (1LL << 31);
+bool qh_cuda_wgmma_supported(const ConvDesc &d, int bk) {
+    return (bk == 64 || bk == 128) && d.ic % bk == 0 && d.oc % 8 == 0 && d.n > 0 && d.oh() > 0 && d.ow() > 0 &&
+           d.k() <= 65536 && d.m() < (1LL << 31);
 }
 
 bool qh_cuda_wgmma_device_ok() {
@@ -302,10 +308,10 @@ bool qh_cuda_wgmma_device_ok() {
     return major == 9 && minor == 0;
 }
 
-cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, const uint8_t *x, const int8_t *w, void *y,
+cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, const uint8_t *x, const int8_t *w, void *y,
                                  const int32_t *bias_s32, const QhRequant *rq, const QhResidual *res,
                                  cudaStream_t s) {
-    if (!qh_cuda_wgmma_supported(d)) return cudaErrorInvalidValue;
+    if (!qh_cuda_wgmma_supported(d, bk)) return cudaErrorInvalidValue;
     if (res && (!rq || !res->residual)) return cudaErrorInvalidValue;
     Params p{};
     p.x = x; p.w = w; p.y = y;
@@ -319,7 +325,7 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, const ui
     }
     if (res) {
         p.res = res->residual; p.zc = res->conv_zp; p.zr = res->res_zp; p.mc = res->conv_mult; p.mr = res->res_mult;
-        return dispatch<EPI_U8_ADD>(bn, stages, p, s);
+        return dispatch<EPI_U8_ADD>(bn, stages, bk, p, s);
     }
-    return rq ? dispatch<EPI_U8>(bn, stages, p, s) : dispatch<EPI_S32>(bn, stages, p, s);
+    return rq ? dispatch<EPI_U8>(bn, stages, bk, p, s) : dispatch<EPI_S32>(bn, stages, bk, p, s);
 }
