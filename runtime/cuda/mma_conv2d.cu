@@ -556,9 +556,6 @@ const QhCudaConvVariant kVariants[] = {
     {"wg128x64_s4", 128, 64, 0, 0, 4, 1, 128, 1},       // 2 CTAs per SM
     {"wg128x128_b64_s6", 128, 128, 0, 0, 6, 1, 64, 1},  // IC % 64: 64-byte swizzle, 2 CTAs per SM
     {"wg128x64_b64_s4", 128, 64, 0, 0, 4, 1, 64, 1},    // 2 CTAs per SM
-    {"wg64x128_b64_s6", 64, 128, 0, 0, 6, 1, 64, 1},    // one warpgroup, 3 CTAs per SM
-    {"wg64x128_s4", 64, 128, 0, 0, 4, 1, 128, 1},       // one warpgroup, 2 CTAs per SM
-    {"wg64x256_b64_s4", 64, 256, 0, 0, 4, 1, 64, 1},    // one warpgroup, 2 CTAs per SM
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
 constexpr int kFirstDirectOnly = 11;
@@ -639,7 +636,7 @@ cudaError_t run_conv(const ConvDesc &d, int variant, const uint8_t *x, const int
         if (path != Path::Direct || layout != QhLayout::NHWC || !qh_cuda_wgmma_supported(d, V.bk) ||
             !qh_cuda_wgmma_device_ok())
             return cudaErrorNotSupported;
-        return qh_cuda_wgmma_conv2d(d, V.bm, V.bn, V.stages, V.bk, x, w, y, bias_s32, rq, res, s);
+        return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, V.bk, x, w, y, bias_s32, rq, res, s);
     }
     const int Kp = qh_cuda_conv2d_kpad(d);
     if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;

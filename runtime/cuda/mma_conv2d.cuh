@@ -59,7 +59,7 @@ struct QhCudaConvVariant {
     int bm, bn, warps_m, warps_n, stages, splitk;
     int bk;  // bytes of K per pipeline stage (64 or 128; 128 needs IC % 128 == 0 on the direct path)
     // 0: mma.sync (this file's kernel); 1: wgmma (wgmma_conv2d.cuh: Hopper only, direct path with
-    // IC % bk == 0; bm = 64 or 128: one or two warpgroups; warps_m/warps_n unused). A variant the shape or the device cannot
+    // IC % bk == 0; bm = 128, warps_m/warps_n unused). A variant the shape or the device cannot
     // run returns cudaErrorNotSupported.
     int engine = 0;
 };

@@ -91,35 +91,30 @@ __device__ __forceinline__ unsigned swz(int r, int c) {
 }
 
 
-// A CTA is WGS warpgroups of 128 threads, each owning 64 output rows: BM = 64 * WGS.
+constexpr int BM = 128, THREADS = 256;
+
 // Shared memory of a tile configuration: the pipeline, or the staged output tile if larger,
 // plus 1024 bytes to align the stages to the swizzle atoms.
-template <int BM, int BN, int STAGES, int BK, int EPI>
+template <int BN, int STAGES, int BK, int EPI>
 constexpr int smem_bytes() {
     constexpr int pipe = STAGES * (BM + BN) * BK;
     constexpr int staged = EPI == 0 ? BM * (BN + 8) * 4 : BM * (BN + 16);
     return (pipe > staged ? pipe : staged) + 1024;
 }
-// CTAs per SM the tile asks the compiler to allow (it caps registers accordingly): as many as
-// shared memory and an estimate of BN / 2 accumulators + 60 registers a thread fit, up to 3.
-// More than one CTA per SM lets one CTA's prologue and epilogue overlap another's main loop,
-// which short reductions need.
-template <int BM, int BN, int STAGES, int BK>
+// Two CTAs per SM where both fit (shared memory and 128 registers a thread): one CTA's prologue
+// and epilogue then overlap the other's main loop, which short reductions need.
+template <int BN, int STAGES, int BK>
 constexpr int min_blocks() {
-    constexpr int by_smem = 227 * 1024 / smem_bytes<BM, BN, STAGES, BK, 0>();
-    constexpr int by_regs = 65536 / (2 * BM * (BN / 2 + 60));
-    constexpr int b = by_smem < by_regs ? by_smem : by_regs;
-    return b < 1 ? 1 : b > 3 ? 3 : b;
+    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, 0>() <= 227 * 1024 ? 2 : 1;
 }
 
-template <int BM, int BN, int STAGES, int BK, int EPI>
-__global__ void __launch_bounds__(2 * BM, (min_blocks<BM, BN, STAGES, BK>())) conv_wgmma_kernel(const Params p) {
+template <int BN, int STAGES, int BK, int EPI>
+__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_wgmma_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap();  // compiled for a target without wgmma: never launched (qh_cuda_wgmma_device_ok)
 #else
-    constexpr int THREADS = 2 * BM;                    // 128 threads per 64 rows
     constexpr int CH = BK / 16;                        // 16-byte chunks per tile row
-    constexpr int ROWS_PER_ITER = THREADS / CH;
+    constexpr int ROWS_PER_ITER = THREADS / CH;        // 32
     constexpr int A_ITERS = BM / ROWS_PER_ITER, B_ITERS = BN / ROWS_PER_ITER;
     constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
     constexpr int PREFETCH = STAGES - 2;  // stages loaded ahead: one more stays with the wgmma in flight
@@ -271,36 +266,30 @@ __global__ void __launch_bounds__(2 * BM, (min_blocks<BM, BN, STAGES, BK>())) co
 #endif
 }
 
-template <int BM, int BN, int STAGES, int BK, int EPI>
+template <int BN, int STAGES, int BK, int EPI>
 cudaError_t launch_t(const Params &p, cudaStream_t s) {
-    auto kern = conv_wgmma_kernel<BM, BN, STAGES, BK, EPI>;
-    constexpr int smem = smem_bytes<BM, BN, STAGES, BK, EPI>();
+    auto kern = conv_wgmma_kernel<BN, STAGES, BK, EPI>;
+    constexpr int smem = smem_bytes<BN, STAGES, BK, EPI>();
     static bool attr_done = false;  // per instantiation
     if (!attr_done) {
         if (cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
         attr_done = true;
     }
     dim3 grid((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN);
-    kern<<<grid, 2 * BM, smem, s>>>(p);
+    kern<<<grid, THREADS, smem, s>>>(p);
     return cudaGetLastError();
 }
 
 // The tiles mma_conv2d.cu's variant list names (engine = 1).
 template <int EPI>
-cudaError_t dispatch(int bm, int bn, int stages, int bk, const Params &p, cudaStream_t s) {
-#define QH_WG_TILE(BM_, BN_, ST_, BK_) \
-    if (bm == BM_ && bn == BN_ && stages == ST_ && bk == BK_) return launch_t<BM_, BN_, ST_, BK_, EPI>(p, s);
-    QH_WG_TILE(128, 128, 4, 128)
-    QH_WG_TILE(128, 256, 4, 128)
-    QH_WG_TILE(128, 128, 6, 128)
-    QH_WG_TILE(128, 128, 3, 128)
-    QH_WG_TILE(128, 64, 4, 128)
-    QH_WG_TILE(128, 128, 6, 64)
-    QH_WG_TILE(128, 64, 4, 64)
-    QH_WG_TILE(64, 128, 6, 64)
-    QH_WG_TILE(64, 128, 4, 128)
-    QH_WG_TILE(64, 256, 4, 64)
-#undef QH_WG_TILE
+cudaError_t dispatch(int bn, int stages, int bk, const Params &p, cudaStream_t s) {
+    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI>(p, s);
+    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI>(p, s);
+    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI>(p, s);
+    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI>(p, s);
+    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI>(p, s);
     return cudaErrorInvalidValue;
 }
 
@@ -319,7 +308,7 @@ bool qh_cuda_wgmma_device_ok() {
     return major == 9 && minor == 0;
 }
 
-cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bm, int bn, int stages, int bk, const uint8_t *x, const int8_t *w, void *y,
+cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, const uint8_t *x, const int8_t *w, void *y,
                                  const int32_t *bias_s32, const QhRequant *rq, const QhResidual *res,
                                  cudaStream_t s) {
     if (!qh_cuda_wgmma_supported(d, bk)) return cudaErrorInvalidValue;
@@ -336,7 +325,7 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bm, int bn, int stages, 
     }
     if (res) {
         p.res = res->residual; p.zc = res->conv_zp; p.zr = res->res_zp; p.mc = res->conv_mult; p.mr = res->res_mult;
-        return dispatch<EPI_U8_ADD>(bm, bn, stages, bk, p, s);
+        return dispatch<EPI_U8_ADD>(bn, stages, bk, p, s);
     }
-    return rq ? dispatch<EPI_U8>(bm, bn, stages, bk, p, s) : dispatch<EPI_S32>(bm, bn, stages, bk, p, s);
+    return rq ? dispatch<EPI_U8>(bn, stages, bk, p, s) : dispatch<EPI_S32>(bn, stages, bk, p, s);
 }
