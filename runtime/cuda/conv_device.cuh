@@ -4,7 +4,39 @@
 #pragma once
 #include <cstdint>
 
+#include <cuda_runtime.h>
+
 namespace qh_conv {
+
+// Epilogue kinds: s32 (optionally + bias), s32 accumulated with atomics (split-K, mma.sync only),
+// fused requantize to u8, fused requantize + residual add (QLinearAdd) to u8.
+enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2, EPI_U8_ADD = 3 };
+
+// Launches kern<<<grid, threads, smem, s>>>(p), first raising Kern's dynamic shared-memory limit
+// to `smem` (once per kernel; retried after a failure).
+template <auto Kern, class P>
+cudaError_t launch_dynamic_smem(dim3 grid, int threads, int smem, cudaStream_t s, const P &p) {
+    static bool attr_done = false;
+    if (!attr_done) {
+        if (cudaError_t e = cudaFuncSetAttribute(Kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
+        attr_done = true;
+    }
+    Kern<<<grid, threads, smem, s>>>(p);
+    return cudaGetLastError();
+}
+
+// The load position's next K stage of `bk` bytes on the direct path, k = (ky*KW + kx)*IC + ic:
+// ic0 += bk, carrying into kx, then ky (IC % bk == 0, so a stage never straddles two taps).
+__device__ __forceinline__ void next_k_stage(int &ic0, int &kx, int &ky, int bk, int ic, int kw) {
+    ic0 += bk;
+    if (ic0 >= ic) {
+        ic0 = 0;
+        if (++kx == kw) {
+            kx = 0;
+            ++ky;
+        }
+    }
+}
 
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -32,6 +64,69 @@ __device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, floa
     f = fminf(fmaxf(f, -65536.0f), 65536.0f);
     int q = __float2int_rn(f) + zy;
     return min(max(q, lo), hi);
+}
+
+// The epilogue stages the BM x BN output tile in shared memory (row pitch staged_pitch), then
+// writes it in 16-byte chunks. u8 epilogues stage the requantized value: with (zy, lo, hi) of the
+// output, or for the residual add the conv's own u8 result (zc, 0, 255); s32 stages acc + bias.
+template <int EPI, int BN>
+__host__ __device__ constexpr int staged_pitch() {
+    return EPI == EPI_U8 || EPI == EPI_U8_ADD ? BN + 16 : (BN + 8) * 4;  // bank-conflict free
+}
+
+// The epilogue parameters of output channels oc and oc + 1 (oc clamped to OC - 2 by the caller):
+// bias (0 where s32 has none) and, for u8, the requantization multipliers.
+struct ChannelPair {
+    int b0 = 0, b1 = 0;
+    float m0 = 0.f, m1 = 0.f;
+};
+template <int EPI, class P>
+__device__ __forceinline__ ChannelPair channel_pair(const P &p, int oc) {
+    ChannelPair c;
+    if (p.bias) c.b0 = p.bias[oc], c.b1 = p.bias[oc + 1];
+    if constexpr (EPI == EPI_U8 || EPI == EPI_U8_ADD) c.m0 = p.mult[oc], c.m1 = p.mult[oc + 1];
+    return c;
+}
+
+// Stages the accumulator pair (v0, v1) of tile row `row`, columns col and col + 1.
+template <int EPI, int BN, class P>
+__device__ __forceinline__ void stage_pair(const P &p, uint8_t *ct, int row, int col, const ChannelPair &c, int v0,
+                                           int v1) {
+    constexpr int LD = staged_pitch<EPI, BN>();
+    if constexpr (EPI == EPI_U8 || EPI == EPI_U8_ADD) {
+        const bool add = EPI == EPI_U8_ADD;
+        const int zy = add ? p.zc : p.zy, lo = add ? 0 : p.lo, hi = add ? 255 : p.hi;
+        const int q0 = requant(v0, c.b0, c.m0, zy, lo, hi), q1 = requant(v1, c.b1, c.m1, zy, lo, hi);
+        *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
+    } else {
+        *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0 + c.b0, v1 + c.b1);
+    }
+}
+
+template <bool ADD, int ESZ, class P>
+__device__ __forceinline__ void store_chunk(const P &p, const uint8_t *src, uint8_t *dst, const uint8_t *res, int n,
+                                            bool whole);
+
+// Writes the staged tile (output rows m0.., channels n0..) to p.y, one 16-byte chunk per thread
+// and step; elem(row, m, oc) is the element offset of (pixel m, channel oc) in p.y (and p.res).
+// A chunk never crosses a 32-channel block.
+template <int EPI, int BM, int BN, int THREADS, class P, class ElemOffset>
+__device__ __forceinline__ void store_staged_tile(const P &p, const uint8_t *ct, int tid, int m0, int n0,
+                                                  ElemOffset elem) {
+    constexpr bool ADD = EPI == EPI_U8_ADD;
+    constexpr int ESZ = EPI == EPI_U8 || ADD ? 1 : 4;
+    constexpr int LD = staged_pitch<EPI, BN>();
+    constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
+    constexpr int EPC = 16 / ESZ;       // elements per chunk
+    for (int idx = tid; idx < BM * CPR; idx += THREADS) {
+        const int row = idx / CPR, cc = idx - row * CPR;
+        const int m = m0 + row, oc = n0 + cc * EPC;
+        if (m >= p.M || oc >= p.OC) continue;
+        const long long eo = elem(row, m, oc);
+        const int n = min(EPC, p.OC - oc);
+        store_chunk<ADD, ESZ>(p, ct + row * LD + cc * 16, static_cast<uint8_t *>(p.y) + eo * ESZ,
+                              ADD ? p.res + eo : nullptr, n, n == EPC && ((p.OC * ESZ) & 15) == 0);
+    }
 }
 
 // The epilogue's last step for one staged 16-byte chunk (16 / ESZ elements of ESZ bytes) at

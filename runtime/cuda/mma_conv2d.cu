@@ -13,8 +13,6 @@ constexpr int KALIGN = 128;  // Kp granularity on the gather/im2col paths (any B
 
 // How the A (activation) tile is gathered.
 enum { MODE_DIRECT = 0, MODE_ROWGATHER = 1 };
-// Epilogue kinds.
-enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2, EPI_U8_ADD = 3 };
 
 struct Params {
     const uint8_t *x;
@@ -228,14 +226,7 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
     auto advance = [&]() {
         ++ld_kt;
         if constexpr (MODE == MODE_DIRECT) {
-            ld_ic0 += BK;
-            if (ld_ic0 >= p.IC) {
-                ld_ic0 = 0;
-                if (++ld_kx == p.KW) {
-                    ld_kx = 0;
-                    ++ld_ky;
-                }
-            }
+            next_k_stage(ld_ic0, ld_kx, ld_ky, BK, p.IC, p.KW);
             ld_off = ld_ky * p.xsY + ld_kx * p.xsX + (ld_ic0 >> 5) * p.xsC;
             ld_tap = min(ld_ky * p.KW + ld_kx, 31);
         }
@@ -427,64 +418,26 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
         // Stage the tile in shared memory (the pipeline buffers are free now), then write whole
         // rows with 16-byte coalesced stores.
         __syncthreads();
-        constexpr bool U8 = EPI == EPI_U8 || EPI == EPI_U8_ADD;
-        constexpr int ESZ = U8 ? 1 : 4;
-        constexpr int LD = U8 ? BN + 16 : (BN + 8) * 4;  // row pitch in bytes (bank-conflict free)
-        // EPI_U8_ADD stages the conv's own u8 result (zero point zc, full u8 range).
-        const int szy = EPI == EPI_U8_ADD ? p.zc : p.zy, slo = EPI == EPI_U8_ADD ? 0 : p.lo,
-                  shi = EPI == EPI_U8_ADD ? 255 : p.hi;
         uint8_t *ct = smem;
         // Non-linear output layouts: row offsets once per row, after the staged tile.
-        long long *rofs = reinterpret_cast<long long *>(smem + BM * LD);
+        long long *rofs = reinterpret_cast<long long *>(smem + BM * staged_pitch<EPI, BN>());
         if (!p.y_linear)
             for (int r = tid; r < BM; r += THREADS) rofs[r] = m0 + r < p.M ? row_off(m0 + r) : 0;
 #pragma unroll
         for (int j = 0; j < NI; ++j) {
             const int col = warp_n * WTN + j * 8 + 2 * t4;
-            int bias0 = 0, bias1 = 0;
-            float mult0 = 0.f, mult1 = 0.f;
-            if constexpr (U8) {
-                int oc = min(n0 + col, p.OC - 2);
-                bias0 = p.bias[oc]; bias1 = p.bias[oc + 1];
-                mult0 = p.mult[oc]; mult1 = p.mult[oc + 1];
-            }
+            const ChannelPair c = channel_pair<EPI>(p, min(n0 + col, p.OC - 2));
 #pragma unroll
             for (int i = 0; i < MI; ++i)
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int row = warp_m * WTM + i * 16 + g + h * 8;
-                    int v0 = acc[i][j][2 * h], v1 = acc[i][j][2 * h + 1];
-                    if constexpr (U8) {
-                        int q0 = requant(v0, bias0, mult0, szy, slo, shi);
-                        int q1 = requant(v1, bias1, mult1, szy, slo, shi);
-                        *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
-                    } else {
-                        if (p.bias) {  // s32 + bias (the dense / QLinearMatMul-as-conv to int32 in the graph runtime)
-                            const int oc = min(n0 + col, p.OC - 2);
-                            v0 += p.bias[oc];
-                            v1 += p.bias[oc + 1];
-                        }
-                        *reinterpret_cast<int2 *>(ct + row * LD + col * 4) = make_int2(v0, v1);
-                    }
-                }
+                for (int h = 0; h < 2; ++h)
+                    stage_pair<EPI, BN>(p, ct, warp_m * WTM + i * 16 + g + h * 8, col, c, acc[i][j][2 * h],
+                                        acc[i][j][2 * h + 1]);
         }
         __syncthreads();
-        constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
-        constexpr int EPC = 16 / ESZ;       // elements per chunk
-        for (int idx = tid; idx < BM * CPR; idx += THREADS) {
-            const int row = idx / CPR, cc = idx - row * CPR;
-            const int m = m0 + row, oc = n0 + cc * EPC;
-            if (m >= p.M || oc >= p.OC) continue;
-            const uint8_t *src = ct + row * LD + cc * 16;
-            // element offset of (m, oc); a 16-byte chunk never crosses a 32-channel block
-            const long long eo = (p.y_linear ? (long long)m * p.OC : rofs[row]) + col_off(oc);
-            uint8_t *dst = static_cast<uint8_t *>(p.y) + eo * ESZ;
-            const int n = min(EPC, p.OC - oc);
-            if constexpr (EPI == EPI_U8_ADD)
-                qh_conv::store_chunk<true, ESZ>(p, src, dst, p.res + eo, n, n == EPC && (p.OC & 15) == 0);
-            else
-                qh_conv::store_chunk<false, ESZ>(p, src, dst, nullptr, n, n == EPC && ((p.OC * ESZ) & 15) == 0);
-        }
+        store_staged_tile<EPI, BM, BN, THREADS>(p, ct, tid, m0, n0, [&](int row, int m, int oc) {
+            return (p.y_linear ? (long long)m * p.OC : rofs[row]) + col_off(oc);
+        });
     }
 }
 
@@ -570,25 +523,15 @@ Path path_of(const ConvDesc &d) {
 
 template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI, bool DB = false, int MINB = 1>
 cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
-    auto kern = [] {
+    constexpr auto kern = [] {
         if constexpr (MINB > 1) return conv_mma_kernel_minb<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
         else return conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
     }();
     constexpr int pipe = ST * (BM + BN) * BK;
     // staged tile + one 8-byte output row offset per tile row (non-linear output layouts)
-    constexpr int stage_c = EPI == EPI_U8 || EPI == EPI_U8_ADD ? BM * (BN + 16) + BM * 8
-                            : EPI == EPI_S32                 ? BM * (BN + 8) * 4 + BM * 8
-                                                             : 0;
+    constexpr int stage_c = EPI == EPI_S32_ATOMIC ? 0 : BM * staged_pitch<EPI, BN>() + BM * 8;
     constexpr int smem = pipe > stage_c ? pipe : stage_c;
-    static bool attr_done = false;  // per instantiation
-    if (!attr_done) {
-        cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
-        if (e != cudaSuccess) return e;
-        attr_done = true;
-    }
-    dim3 grid((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN, splitk);
-    kern<<<grid, WM * WN * 32, smem, s>>>(p);
-    return cudaGetLastError();
+    return launch_dynamic_smem<kern>(dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN, splitk), WM * WN * 32, smem, s, p);
 }
 
 template <int MODE, int EPI>

@@ -7,8 +7,6 @@ namespace {
 
 using namespace qh_conv;
 
-enum { EPI_S32 = 0, EPI_U8 = 1, EPI_U8_ADD = 2 };
-
 struct Params {
     const uint8_t *x;
     const int8_t *w;
@@ -98,14 +96,14 @@ constexpr int BM = 128, THREADS = 256;
 template <int BN, int STAGES, int BK, int EPI>
 constexpr int smem_bytes() {
     constexpr int pipe = STAGES * (BM + BN) * BK;
-    constexpr int staged = EPI == 0 ? BM * (BN + 8) * 4 : BM * (BN + 16);
+    constexpr int staged = BM * staged_pitch<EPI, BN>();
     return (pipe > staged ? pipe : staged) + 1024;
 }
 // Two CTAs per SM where both fit (shared memory and 128 registers a thread): one CTA's prologue
 // and epilogue then overlap the other's main loop, which short reductions need.
 template <int BN, int STAGES, int BK>
 constexpr int min_blocks() {
-    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, 0>() <= 227 * 1024 ? 2 : 1;
+    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, EPI_S32>() <= 227 * 1024 ? 2 : 1;
 }
 
 template <int BN, int STAGES, int BK, int EPI>
@@ -180,14 +178,7 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
                 st_shared_v4(dst, 0);
         }
         ++ld_kt;
-        ld_ic0 += BK;
-        if (ld_ic0 >= p.IC) {
-            ld_ic0 = 0;
-            if (++ld_kx == p.KW) {
-                ld_kx = 0;
-                ++ld_ky;
-            }
-        }
+        next_k_stage(ld_ic0, ld_kx, ld_ky, BK, p.IC, p.KW);
     };
 
     int acc[BN / 2];
@@ -227,57 +218,24 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
     // acc[4j + 0..1] at columns 8j + 2t, 8j + 2t + 1 of row g, acc[4j + 2..3] of row g + 8.
     const int g = lane >> 2, t4 = lane & 3;
     const int row_base = wg * 64 + (warp & 3) * 16 + g;
-    constexpr bool U8 = EPI != EPI_S32;
-    constexpr int ESZ = U8 ? 1 : 4;
-    constexpr int LD = U8 ? BN + 16 : (BN + 8) * 4;  // staged row pitch in bytes
-    const int szy = EPI == EPI_U8_ADD ? p.zc : p.zy, slo = EPI == EPI_U8_ADD ? 0 : p.lo,
-              shi = EPI == EPI_U8_ADD ? 255 : p.hi;
 #pragma unroll
     for (int j = 0; j < BN / 8; ++j) {
         const int col = j * 8 + 2 * t4;
-        const int oc = min(n0 + col, p.OC - 2);
-        const int bias0 = p.bias ? p.bias[oc] : 0, bias1 = p.bias ? p.bias[oc + 1] : 0;
+        const ChannelPair c = channel_pair<EPI>(p, min(n0 + col, p.OC - 2));
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-            const int row = row_base + 8 * h;
-            int v0 = acc[4 * j + 2 * h], v1 = acc[4 * j + 2 * h + 1];
-            if constexpr (U8) {
-                const int q0 = requant(v0, bias0, p.mult[oc], szy, slo, shi);
-                const int q1 = requant(v1, bias1, p.mult[oc + 1], szy, slo, shi);
-                *reinterpret_cast<uchar2 *>(smem + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
-            } else {
-                *reinterpret_cast<int2 *>(smem + row * LD + col * 4) = make_int2(v0 + bias0, v1 + bias1);
-            }
-        }
+        for (int h = 0; h < 2; ++h)
+            stage_pair<EPI, BN>(p, smem, row_base + 8 * h, col, c, acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
     }
     __syncthreads();
-    constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
-    constexpr int EPC = 16 / ESZ;       // elements per chunk
-    for (int idx = tid; idx < BM * CPR; idx += THREADS) {
-        const int row = idx / CPR, cc = idx - row * CPR;
-        const int m = m0 + row, oc = n0 + cc * EPC;
-        if (m >= p.M || oc >= p.OC) continue;
-        const uint8_t *src = smem + row * LD + cc * 16;
-        uint8_t *dst = static_cast<uint8_t *>(p.y) + ((size_t)m * p.OC + oc) * ESZ;
-        const int n = min(EPC, p.OC - oc);
-        const uint8_t *res = EPI == EPI_U8_ADD ? p.res + ((size_t)m * p.OC + oc) : nullptr;
-        qh_conv::store_chunk<EPI == EPI_U8_ADD, ESZ>(p, src, dst, res, n, n == EPC && ((p.OC * ESZ) & 15) == 0);
-    }
+    store_staged_tile<EPI, BM, BN, THREADS>(p, smem, tid, m0, n0,
+                                            [&](int, int m, int oc) { return (long long)m * p.OC + oc; });
 #endif
 }
 
 template <int BN, int STAGES, int BK, int EPI>
 cudaError_t launch_t(const Params &p, cudaStream_t s) {
-    auto kern = conv_wgmma_kernel<BN, STAGES, BK, EPI>;
-    constexpr int smem = smem_bytes<BN, STAGES, BK, EPI>();
-    static bool attr_done = false;  // per instantiation
-    if (!attr_done) {
-        if (cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem)) return e;
-        attr_done = true;
-    }
-    dim3 grid((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN);
-    kern<<<grid, THREADS, smem, s>>>(p);
-    return cudaGetLastError();
+    return launch_dynamic_smem<conv_wgmma_kernel<BN, STAGES, BK, EPI>>(
+        dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN), THREADS, smem_bytes<BN, STAGES, BK, EPI>(), s, p);
 }
 
 // The tiles mma_conv2d.cu's variant list names (engine = 1).
