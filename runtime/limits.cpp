@@ -1,0 +1,199 @@
+#include "limits.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <thread>
+
+namespace qh {
+
+int64_t checked_mul(int64_t a, int64_t b, const std::string &what) {
+    int64_t r;
+    if (a < 0 || b < 0 || __builtin_mul_overflow(a, b, &r))
+        throw std::length_error(what + ": size " + std::to_string(a) + " x " + std::to_string(b) + " overflows");
+    return r;
+}
+
+int64_t checked_add(int64_t a, int64_t b, const std::string &what) {
+    int64_t r;
+    if (a < 0 || b < 0 || __builtin_add_overflow(a, b, &r))
+        throw std::length_error(what + ": size " + std::to_string(a) + " + " + std::to_string(b) + " overflows");
+    return r;
+}
+
+namespace {
+std::string shape_text(const std::vector<int64_t> &s) {
+    std::string r = "[";
+    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
+    return r + "]";
+}
+}  // namespace
+
+int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what, int64_t limit) {
+    int64_t n = 1;
+    bool zero = false;
+    for (int64_t d : shape) {
+        if (d < 0) throw std::length_error(what + ": negative dimension in shape " + shape_text(shape));
+        if (d > std::numeric_limits<int32_t>::max())
+            throw std::length_error(what + ": dimension " + std::to_string(d) + " of shape " + shape_text(shape) +
+                                    " does not fit in int32");
+        if (d == 0) zero = true;
+    }
+    if (zero) return 0;
+    for (int64_t d : shape) {
+        if (__builtin_mul_overflow(n, d, &n) || n > limit)
+            throw std::length_error(what + ": shape " + shape_text(shape) + " has more than " + std::to_string(limit) +
+                                    " elements (the limit per tensor)");
+    }
+    return n;
+}
+
+namespace {
+
+size_t parse_bytes(const char *s) {
+    char *end = nullptr;
+    errno = 0;
+    unsigned long long v = std::strtoull(s, &end, 10);
+    if (errno || end == s) return 0;
+    unsigned long long mul = 1;
+    switch (*end) {
+    case 'k': case 'K': mul = 1ull << 10; end++; break;
+    case 'm': case 'M': mul = 1ull << 20; end++; break;
+    case 'g': case 'G': mul = 1ull << 30; end++; break;
+    default: break;
+    }
+    if (*end == 'i' || *end == 'B') end++;
+    if (*end == 'B') end++;
+    if (*end) return 0;
+    if (v > std::numeric_limits<size_t>::max() / mul) return 0;
+    return size_t(v * mul);
+}
+
+size_t default_budget() {
+    if (const char *e = std::getenv("QHALIDE_MEMORY_BUDGET")) {
+        size_t b = parse_bytes(e);
+        if (b) return b;
+        std::fprintf(stderr, "qhalide: ignoring QHALIDE_MEMORY_BUDGET='%s' (expected bytes, e.g. 4G)\n", e);
+    }
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0) return size_t(pages) / 2 * size_t(page);
+    return size_t(8) << 30;
+}
+
+std::atomic<size_t> g_budget{0};
+
+}  // namespace
+
+size_t memory_budget() {
+    size_t b = g_budget.load(std::memory_order_relaxed);
+    if (b) return b;
+    static const size_t def = default_budget();
+    return def;
+}
+
+void set_memory_budget(size_t bytes) { g_budget.store(bytes, std::memory_order_relaxed); }
+
+std::string bytes_str(size_t b) {
+    char buf[64];
+    if (b >= (size_t(1) << 30))
+        std::snprintf(buf, sizeof buf, "%.1f GiB", double(b) / double(size_t(1) << 30));
+    else if (b >= (size_t(1) << 20))
+        std::snprintf(buf, sizeof buf, "%.1f MiB", double(b) / double(size_t(1) << 20));
+    else
+        std::snprintf(buf, sizeof buf, "%zu bytes", b);
+    return buf;
+}
+
+void check_budget(size_t bytes, const std::string &what) {
+    const size_t b = memory_budget();
+    if (bytes > b)
+        throw std::length_error(what + " needs " + bytes_str(bytes) + " (" + std::to_string(bytes) +
+                                " bytes), more than the memory budget of " + bytes_str(b) +
+                                " (set_memory_budget / QHALIDE_MEMORY_BUDGET)");
+}
+
+std::FILE *open_regular_file(const std::string &path, size_t max_bytes, const char *kind, size_t *size) {
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; the fstat below then refuses it.
+    int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("cannot open '" + printable(path) + "': " + std::strerror(errno));
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+        int e = errno;
+        ::close(fd);
+        throw std::runtime_error("cannot stat '" + printable(path) + "': " + std::strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw std::runtime_error("'" + printable(path) + "' is not a regular file (" +
+                                 (S_ISDIR(st.st_mode) ? "a directory" : S_ISFIFO(st.st_mode) ? "a FIFO" : "a device or socket") +
+                                 "); " + kind + " must be a file");
+    }
+    if (size_t(st.st_size) > max_bytes) {
+        ::close(fd);
+        throw std::runtime_error("'" + printable(path) + "' is " + bytes_str(size_t(st.st_size)) + ", more than the limit of " +
+                                 bytes_str(max_bytes) + " for " + kind);
+    }
+    int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
+    std::FILE *f = ::fdopen(fd, "rb");
+    if (!f) {
+        ::close(fd);
+        throw std::runtime_error("cannot open '" + printable(path) + "'");
+    }
+    if (size) *size = size_t(st.st_size);
+    return f;
+}
+
+std::string read_regular_file(const std::string &path, size_t max_bytes, const char *kind) {
+    size_t size = 0;
+    std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(open_regular_file(path, max_bytes, kind, &size), std::fclose);
+    std::string s(size, '\0');
+    size_t got = size ? std::fread(s.data(), 1, size, f.get()) : 0;
+    if (got != size || std::ferror(f.get()))
+        throw std::runtime_error("cannot read '" + printable(path) + "' (read " + std::to_string(got) + " of " +
+                                 std::to_string(size) + " bytes)");
+    return s;
+}
+
+std::string printable(const std::string &name) {
+    std::string r;
+    const size_t n = std::min<size_t>(name.size(), 200);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = static_cast<unsigned char>(name[i]);
+        if (c == '\n') r += "\\n";
+        else if (c == '\r') r += "\\r";
+        else if (c == '\t') r += "\\t";
+        else if (c < 0x20 || c == 0x7f) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\x%02x", c);
+            r += b;
+        } else r += char(c);
+    }
+    if (name.size() > n) r += "...";
+    return r;
+}
+
+int max_threads() {
+    static const int m = [] {
+        unsigned h = std::thread::hardware_concurrency();
+        return std::max(64, int(std::min<unsigned>(h, 1u << 16)) * 4);
+    }();
+    return m;
+}
+
+void check_threads(int64_t threads, const std::string &what) {
+    if (threads < 0 || threads > max_threads())
+        throw std::invalid_argument(what + ": " + std::to_string(threads) + " threads, expected 0 (all cores) to " +
+                                    std::to_string(max_threads()));
+}
+
+}  // namespace qh
