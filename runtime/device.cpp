@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "gpu_kernels.h"
+#include "kernels.h"
 #if QH_HAVE_CUDA_MMA
 #include "cuda/cuda_context.h"
 #include "cuda/mma_ops.h"
@@ -14,7 +15,9 @@
 namespace qh {
 
 void throw_halide_error(int rc, const std::string &what) {
-    throw std::runtime_error(what + " failed with Halide error " + std::to_string(rc));
+    const std::string msg = take_halide_error();
+    throw std::runtime_error(what + " failed with Halide error " + std::to_string(rc) +
+                             (msg.empty() ? std::string() : ": " + msg));
 }
 
 namespace {

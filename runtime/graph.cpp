@@ -1,6 +1,7 @@
 #include "graph.h"
 
 #include <stdexcept>
+#include <unordered_set>
 
 namespace qh {
 
@@ -19,7 +20,8 @@ const char *op_name(OpKind k) {
 }
 
 int Graph::add_value(std::string name, std::vector<int64_t> shape, DType dtype) {
-    if (find_value(name) >= 0) throw std::runtime_error("graph '" + this->name + "': value '" + name + "' defined twice");
+    if (!added_.emplace(name, int(values.size())).second)
+        throw std::runtime_error("graph '" + this->name + "': value '" + name + "' defined twice");
     GraphValue v;
     v.name = std::move(name);
     v.shape = std::move(shape);
@@ -58,6 +60,12 @@ void Graph::validate() const {
         throw std::runtime_error("graph '" + name + "', node '" + n.name + "' (" + op_name(n.op) + "): " + what);
     };
     std::vector<bool> defined(values.size(), false);
+    {
+        std::unordered_set<std::string> names;
+        for (const GraphValue &v : values)
+            if (!names.insert(v.name).second)
+                throw std::runtime_error("graph '" + name + "': two values are named '" + v.name + "'");
+    }
     if (inputs.empty()) throw std::runtime_error("graph '" + name + "': no inputs");
     if (outputs.empty()) throw std::runtime_error("graph '" + name + "': no outputs");
     for (int i : inputs) {
@@ -67,6 +75,10 @@ void Graph::validate() const {
             throw std::runtime_error("graph '" + name + "', input '" + v.name +
                                      "': needs a shape of rank 4 (NHWC) or 2, has rank " +
                                      std::to_string(v.shape.size()));
+        for (size_t d = 1; d < v.shape.size(); d++)
+            if (v.shape[d] < 1)
+                throw std::runtime_error("graph '" + name + "', input '" + v.name + "': shape " + shape_str(v.shape) +
+                                         " has an empty or negative dimension");
         if (v.dtype != DType::f32 && v.dtype != DType::u8)
             throw std::runtime_error("graph '" + name + "', input '" + v.name + "': dtype " +
                                      dtype_name(v.dtype) + " not supported (f32 or u8)");
@@ -88,6 +100,8 @@ void Graph::validate() const {
             const Tensor &w = n.weights;
             int want = n.op == OpKind::Conv ? 4 : 2;
             if (w.rank() != want) fail(n, "weights must have rank " + std::to_string(want) + ", have " + w.describe());
+            for (int d = 0; d < w.rank(); d++)
+                if (w.dim(d) < 1) fail(n, "weights " + w.describe() + " have an empty dimension");
             if (w.dtype() != DType::f32 && w.dtype() != DType::u8 && w.dtype() != DType::s8)
                 fail(n, std::string("weights dtype ") + dtype_name(w.dtype()) + " not supported (f32, u8, s8)");
             if (w.dtype() != DType::f32 && w.quant.empty()) fail(n, "integer weights without scale/zero point");
@@ -112,6 +126,9 @@ void Graph::validate() const {
                 fail(n, "kernel and stride must be >= 1");
             if (a.pad_top < 0 || a.pad_left < 0 || a.pad_bottom < 0 || a.pad_right < 0)
                 fail(n, "pads must be >= 0");
+            for (int x : {a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.pad_bottom, a.pad_right})
+                if (x > kMaxWindowAttr)
+                    fail(n, "window attribute " + std::to_string(x) + " is over the limit of " + std::to_string(kMaxWindowAttr));
         }
     }
     for (int o : outputs) {

@@ -15,6 +15,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "tensor.h"
@@ -32,6 +33,10 @@ enum class OpKind {
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
 };
 const char *op_name(OpKind k);
+
+// Kernel sizes, strides and pads are at most this (checked by importers and Graph::validate), so
+// window arithmetic on them never overflows.
+constexpr int kMaxWindowAttr = 65535;
 
 struct WindowAttrs {  // Conv and MaxPool
     int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
@@ -67,6 +72,9 @@ struct Graph {
     std::vector<GraphNode> nodes;  // topological order
     std::vector<int> inputs, outputs;
 
+    // Throws if a value added by add_value already has this name (a hash lookup: importers add
+    // values one by one, and a linear search would make import quadratic). validate() checks
+    // that names are unique whatever way the values were added or renamed.
     int add_value(std::string name, std::vector<int64_t> shape = {}, DType dtype = DType::f32);
     // Adds a node producing a new value named `out_name` (default: the node name); returns it.
     int add_node(GraphNode node, const std::string &out_name = "");
@@ -76,6 +84,9 @@ struct Graph {
     // Structural checks (ids in range, topological order, arity, constants present and
     // consistent); throws naming the node and what is wrong.
     void validate() const;
+
+private:
+    std::unordered_map<std::string, int> added_;  // names given to add_value
 };
 
 }  // namespace qh

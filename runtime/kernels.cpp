@@ -131,4 +131,41 @@ std::string choose_target(const std::string &family, const std::vector<std::stri
 
 void set_num_threads(int n) { halide_set_num_threads(n); }
 
+namespace {
+
+// Fixed buffers: the handler runs inside kernels and must not allocate or throw.
+constexpr size_t kMsg = 1024;
+thread_local char t_msg[kMsg];
+char g_msg[kMsg];
+std::mutex g_msg_mu;
+
+void copy_msg(char *dst, const char *msg) {
+    size_t n = 0;
+    for (; msg[n] && n + 1 < kMsg; n++) dst[n] = msg[n] == '\n' ? ' ' : msg[n];
+    while (n > 0 && dst[n - 1] == ' ') n--;
+    dst[n] = 0;
+}
+
+void on_halide_error(void *, const char *msg) {
+    copy_msg(t_msg, msg);
+    std::lock_guard<std::mutex> l(g_msg_mu);
+    copy_msg(g_msg, msg);
+}
+
+}  // namespace
+
+void install_halide_error_handler() {
+    static std::once_flag once;
+    std::call_once(once, [] { halide_set_error_handler(on_halide_error); });
+}
+
+std::string take_halide_error() {
+    std::string m = t_msg;
+    t_msg[0] = 0;
+    std::lock_guard<std::mutex> l(g_msg_mu);
+    if (m.empty()) m = g_msg;
+    g_msg[0] = 0;
+    return m;
+}
+
 }  // namespace qh

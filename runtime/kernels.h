@@ -90,4 +90,12 @@ ChosenKernel<Fn> choose(const KernelVariants<Fn> &v, const std::string &shape_ke
 // Threads used by the Halide thread pool (0 = one per core).
 void set_num_threads(int n);
 
+// Halide errors become exceptions, never an exit(): install_halide_error_handler() (idempotent,
+// thread-safe; every bind_<op> and Model::prepare call it) routes halide_error to a handler that
+// keeps the message, and take_halide_error() returns the message of the last Halide error on this
+// thread (else the last on any thread, e.g. from a worker of Halide's thread pool) and clears it.
+// BoundOp::run and throw_halide_error put it in their std::runtime_error.
+void install_halide_error_handler();
+std::string take_halide_error();
+
 }  // namespace qh

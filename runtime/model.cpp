@@ -6,11 +6,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
 
 #include "device.h"
 #include "float_ops.h"
 #include "kernels.h"
+#include "resource_limits.h"
 #include "ops.h"
 #include "pack.h"
 
@@ -23,12 +26,20 @@ const char *precision_name(Precision p) { return p == Precision::int8 ? "int8" :
 namespace {
 
 [[noreturn]] void node_error(const Graph &g, const GraphNode &n, const std::string &what) {
-    throw std::runtime_error("model '" + g.name + "', node '" + n.name + "' (" + op_name(n.op) + "): " + what);
+    throw std::runtime_error("model '" + printable(g.name) + "', node '" + printable(n.name) + "' (" + op_name(n.op) +
+                             "): " + what);
 }
 
 // Same per-tensor scale and zero point (both quantized).
 bool same_quant(const QuantParams &a, const QuantParams &b) {
     return !a.empty() && !b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0);
+}
+
+// Which values are graph outputs, as flags (a lookup per node must not scan the output list).
+std::vector<bool> output_flags(const Graph &g) {
+    std::vector<bool> f(g.values.size(), false);
+    for (int o : g.outputs) f.at(o) = true;
+    return f;
 }
 
 int64_t window_out(int64_t in, int k, int stride, int pad0, int pad1) {
@@ -46,12 +57,13 @@ Graph fold_batchnorm(const Graph &src) {
     std::vector<bool> drop(g.nodes.size(), false);
     std::vector<int> producer(g.values.size(), -1);
     for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
+    const std::vector<bool> is_output = output_flags(g);
     for (size_t i = 0; i < g.nodes.size(); i++) {
         GraphNode &bn = g.nodes[i];
         if (bn.op != OpKind::BatchNorm) continue;
         int v = bn.inputs[0], p = producer[v];
         if (p < 0 || g.nodes[p].op != OpKind::Conv || cons[v].size() != 1) continue;
-        if (std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end()) continue;
+        if (is_output[v]) continue;
         GraphNode &conv = g.nodes[p];
         if (conv.weights.dtype() != DType::f32 || conv.bias.dtype() == DType::s32) continue;
         const int64_t oc = conv.weights.dim(0);
@@ -85,6 +97,8 @@ std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
     for (int i : g.inputs) {
         s[i] = g.values[i].shape;
         s[i][0] = batch;
+        checked_numel(s[i], "model '" + printable(g.name) + "', input '" + printable(g.values[i].name) + "' at batch " +
+                                std::to_string(batch));
     }
     for (const GraphNode &n : g.nodes) {
         const auto &x = s[n.inputs[0]];
@@ -129,6 +143,13 @@ std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
             y = {x[0], x.back()};
             break;
         }
+        try {  // every value's size is checked once here, before anything is allocated for it
+            checked_numel(y, "value '" + printable(g.values[n.output].name) + "'");
+        } catch (const std::length_error &e) {
+            node_error(g, n, e.what());
+        }
+        for (int64_t d : y)
+            if (d < 1) node_error(g, n, "output " + shape_str(y) + " has an empty dimension (empty tensors are not supported)");
         s[n.output] = y;
     }
     return s;
@@ -161,14 +182,35 @@ struct ValueInfo {
     size_t offset = 0;
 };
 
+// One execution context's memory and the steps bound to it: an arena, a tensor view per value,
+// the external (input/output) tensors, the fp32 path's im2col scratch, and per-step profiling.
+// The weights (PackedWeights, fp32 ConvWeights) are the Model's, shared read-only by every
+// context. On a device: the device arena, the host tensors of external values with their device
+// mirrors, and the recorded device graph.
+struct Exec {
+    std::shared_ptr<uint8_t> arena;
+    std::vector<Tensor> t;  // one view per ValueInfo; device tensors on a device
+    std::vector<Tensor> host;
+    std::map<int, DeviceBuffer> mirror;
+    DeviceBuffer dev_arena;
+    DeviceGraph graph;
+    std::vector<float> scratch;  // fp32 im2col
+    std::vector<BoundOp> ops;    // what execute() runs, one per Step
+    std::vector<LayerInfo> layers;
+    bool profiling = false;
+    Tensor &T(int id) { return t[id]; }
+    void run_steps() const {
+        for (const BoundOp &op : ops) op.run();
+    }
+};
+
 struct Step {
     LayerInfo info;
     std::vector<int> reads, writes;
-    // Kernel steps: binds the op to the planned tensors (called once, after plan()).
-    std::function<BoundOp()> bind;
-    // Host steps (fp32 reference, lookup tables, copies): the code to run.
-    std::function<void()> run;
-    BoundOp op;  // what execute() runs
+    // Kernel steps: binds the op to a context's planned tensors (once per context, after plan()).
+    std::function<BoundOp(Exec &)> bind;
+    // Host steps (fp32 reference, lookup tables, copies): the code to run on a context.
+    std::function<void(Exec &)> run;
 };
 
 }  // namespace
@@ -176,28 +218,26 @@ struct Step {
 struct Model::Impl {
     Graph g;
     PrepareOptions opt;
-    std::vector<ValueInfo> v;
-    std::vector<Tensor> t;  // one view per ValueInfo (after planning); device tensors on a device
-    // On a device: the host tensors of external values (input()/output()), their device mirrors
-    // (by value id) and the arena.
-    std::vector<Tensor> host;
-    std::map<int, DeviceBuffer> mirror;
-    DeviceBuffer dev_arena;
-    DeviceGraph graph;  // every step, recorded at prepare (PrepareOptions::device_graph)
-    std::vector<Step> steps;
-    std::vector<LayerInfo> layers;
+    // A deque: lowering holds references to values' quantization while it adds internal ones.
+    std::deque<ValueInfo> v;
+    std::vector<Step> steps;  // read-only after prepare
+    std::vector<LayerInfo> layers;  // as bound (the default context's kernels)
     std::vector<int> in_ids, out_ids;  // external tensors
-    std::shared_ptr<uint8_t> arena;
     size_t arena_size = 0;
-    std::vector<float> scratch;  // fp32 im2col
-    std::vector<PackedWeights> packed;
-    std::vector<f32::ConvWeights> fweights;
-    bool profiling = false;
+    size_t scratch_floats = 0;  // fp32 im2col, per context
+    std::deque<PackedWeights> packed;
+    std::deque<f32::ConvWeights> fweights;
+    std::unique_ptr<Context> main;  // input()/output()/execute()
+    std::mutex bind_mu;  // contexts are bound one at a time (kernel choice is not reentrant)
+    std::mutex pool_mu;  // run(): contexts not in use
+    std::vector<std::unique_ptr<Context>> pool;
 
-    void run_steps() const;  // every step's kernel, in order, no profiling
-    std::string not_replayable() const;
-    double time_device(const std::function<void()> &work);
-    void bind_graph();
+    std::string not_replayable(const Exec &e) const;
+    double time_device(Exec &e, const std::function<void()> &work);
+    void bind_graph(Exec &e);
+    void allocate(Exec &e);
+    void bind(Exec &e);
+    std::unique_ptr<Context> make_context();
 
     int add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q = {}) {
         ValueInfo vi;
@@ -209,7 +249,6 @@ struct Model::Impl {
         return int(v.size()) - 1;
     }
     int root(int id) const { return v[id].alias >= 0 ? root(v[id].alias) : id; }
-    Tensor &T(int id) { return t[id]; }
 
     void lower_fp32();
     void lower_int8();
@@ -218,9 +257,6 @@ struct Model::Impl {
 
 namespace {
 
-bool is_graph_output(const Graph &g, int v) {
-    return std::find(g.outputs.begin(), g.outputs.end(), v) != g.outputs.end();
-}
 
 Conv2dParams conv_params(const GraphNode &n) {
     Conv2dParams p;
@@ -302,10 +338,10 @@ void Model::Impl::lower_fp32() {
             fweights.push_back(f32::prepare_conv_weights(n.weights, n.bias));
             size_t fw = fweights.size() - 1;
             WindowAttrs a = n.window;
-            scratch.resize(std::max(scratch.size(), f32::conv2d_scratch_floats(v[x].shape, fweights[fw], a)));
+            scratch_floats = std::max(scratch_floats, f32::conv2d_scratch_floats(v[x].shape, fweights[fw], a));
             s.info.op = "conv2d";
             s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0] * v[y].shape[1] * v[y].shape[2]);
-            s.run = [this, x, y, fw, a] { f32::conv2d(T(x), fweights[fw], a, scratch.data(), T(y)); };
+            s.run = [this, x, y, fw, a](Exec &e) { f32::conv2d(e.T(x), fweights[fw], a, e.scratch.data(), e.T(y)); };
             break;
         }
         case OpKind::Dense: {
@@ -313,31 +349,31 @@ void Model::Impl::lower_fp32() {
             size_t fw = fweights.size() - 1;
             s.info.op = "dense";
             s.info.ops = 2.0 * double(n.weights.numel()) * double(v[y].shape[0]);
-            s.run = [this, x, y, fw] { f32::dense(T(x), fweights[fw], T(y)); };
+            s.run = [this, x, y, fw](Exec &e) { f32::dense(e.T(x), fweights[fw], e.T(y)); };
             break;
         }
         case OpKind::BatchNorm: {
             s.info.op = "batchnorm";
             auto sc = n.bn_scale, sh = n.bn_shift;
-            s.run = [this, x, y, sc, sh] { f32::batchnorm(T(x), sc, sh, T(y)); };
+            s.run = [this, x, y, sc, sh](Exec &e) { f32::batchnorm(e.T(x), sc, sh, e.T(y)); };
             break;
         }
-        case OpKind::Relu: s.info.op = "relu"; s.run = [this, x, y] { f32::relu(T(x), T(y)); }; break;
+        case OpKind::Relu: s.info.op = "relu"; s.run = [this, x, y](Exec &e) { f32::relu(e.T(x), e.T(y)); }; break;
         case OpKind::Add: {
             int b = n.inputs[1];
             s.info.op = "add";
-            s.run = [this, x, b, y] { f32::add(T(x), T(b), T(y)); };
+            s.run = [this, x, b, y](Exec &e) { f32::add(e.T(x), e.T(b), e.T(y)); };
             break;
         }
         case OpKind::MaxPool: {
             WindowAttrs a = n.window;
             s.info.op = "maxpool";
-            s.run = [this, x, y, a] { f32::maxpool(T(x), a, T(y)); };
+            s.run = [this, x, y, a](Exec &e) { f32::maxpool(e.T(x), a, e.T(y)); };
             break;
         }
         case OpKind::GlobalAvgPool:
             s.info.op = "global_avgpool";
-            s.run = [this, x, y] { f32::global_avgpool(T(x), T(y)); };
+            s.run = [this, x, y](Exec &e) { f32::global_avgpool(e.T(x), e.T(y)); };
             break;
         case OpKind::Flatten:
             if (!opt.keep_all_values && !v[y].external) {
@@ -345,7 +381,7 @@ void Model::Impl::lower_fp32() {
                 continue;
             }
             s.info.op = "flatten";
-            s.run = [this, x, y] { std::memcpy(T(y).raw(), T(x).raw(), T(x).nbytes()); };
+            s.run = [this, x, y](Exec &e) { std::memcpy(e.T(y).raw(), e.T(x).raw(), e.T(x).nbytes()); };
             break;
         }
         steps.push_back(std::move(s));
@@ -354,6 +390,7 @@ void Model::Impl::lower_fp32() {
 
 void Model::Impl::lower_int8() {
     auto cons = g.consumers();
+    const std::vector<bool> is_output = output_flags(g);
     std::vector<int> producer(g.values.size(), -1);
     for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
     std::vector<bool> fused(g.nodes.size(), false);
@@ -377,7 +414,7 @@ void Model::Impl::lower_int8() {
     // graph with different parameters on both sides rounds and saturates twice; the standalone
     // Relu below does that.
     auto relu_after = [&](int id) {
-        if (cons[id].size() != 1 || is_graph_output(g, id)) return -1;
+        if (cons[id].size() != 1 || is_output[id]) return -1;
         int c = cons[id][0];
         if (g.nodes[c].op != OpKind::Relu) return -1;
         const QuantParams &a = v[id].quant, &b = v[g.nodes[c].output].quant;
@@ -403,7 +440,7 @@ void Model::Impl::lower_int8() {
         s.info = {v[id].name, "quantize", "", 0};
         s.reads = {ext};
         s.writes = {id};
-        s.bind = [this, ext, id] { return bind_quantize(T(ext), T(id)); };
+        s.bind = [this, ext, id](Exec &e) { return bind_quantize(e.T(ext), e.T(id)); };
         steps.push_back(std::move(s));
     }
 
@@ -419,7 +456,7 @@ void Model::Impl::lower_int8() {
             const QuantParams &xq = need_quant(n, x);
             int out = n.output, res = -1, add_node = -1;
             // Conv -> Add (other operand already computed) [-> Relu]: one conv2d_add.
-            if (cons[out].size() == 1 && !is_graph_output(g, out) && g.nodes[cons[out][0]].op == OpKind::Add) {
+            if (cons[out].size() == 1 && !is_output[out] && g.nodes[cons[out][0]].op == OpKind::Add) {
                 const GraphNode &a = g.nodes[cons[out][0]];
                 int other = a.inputs[0] == out ? a.inputs[1] : a.inputs[0];
                 if (other != out && (producer[other] < int(i))) {
@@ -452,7 +489,7 @@ void Model::Impl::lower_int8() {
             if (add_node < 0) {
                 packed.push_back(pack_node(g, n, xq, yq.scale_at(0)));
                 size_t pw = packed.size() - 1;
-                s.bind = [this, x, y, pw, p] { return bind_conv2d(T(x), packed[pw], p, T(y)); };
+                s.bind = [this, x, y, pw, p](Exec &e) { return bind_conv2d(e.T(x), packed[pw], p, e.T(y)); };
             } else {
                 const QuantParams &cq = need_quant(n, out);
                 need_quant(g.nodes[add_node], res);
@@ -462,7 +499,7 @@ void Model::Impl::lower_int8() {
                     node_error(g, n, "a residual add after a conv with asymmetric weights is not supported");
                 ResidualParams rp{cq.scale_at(0), cq.zp_at(0)};
                 s.reads = {x, res};
-                s.bind = [this, x, y, res, pw, p, rp] { return bind_conv2d_add(T(x), packed[pw], p, rp, T(res), T(y)); };
+                s.bind = [this, x, y, res, pw, p, rp](Exec &e) { return bind_conv2d_add(e.T(x), packed[pw], p, rp, e.T(res), e.T(y)); };
             }
             break;
         }
@@ -483,7 +520,7 @@ void Model::Impl::lower_int8() {
                 Activation act = r >= 0 ? Activation::relu(v[y].quant.zp_at(0)) : Activation{};
                 s.info.op = r >= 0 ? "dense+relu" : "dense";
                 std::string name = n.name;
-                s.bind = [this, x, y, pw, act, name] { return bind_dense(T(x), packed[pw], act, T(y), name); };
+                s.bind = [this, x, y, pw, act, name](Exec &e) { return bind_dense(e.T(x), packed[pw], act, e.T(y), name); };
             } else {  // float output: s32 accumulators, then exact dequantization per channel
                 if (r >= 0) node_error(g, n, "a Relu after a float-output Dense is not supported");
                 std::vector<float> ws;
@@ -499,13 +536,13 @@ void Model::Impl::lower_int8() {
                 s.info.op = "dense";
                 s.writes = {acc};
                 std::string name = n.name;
-                s.bind = [this, x, acc, pw, name] { return bind_dense(T(x), packed[pw], {}, T(acc), name); };
+                s.bind = [this, x, acc, pw, name](Exec &e) { return bind_dense(e.T(x), packed[pw], {}, e.T(acc), name); };
                 steps.push_back(std::move(s));
                 Step d;
                 d.info = {n.name, "dequantize", "", 0};
                 d.reads = {acc};
                 d.writes = {y};
-                d.bind = [this, acc, y] { return bind_dequantize(T(acc), T(y)); };
+                d.bind = [this, acc, y](Exec &e) { return bind_dequantize(e.T(acc), e.T(y)); };
                 steps.push_back(std::move(d));
                 continue;
             }
@@ -525,7 +562,7 @@ void Model::Impl::lower_int8() {
             int b = n.inputs[1];
             s.info.op = r >= 0 ? "add+relu" : "add";
             s.writes = {y};
-            s.bind = [this, x, b, y, act] { return bind_add(T(x), T(b), act, T(y)); };
+            s.bind = [this, x, b, y, act](Exec &e) { return bind_add(e.T(x), e.T(b), act, e.T(y)); };
             break;
         }
         case OpKind::Relu: {  // standalone: DequantizeLinear -> Relu -> QuantizeLinear as a table
@@ -543,10 +580,10 @@ void Model::Impl::lower_int8() {
             s.info.op = "relu";
             s.info.kernel = "host: 256-entry lookup table (dequantize, relu, quantize)";
             s.writes = {y};
-            s.run = [this, x, y, lut] {
-                const uint8_t *a = T(x).data<uint8_t>();
-                uint8_t *o = T(y).data<uint8_t>();
-                for (int64_t k = 0, e = T(x).numel(); k < e; k++) o[k] = lut[a[k]];
+            s.run = [this, x, y, lut](Exec &e) {
+                const uint8_t *a = e.T(x).data<uint8_t>();
+                uint8_t *o = e.T(y).data<uint8_t>();
+                for (int64_t k = 0, end = e.T(x).numel(); k < end; k++) o[k] = lut[a[k]];
             };
             break;
         }
@@ -565,7 +602,7 @@ void Model::Impl::lower_int8() {
             p.name = n.name;
             s.info.op = "maxpool";
             s.writes = {y};
-            s.bind = [this, x, y, p] { return bind_maxpool(T(x), p, T(y)); };
+            s.bind = [this, x, y, p](Exec &e) { return bind_maxpool(e.T(x), p, e.T(y)); };
             break;
         }
         case OpKind::GlobalAvgPool: {
@@ -578,7 +615,7 @@ void Model::Impl::lower_int8() {
             v[view].alias = y;
             s.info.op = "global_avgpool";
             s.writes = {y};
-            s.bind = [this, x, view] { return bind_global_avgpool(T(x), T(view)); };
+            s.bind = [this, x, view](Exec &e) { return bind_global_avgpool(e.T(x), e.T(view)); };
             break;
         }
         case OpKind::Flatten: {
@@ -592,7 +629,7 @@ void Model::Impl::lower_int8() {
             s.info.op = "flatten";
             s.info.kernel = "host: copy";
             s.writes = {y};
-            s.run = [this, x, y] { std::memcpy(T(y).raw(), T(x).raw(), T(x).nbytes()); };
+            s.run = [this, x, y](Exec &e) { std::memcpy(e.T(y).raw(), e.T(x).raw(), e.T(x).nbytes()); };
             break;
         }
         case OpKind::BatchNorm:
@@ -615,14 +652,18 @@ void Model::Impl::lower_int8() {
         d.info = {v[id].name, "dequantize", "", 0};
         d.reads = {id};
         d.writes = {ext};
-        d.bind = [this, id, ext] { return bind_dequantize(T(id), T(ext)); };
+        d.bind = [this, id, ext](Exec &e) { return bind_dequantize(e.T(id), e.T(ext)); };
         steps.push_back(std::move(d));
     }
 }
 
 // Memory planning: every non-external root value gets an arena slot alive from the step that
 // first writes it to the step that last reads it; slots are placed largest first at the lowest
-// offset that overlaps no live slot (greedy by size, as TFLite's arena planner does).
+// offset that overlaps no live slot (greedy by size, as TFLite's arena planner does). Only slots
+// alive at some step of the new slot's interval are compared (found through per-step lists), so
+// a chain of n layers plans in O(n log n), not O(n^2). keep_all_values: every slot is alive
+// throughout, so slots are simply laid out one after another. Offsets only: each context
+// allocates its own arena of arena_size bytes (allocate()).
 void Model::Impl::plan() {
     for (auto &vi : v) vi.first = vi.last = -1;
     for (size_t si = 0; si < steps.size(); si++) {
@@ -631,77 +672,174 @@ void Model::Impl::plan() {
             if (v[r].first < 0) v[r].first = int(si);
             v[r].last = std::max(v[r].last, int(si));
         }
-        for (int rd : steps[si].reads) v[root(rd)].last = int(si);
+        for (int rd : steps[si].reads) v[root(rd)].last = std::max(v[root(rd)].last, int(si));
     }
     const size_t kAlign = 64;
     std::vector<int> order;
     for (size_t i = 0; i < v.size(); i++)
         if (v[i].alias < 0 && !v[i].external && v[i].first >= 0) order.push_back(int(i));
-    auto bytes = [&](int i) {
-        int64_t n = 1;
-        for (auto d : v[i].shape) n *= d;
-        return (dtype_storage_bytes(v[i].dtype, n) + kAlign - 1) / kAlign * kAlign;
-    };
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bytes(a) > bytes(b); });
-    std::vector<int> placed;
-    arena_size = 0;
+    std::vector<size_t> bytes(v.size(), 0);
     for (int i : order) {
-        const bool all_live = opt.keep_all_values;
-        std::vector<std::pair<size_t, size_t>> busy;
-        for (int j : placed)
-            if (all_live || !(v[j].last < v[i].first || v[i].last < v[j].first)) busy.push_back({v[j].offset, bytes(j)});
+        const int64_t n = checked_numel(v[i].shape, "model '" + g.name + "', value '" + printable(v[i].name) + "'");
+        bytes[i] = (dtype_storage_bytes(v[i].dtype, n) + kAlign - 1) / kAlign * kAlign;
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bytes[a] > bytes[b]; });
+    arena_size = 0;
+    if (opt.keep_all_values) {
+        for (int i : order) {
+            v[i].offset = arena_size;
+            arena_size = size_t(checked_add(int64_t(arena_size), int64_t(bytes[i]), "model '" + g.name + "': arena"));
+        }
+        return;
+    }
+    std::vector<std::vector<int>> live_at(steps.size());  // placed slots alive at each step
+    std::vector<int> seen(v.size(), -1);
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (int i : order) {
+        busy.clear();
+        for (int st = v[i].first; st <= v[i].last; st++)
+            for (int j : live_at[st])
+                if (seen[j] != i) {
+                    seen[j] = i;
+                    busy.push_back({v[j].offset, bytes[j]});
+                }
         std::sort(busy.begin(), busy.end());
         size_t off = 0;
         for (auto [o, sz] : busy) {
-            if (off + bytes(i) <= o) break;
+            if (off + bytes[i] <= o) break;
             off = std::max(off, o + sz);
         }
         v[i].offset = off;
-        arena_size = std::max(arena_size, off + bytes(i));
-        placed.push_back(i);
+        arena_size = std::max(arena_size, off + bytes[i]);
+        for (int st = v[i].first; st <= v[i].last; st++) live_at[st].push_back(i);
     }
-    t.assign(v.size(), Tensor());
+}
+
+// A context's memory: the arena (host or device), a tensor view per value, the external tensors.
+void Model::Impl::allocate(Exec &e) {
+    const size_t kAlign = 64;
+    e.t.assign(v.size(), Tensor());
+    e.scratch.assign(scratch_floats, 0.f);
     if (opt.device != Device::cpu) {  // same plan, device memory: one arena, a mirror per external
-        dev_arena = DeviceBuffer(opt.device, arena_size);
-        host.assign(v.size(), Tensor());
+        e.dev_arena = DeviceBuffer(opt.device, arena_size);
+        e.host.assign(v.size(), Tensor());
         for (size_t i = 0; i < v.size(); i++)
             if (v[i].external && v[i].alias < 0) {
-                host[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
-                mirror.emplace(int(i), DeviceBuffer(opt.device, host[i].nbytes(), host[i].raw()));
+                e.host[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
+                e.mirror.emplace(int(i), DeviceBuffer(opt.device, e.host[i].nbytes(), e.host[i].raw()));
             }
         for (size_t i = 0; i < v.size(); i++) {
             int r = root(int(i));
             if (v[r].external) {
-                if (int(i) != r) host[i] = Tensor::wrap(v[i].dtype, v[i].shape, host[r].raw(), v[i].quant);
-                t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, mirror.at(r).handle(), v[i].quant);
+                if (int(i) != r) e.host[i] = Tensor::wrap(v[i].dtype, v[i].shape, e.host[r].raw(), v[i].quant);
+                e.t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, e.mirror.at(r).handle(), v[i].quant);
             } else if (v[r].first >= 0) {
-                t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, dev_arena.handle() + v[r].offset, v[i].quant);
+                e.t[i] = Tensor::wrap_device(opt.device, v[i].dtype, v[i].shape, e.dev_arena.handle() + v[r].offset,
+                                             v[i].quant);
             }
         }
         return;
     }
-    arena = std::shared_ptr<uint8_t>(static_cast<uint8_t *>(std::aligned_alloc(kAlign, std::max<size_t>(arena_size, kAlign))),
-                                     std::free);
+    void *mem = std::aligned_alloc(kAlign, std::max<size_t>((arena_size + kAlign - 1) / kAlign * kAlign, kAlign));
+    if (!mem)
+        throw std::length_error("model '" + g.name + "': out of memory allocating the " + bytes_str(arena_size) +
+                                " arena of intermediate values");
+    e.arena = std::shared_ptr<uint8_t>(static_cast<uint8_t *>(mem), std::free);
     for (size_t i = 0; i < v.size(); i++) {
         int r = root(int(i));
         if (v[r].external) {
-            if (int(i) == r) t[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
+            if (int(i) == r) e.t[i] = Tensor(v[i].dtype, v[i].shape, v[i].quant);
         } else if (v[r].first >= 0) {
-            t[i] = Tensor::wrap(v[i].dtype, v[i].shape, arena.get() + v[r].offset, v[i].quant);
+            e.t[i] = Tensor::wrap(v[i].dtype, v[i].shape, e.arena.get() + v[r].offset, v[i].quant);
         }
     }
     for (size_t i = 0; i < v.size(); i++) {  // views of external values
         int r = root(int(i));
-        if (v[r].external && int(i) != r) t[i] = Tensor::wrap(v[i].dtype, v[i].shape, t[r].raw(), v[i].quant);
+        if (v[r].external && int(i) != r) e.t[i] = Tensor::wrap(v[i].dtype, v[i].shape, e.t[r].raw(), v[i].quant);
     }
+}
+
+// Binds every step to the context's tensors (validation, kernel choice, Halide buffers). An error
+// names the model and the layer.
+void Model::Impl::bind(Exec &e) {
+    std::lock_guard<std::mutex> l(bind_mu);
+    e.ops.clear();
+    e.layers.clear();
+    for (const Step &s : steps) {
+        LayerInfo info = s.info;
+        try {
+            if (s.bind) {
+                e.ops.push_back(s.bind(e));
+                info.kernel = e.ops.back().kernel();
+            } else {
+                Exec *ep = &e;
+                e.ops.push_back(BoundOp(s.info.name, s.info.kernel, [run = s.run, ep] {
+                    run(*ep);
+                    return 0;
+                }));
+            }
+        } catch (const std::bad_alloc &) {
+            throw std::length_error("model '" + g.name + "', layer '" + printable(s.info.name) + "' (" + s.info.op +
+                                    "): out of memory while binding");
+        } catch (const std::exception &ex) {
+            throw std::runtime_error("model '" + g.name + "', layer '" + printable(s.info.name) + "' (" + s.info.op +
+                                     "): " + ex.what());
+        }
+        e.layers.push_back(info);
+    }
+}
+
+// Model's memory per context (arena + external tensors), checked against the budget before any of
+// it is allocated.
+static size_t context_bytes(const std::deque<ValueInfo> &v, size_t arena, size_t scratch_floats, const std::string &what) {
+    int64_t total = checked_add(int64_t(arena), checked_mul(int64_t(scratch_floats), 4, what), what);
+    for (const ValueInfo &vi : v)
+        if (vi.external && vi.alias < 0)
+            total = checked_add(total, int64_t(dtype_storage_bytes(vi.dtype, checked_numel(vi.shape, what)) + 63) / 64 * 64, what);
+    return size_t(total);
+}
+
+struct Model::Context::State {
+    Model::Impl *m = nullptr;
+    Exec e;
+};
+
+Model::Context::Context() : s_(new State) {}
+Model::Context::~Context() = default;
+
+std::unique_ptr<Model::Context> Model::Impl::make_context() {
+    const std::string what = "model '" + printable(g.name) + "': an execution context (arena, inputs, outputs)";
+    check_budget(context_bytes(v, arena_size, scratch_floats, what), what);
+    std::unique_ptr<Context> c(new Context());
+    c->s_->m = this;
+    allocate(c->s_->e);
+    bind(c->s_->e);
+    return c;
 }
 
 Model::Model() : impl_(new Impl) {}
 Model::~Model() = default;
 
 std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &opt) {
+    install_halide_error_handler();
+    try {
+        return prepare_impl(src, opt);
+    } catch (const std::bad_alloc &) {
+        throw std::length_error("model '" + printable(src.name) +
+                                "': out of memory while preparing (see set_memory_budget / QHALIDE_MEMORY_BUDGET)");
+    } catch (const std::length_error &e) {
+        throw std::length_error(one_line(e.what()));
+    } catch (const std::invalid_argument &e) {
+        throw std::invalid_argument(one_line(e.what()));
+    } catch (const std::exception &e) {
+        throw std::runtime_error(one_line(e.what()));
+    }
+}
+
+std::unique_ptr<Model> Model::prepare_impl(const Graph &src, const PrepareOptions &opt) {
     std::unique_ptr<Model> m(new Model());
     Impl &I = *m->impl_;
+    check_threads(opt.threads, "model '" + printable(src.name) + "': PrepareOptions::threads");
     src.validate();
     I.g = fold_batchnorm(src);
     I.opt = opt;
@@ -743,34 +881,27 @@ std::unique_ptr<Model> Model::prepare(const Graph &src, const PrepareOptions &op
     }
     I.plan();
     install_scratch_allocator(opt.threads);  // kernels' per-task scratch comes from a reused pool
-    for (auto &s : I.steps) {  // validate and bind every step to its planned tensors, once
-        if (s.bind) {
-            s.op = s.bind();
-            s.info.kernel = s.op.kernel();
-        } else {
-            s.op = BoundOp(s.info.name, s.info.kernel, [run = s.run] { run(); return 0; });
-        }
-        I.layers.push_back(s.info);
-    }
-    if (on_device) I.bind_graph();
+    I.main = I.make_context();
+    I.layers = I.main->s_->e.layers;
+    if (on_device) I.bind_graph(I.main->s_->e);
     return m;
 }
 
 // Why the bound steps cannot be recorded into a device graph ("" if they can).
-std::string Model::Impl::not_replayable() const {
-    for (const auto &s : steps)
-        if (!s.op.not_replayable().empty())
-            return "layer '" + s.info.name + "' (" + s.op.kernel() + "): " + s.op.not_replayable();
+std::string Model::Impl::not_replayable(const Exec &e) const {
+    for (size_t i = 0; i < e.ops.size(); i++)
+        if (!e.ops[i].not_replayable().empty())
+            return "layer '" + steps[i].info.name + "' (" + e.ops[i].kernel() + "): " + e.ops[i].not_replayable();
     return "";
 }
 
 // Median wall time of `work` plus a device sync, in ms (5 runs after one untimed).
-double Model::Impl::time_device(const std::function<void()> &work) {
+double Model::Impl::time_device(Exec &e, const std::function<void()> &work) {
     std::vector<double> t;
     for (int i = 0; i < 6; i++) {
         auto t0 = std::chrono::steady_clock::now();
         work();
-        dev_arena.sync();
+        e.dev_arena.sync();
         if (i) t.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
     }
     std::nth_element(t.begin(), t.begin() + 2, t.end());
@@ -781,108 +912,165 @@ double Model::Impl::time_device(const std::function<void()> &work) {
 // fastest formulation allocates per run), bind those layers again among replayable choices only,
 // record that plan and keep whichever of the two runs faster, measured here: the graph saves
 // launch overhead, the other plan may have faster layers.
-void Model::Impl::bind_graph() {
+void Model::Impl::bind_graph(Exec &e) {
     if (!opt.device_graph) {
-        graph = DeviceGraph::none("PrepareOptions::device_graph is false");
+        e.graph = DeviceGraph::none("PrepareOptions::device_graph is false");
         return;
     }
-    auto record = [this] {
-        run_steps();  // lazy one-time work (module loads, kernel attributes) must not happen while recording
-        dev_arena.sync();
-        return DeviceGraph::record(opt.device, [this] { run_steps(); });
+    auto record = [this, &e] {
+        e.run_steps();  // lazy one-time work (module loads, kernel attributes) must not happen while recording
+        e.dev_arena.sync();
+        return DeviceGraph::record(opt.device, [&e] { e.run_steps(); });
     };
-    const std::string why = not_replayable();
+    const std::string why = not_replayable(e);
     if (why.empty()) {
-        graph = record();
+        e.graph = record();
         return;
     }
-    const double t_steps = time_device([this] { run_steps(); });
+    const double t_steps = time_device(e, [&e] { e.run_steps(); });
     std::vector<BoundOp> best(steps.size());
     {
         ReplayableOnly only;
         for (size_t i = 0; i < steps.size(); i++)
-            if (!steps[i].op.not_replayable().empty()) {
-                best[i] = steps[i].op;
-                steps[i].op = steps[i].bind();
+            if (!e.ops[i].not_replayable().empty()) {
+                best[i] = e.ops[i];
+                e.ops[i] = steps[i].bind(e);
             }
     }
-    DeviceGraph g = not_replayable().empty() ? record() : DeviceGraph::none(not_replayable());
-    const double t_graph = g.ready() ? time_device([&g] { g.launch(); }) : 1e30;
+    DeviceGraph g = not_replayable(e).empty() ? record() : DeviceGraph::none(not_replayable(e));
+    const double t_graph = g.ready() ? time_device(e, [&g] { g.launch(); }) : 1e30;
     char buf[160];
     if (t_graph <= t_steps) {
-        graph = g;
-        for (size_t i = 0; i < steps.size(); i++) layers[i].kernel = steps[i].info.kernel = steps[i].op.kernel();
+        e.graph = g;
+        for (size_t i = 0; i < steps.size(); i++) layers[i].kernel = e.layers[i].kernel = e.ops[i].kernel();
         return;
     }
     for (size_t i = 0; i < steps.size(); i++)
-        if (best[i]) steps[i].op = best[i];
+        if (best[i]) e.ops[i] = best[i];
     std::snprintf(buf, sizeof buf, " (measured at prepare: %.3f ms launched step by step, %.3f ms as a graph of the replayable plan)",
                   t_steps, t_graph);
-    graph = DeviceGraph::none(why + buf);
-}
-
-void Model::Impl::run_steps() const {
-    for (const Step &s : steps) s.op.run();
+    e.graph = DeviceGraph::none(why + buf);
 }
 
 std::string Model::device_graph() const {
     const Impl &I = *impl_;
     if (I.opt.device == Device::cpu) return "off: the CPU runs no device graph";
-    return I.graph.ready() ? "on" : "off: " + I.graph.why();
+    const Exec &e = I.main->s_->e;
+    return e.graph.ready() ? "on" : "off: " + e.graph.why();
 }
 
-void Model::execute_on_device() {
-    Impl &I = *impl_;
-    if (I.opt.device == Device::cpu) return execute();
-    if (I.graph.ready() && !I.profiling)
-        I.graph.launch();
+void Model::Context::execute_on_device() {
+    Exec &e = s_->e;
+    if (s_->m->opt.device == Device::cpu) return execute();
+    if (e.graph.ready() && !e.profiling)
+        e.graph.launch();
     else
-        I.run_steps();
-    I.dev_arena.sync();
+        e.run_steps();
+    e.dev_arena.sync();
 }
 
-void Model::execute() {
-    Impl &I = *impl_;
-    const bool on_device = I.opt.device != Device::cpu;
+void Model::Context::execute() {
+    Exec &e = s_->e;
+    const bool on_device = s_->m->opt.device != Device::cpu;
     if (on_device)
-        for (int id : I.in_ids) I.mirror.at(id).upload();
-    if (I.profiling) {
-        for (size_t i = 0; i < I.steps.size(); i++) {
+        for (int id : s_->m->in_ids) e.mirror.at(id).upload();
+    if (e.profiling) {
+        for (size_t i = 0; i < e.ops.size(); i++) {
             auto t0 = std::chrono::steady_clock::now();
-            I.steps[i].op.run();
-            if (on_device) I.dev_arena.sync();  // only when profiling: a step's time is its own
+            e.ops[i].run();
+            if (on_device) e.dev_arena.sync();  // only when profiling: a step's time is its own
             auto t1 = std::chrono::steady_clock::now();
-            I.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
-            I.layers[i].calls++;
+            e.layers[i].total_ms += std::chrono::duration<double, std::milli>(t1 - t0).count();
+            e.layers[i].calls++;
         }
-    } else if (I.graph.ready()) {
-        I.graph.launch();
+    } else if (e.graph.ready()) {
+        e.graph.launch();
     } else {
-        I.run_steps();
+        e.run_steps();
     }
     if (on_device) {
-        for (int id : I.out_ids) I.mirror.at(id).download();
-        I.dev_arena.sync();
+        for (int id : s_->m->out_ids) e.mirror.at(id).download();
+        e.dev_arena.sync();
     }
 }
 
+Tensor &Model::Context::input(int i) {
+    Exec &e = s_->e;
+    return (e.host.empty() ? e.t : e.host).at(s_->m->in_ids.at(i));
+}
+const Tensor &Model::Context::output(int i) const {
+    const Exec &e = s_->e;
+    return (e.host.empty() ? e.t : e.host).at(s_->m->out_ids.at(i));
+}
+const std::vector<LayerInfo> &Model::Context::layers() const { return s_->e.layers; }
+void Model::Context::set_profiling(bool on) { s_->e.profiling = on; }
+
+std::unique_ptr<Model::Context> Model::create_context() {
+    Impl &I = *impl_;
+    if (I.opt.device != Device::cpu)
+        throw std::runtime_error("model '" + I.g.name + "': execution contexts are CPU-only; a model prepared for " +
+                                 device_name(I.opt.device) + " runs one execute() at a time (prepare one Model per stream)");
+    return I.make_context();
+}
+
+std::vector<Tensor> Model::run(const std::vector<Tensor> &inputs) {
+    Impl &I = *impl_;
+    if (inputs.size() != I.in_ids.size())
+        throw std::invalid_argument("model '" + I.g.name + "': run() got " + std::to_string(inputs.size()) +
+                                    " inputs, the model has " + std::to_string(I.in_ids.size()));
+    const bool on_device = I.opt.device != Device::cpu;
+    std::unique_ptr<Context> c;
+    std::unique_lock<std::mutex> l(I.pool_mu);
+    if (on_device) {
+        // One context on a device: requests are serialized (pool_mu stays held).
+    } else if (!I.pool.empty()) {
+        c = std::move(I.pool.back());
+        I.pool.pop_back();
+        l.unlock();
+    } else {
+        l.unlock();
+        c = I.make_context();
+    }
+    Context &ctx = on_device ? *I.main : *c;
+    for (size_t k = 0; k < inputs.size(); k++) {
+        Tensor &dst = ctx.input(int(k));
+        const Tensor &src = inputs[k];
+        if (src.dtype() != dst.dtype() || src.shape() != dst.shape() || src.device() != Device::cpu || !src.raw())
+            throw std::invalid_argument("model '" + I.g.name + "': input " + std::to_string(k) + " ('" +
+                                        printable(I.g.values[I.g.inputs[k]].name) + "') is " + src.describe() +
+                                        ", expected " + dst.describe());
+        if (src.nbytes()) std::memcpy(dst.raw(), src.raw(), src.nbytes());
+    }
+    ctx.execute();
+    std::vector<Tensor> out;
+    for (int k = 0; k < int(I.out_ids.size()); k++) {
+        const Tensor &o = ctx.output(k);
+        Tensor r(o.dtype(), o.shape(), o.quant);
+        if (o.nbytes()) std::memcpy(r.raw(), o.raw(), o.nbytes());
+        out.push_back(std::move(r));
+    }
+    if (!on_device) {
+        std::lock_guard<std::mutex> back(I.pool_mu);
+        I.pool.push_back(std::move(c));
+    }
+    return out;
+}
+
+void Model::execute() { impl_->main->execute(); }
+void Model::execute_on_device() { impl_->main->execute_on_device(); }
 int Model::num_inputs() const { return int(impl_->in_ids.size()); }
 int Model::num_outputs() const { return int(impl_->out_ids.size()); }
-Tensor &Model::input(int i) {
-    return (impl_->host.empty() ? impl_->t : impl_->host).at(impl_->in_ids.at(i));
-}
-const Tensor &Model::output(int i) const {
-    return (impl_->host.empty() ? impl_->t : impl_->host).at(impl_->out_ids.at(i));
-}
+Tensor &Model::input(int i) { return impl_->main->input(i); }
+const Tensor &Model::output(int i) const { return impl_->main->output(i); }
 const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
 const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
 const Tensor *Model::value(int id) const {
     if (id < 0 || size_t(id) >= impl_->g.values.size()) return nullptr;
-    const Tensor &t = impl_->t[id];
+    const Tensor &t = impl_->main->s_->e.t[id];
     return t.raw() ? &t : nullptr;
 }
-const std::vector<LayerInfo> &Model::layers() const { return impl_->layers; }
-void Model::set_profiling(bool on) { impl_->profiling = on; }
+const std::vector<LayerInfo> &Model::layers() const { return impl_->main->layers(); }
+void Model::set_profiling(bool on) { impl_->main->set_profiling(on); }
 size_t Model::arena_bytes() const { return impl_->arena_size; }
 Precision Model::precision() const { return impl_->opt.precision; }
 int Model::batch() const { return impl_->opt.batch; }
@@ -932,12 +1120,13 @@ void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOp
         if (opt.progress) opt.progress(int(si) + 1, int(samples.size()));
     }
     auto cons = g.consumers();
+    const std::vector<bool> is_output = output_flags(g);
     auto only_relu_reads = [&](size_t id) {
         return cons[id].size() == 1 && g.nodes[cons[id][0]].op == OpKind::Relu;
     };
     for (size_t id = 0; id < nv; id++) {
         // Graph outputs stay float; a value only a ReLU reads is never materialized (fused).
-        if (is_graph_output(g, int(id)) || only_relu_reads(id) || !(lo[id] <= hi[id])) continue;
+        if (is_output[id] || only_relu_reads(id) || !(lo[id] <= hi[id])) continue;
         float a = lo[id], b = hi[id];
         if (opt.method == CalibrationOptions::Method::percentile && !reservoir[id].empty()) {
             auto &r = reservoir[id];

@@ -56,10 +56,46 @@ struct LayerInfo {
     int64_t calls = 0;
 };
 
+// Thread safety (as ONNX Runtime's Session::Run and TensorRT's engine + execution contexts):
+//  - After prepare() the weights, packed weights and the plan are read-only and shared.
+//  - An execution context (Model::Context) is one run's memory: its arena of intermediates, its
+//    input and output tensors, the kernels bound to them, its profile. One context must be used
+//    by one thread at a time; different contexts run concurrently, bit-identical to each other.
+//  - The Model itself is a context (the default one): input()/output()/execute()/value()/
+//    layers()/set_profiling() use it, so they too are for one thread at a time.
+//  - create_context() and run() may be called from any number of threads at once. run() takes a
+//    context from a pool (making one when all are busy), copies the inputs in and the outputs
+//    out: the reentrant call for servers. Each context costs arena_bytes() plus its inputs and
+//    outputs, checked against the memory budget (runtime/limits.h).
+//  - On a device there is one context: create_context() is refused, run() serializes requests.
+//  - Errors (bad models, sizes over the limits, Halide kernel errors) are exceptions naming the
+//    model and the layer; nothing aborts. Limits: runtime/limits.h and README "Limits".
 class Model {
 public:
     static std::unique_ptr<Model> prepare(const Graph &g, const PrepareOptions &opt);
     ~Model();
+
+    class Context {
+    public:
+        ~Context();
+        Tensor &input(int i);
+        const Tensor &output(int i) const;
+        void execute();
+        void execute_on_device();
+        const std::vector<LayerInfo> &layers() const;
+        void set_profiling(bool on);
+
+    private:
+        friend class Model;
+        Context();
+        struct State;
+        std::unique_ptr<State> s_;
+    };
+    // A new execution context sharing this model's weights (CPU only). The Model must outlive it.
+    std::unique_ptr<Context> create_context();
+    // Thread-safe: runs the model on `inputs` (like input(i): dtype and shape as prepared, host
+    // memory) in a pooled context and returns copies of the outputs.
+    std::vector<Tensor> run(const std::vector<Tensor> &inputs);
 
     int num_inputs() const;
     int num_outputs() const;
@@ -89,6 +125,7 @@ public:
 
 private:
     Model();
+    static std::unique_ptr<Model> prepare_impl(const Graph &g, const PrepareOptions &opt);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

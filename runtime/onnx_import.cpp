@@ -25,6 +25,7 @@
 #include <stdexcept>
 
 #include "onnx_tensor.h"
+#include "resource_limits.h"
 
 namespace qh {
 
@@ -45,11 +46,11 @@ Tensor tensor_from_proto(const onnx::TensorProto &t, const std::string &where) {
         fail("external data is not supported (store the tensor inside the model)");
     if (t.has_segment()) fail("segmented tensors are not supported");
     std::vector<int64_t> dims(t.dims().begin(), t.dims().end());
-    int64_t n = 1;
-    for (int64_t d : dims) {
-        if (d < 0) fail("negative dimension in " + shape_str(dims));
-        if (d > 0 && n > (int64_t(1) << 31) / d) fail("too many elements: " + shape_str(dims));
-        n *= d;
+    int64_t n = 0;
+    try {
+        n = checked_numel(dims, "tensor");
+    } catch (const std::length_error &e) {
+        fail(e.what());
     }
     DType dt;
     size_t elem;  // bytes per element in raw_data
@@ -65,13 +66,26 @@ Tensor tensor_from_proto(const onnx::TensorProto &t, const std::string &where) {
              " not supported (FLOAT, UINT8, INT8, INT32, INT64, BOOL)");
         return {};
     }
-    Tensor r(dt, dims);
     const std::string &raw = t.raw_data();
     auto check_count = [&](int64_t got, const char *field) {
         if (got != n)
             fail(std::string(field) + " has " + std::to_string(got) + " values for shape " +
                  shape_str(dims) + " (" + std::to_string(n) + " elements)");
     };
+    // The declared shape must match the data actually in the file before anything is allocated:
+    // a few bytes of protobuf can declare 2^31 elements.
+    if (t.has_raw_data()) {
+        if (raw.size() != size_t(n) * elem)
+            fail("raw_data has " + std::to_string(raw.size()) + " bytes, shape " + shape_str(dims) +
+                 " of " + onnx_type_name(t.data_type()) + " needs " + std::to_string(size_t(n) * elem));
+    } else if (n > 0) {
+        switch (t.data_type()) {
+        case TP::FLOAT: check_count(t.float_data_size(), "float_data"); break;
+        case TP::INT64: check_count(t.int64_data_size(), "int64_data"); break;
+        default: check_count(t.int32_data_size(), "int32_data"); break;
+        }
+    }
+    Tensor r(dt, dims);
     auto put_int = [&](int64_t i, int64_t v) {
         int64_t lo = dt == DType::u8 ? 0 : dt == DType::s8 ? -128 : INT32_MIN;
         int64_t hi = t.data_type() == TP::BOOL ? 1 : dt == DType::u8 ? 255 : dt == DType::s8 ? 127 : INT32_MAX;
@@ -125,13 +139,9 @@ Tensor tensor_from_proto_bytes(const std::string &bytes, const std::string &wher
 
 namespace {
 
+// Protocol buffers cannot parse a message over 2 GiB, so no ONNX file is larger.
 std::string read_file(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) throw std::runtime_error("cannot open '" + path + "'");
-    std::ostringstream s;
-    s << f.rdbuf();
-    if (f.bad()) throw std::runtime_error("cannot read '" + path + "'");
-    return s.str();
+    return read_regular_file(path, size_t(INT32_MAX), "an ONNX model or tensor (protobuf, at most 2 GiB)");
 }
 
 }  // namespace
@@ -481,6 +491,12 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     if (pads.size() != 4 || *std::min_element(pads.begin(), pads.end()) < 0)
         nfail("pads " + shape_str(pads) + " not supported (four values >= 0)");
     if (dil != std::vector<int64_t>{1, 1}) nfail("dilations " + shape_str(dil) + " not supported (only 1)");
+    for (const auto *vals : {&ks, &strides, &pads})
+        for (int64_t x : *vals)
+            if (x < 0 || x > kMaxWindowAttr)
+                nfail("window attribute " + std::to_string(x) + " (kernel_shape " + shape_str(ks) + ", strides " +
+                      shape_str(strides) + ", pads " + shape_str(pads) + ") out of range 0.." +
+                      std::to_string(kMaxWindowAttr));
     if (conv) {
         int64_t group = attr_int("group", 1);
         if (group != 1) nfail("group=" + std::to_string(group) + " not supported (only group=1)");
@@ -1154,6 +1170,11 @@ void Importer::add_graph_input(int index) {
         else if (i == 0) s.push_back(1);  // dynamic batch
         else fail(where + " has a dynamic or invalid dimension " + std::to_string(i) + " (only the batch may be dynamic)");
     }
+    try {
+        checked_numel(s, where);
+    } catch (const std::length_error &e) {
+        fail(e.what());
+    }
     if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
     else if (s.size() != 2) fail(where + " has rank " + std::to_string(s.size()) + " (only 4: NCHW, or 2: {N, K})");
     int v = g_.add_value(name, s, dt);
@@ -1294,10 +1315,19 @@ Graph Importer::run() {
 
 Graph import_onnx_bytes(const std::string &bytes, const std::string &name, const ImportOptions &options) {
     onnx::ModelProto m;
-    if (bytes.empty()) throw std::runtime_error("onnx import '" + name + "': empty file");
+    if (bytes.empty()) throw std::runtime_error("onnx import '" + printable(name) + "': empty file");
     if (!m.ParseFromString(bytes))
-        throw std::runtime_error("onnx import '" + name + "': not a valid ONNX model (protobuf parse failed: truncated or corrupt)");
-    return Importer(m, name, options).run();
+        throw std::runtime_error("onnx import '" + printable(name) +
+                                 "': not a valid ONNX model (protobuf parse failed: truncated or corrupt)");
+    try {
+        return Importer(m, name, options).run();
+    } catch (const std::bad_alloc &) {
+        throw std::length_error("onnx import '" + printable(name) + "': out of memory");
+    } catch (const std::length_error &e) {
+        throw std::length_error(one_line(e.what()));
+    } catch (const std::exception &e) {
+        throw std::runtime_error(one_line(e.what()));
+    }
 }
 
 Graph import_onnx_bytes(const std::string &bytes, const std::string &name) {

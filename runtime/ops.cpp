@@ -58,7 +58,13 @@ void expect_per_tensor(const Tensor &t, const std::string &op, const char *what)
 
 // Halide buffer of `type` over a tensor's storage with Halide dims `sizes` (innermost first):
 // the host memory, or for a device tensor the wrapped device pointer (no host data).
+// Halide buffers (without the large_buffers target feature) address at most 2^31 - 1 bytes; a
+// larger tensor is refused here, before any int32 stride arithmetic.
 Buf<void> view_as(const Tensor &t, halide_type_t type, const std::vector<int> &sizes) {
+    install_halide_error_handler();
+    if (t.nbytes() > size_t(INT32_MAX))
+        throw std::length_error("tensor " + t.describe() + " is " + std::to_string(t.nbytes()) +
+                                " bytes, more than a kernel buffer's limit of 2^31 - 1 bytes (use a smaller batch)");
     if (t.device() == Device::cpu) return Buf<void>(type, const_cast<void *>(t.raw()), sizes);
     Buf<void> b(type, static_cast<void *>(nullptr), sizes);
     device_view(b, t);
@@ -213,8 +219,9 @@ BoundOp bind_conv_kernel(const std::string &op, const ChosenKernel<Fn> &k,
 }  // namespace
 
 void BoundOp::fail(int rc) const {
-    throw std::runtime_error(op_ + ": kernel " + kernel_ + " failed with Halide error " +
-                             std::to_string(rc));
+    const std::string msg = take_halide_error();
+    throw std::runtime_error(op_ + ": kernel " + kernel_ + " failed with Halide error " + std::to_string(rc) +
+                             (msg.empty() ? std::string() : ": " + msg));
 }
 
 std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w,

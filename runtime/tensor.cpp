@@ -1,5 +1,7 @@
 #include "tensor.h"
 
+#include "resource_limits.h"
+
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -33,17 +35,18 @@ size_t dtype_storage_bytes(DType t, int64_t numel) {
 
 Tensor::Tensor(DType t, std::vector<int64_t> shape, QuantParams q)
     : quant(std::move(q)), dtype_(t), shape_(std::move(shape)) {
-    for (auto d : shape_)
-        if (d < 0) throw std::invalid_argument("tensor shape has a negative dimension: " + describe());
+    checked_numel(shape_, std::string("tensor ") + dtype_name(t));
     size_t bytes = (nbytes() + 63) / 64 * 64;
+    check_budget(bytes, "tensor " + describe());
     void *p = std::aligned_alloc(64, bytes ? bytes : 64);
-    if (!p) throw std::bad_alloc();
+    if (!p) throw std::length_error("tensor " + describe() + ": out of memory allocating " + bytes_str(bytes));
     std::memset(p, 0, bytes ? bytes : 64);
     owner_ = std::shared_ptr<void>(p, std::free);
     data_ = p;
 }
 
 Tensor Tensor::wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams q) {
+    checked_numel(shape, std::string("tensor ") + dtype_name(t));
     Tensor r;
     r.dtype_ = t;
     r.shape_ = std::move(shape);
@@ -53,6 +56,7 @@ Tensor Tensor::wrap(DType t, std::vector<int64_t> shape, void *data, QuantParams
 }
 
 Tensor Tensor::wrap_device(Device d, DType t, std::vector<int64_t> shape, uint64_t handle, QuantParams q) {
+    checked_numel(shape, std::string("tensor ") + dtype_name(t));
     Tensor r;
     r.dtype_ = t;
     r.shape_ = std::move(shape);

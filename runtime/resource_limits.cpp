@@ -1,4 +1,4 @@
-#include "limits.h"
+#include "resource_limits.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -164,9 +164,9 @@ std::string read_regular_file(const std::string &path, size_t max_bytes, const c
     return s;
 }
 
-std::string printable(const std::string &name) {
+namespace {
+std::string escape_controls(const std::string &name, size_t n) {
     std::string r;
-    const size_t n = std::min<size_t>(name.size(), 200);
     for (size_t i = 0; i < n; i++) {
         unsigned char c = static_cast<unsigned char>(name[i]);
         if (c == '\n') r += "\\n";
@@ -178,9 +178,16 @@ std::string printable(const std::string &name) {
             r += b;
         } else r += char(c);
     }
-    if (name.size() > n) r += "...";
     return r;
 }
+}  // namespace
+
+std::string printable(const std::string &name) {
+    const size_t n = std::min<size_t>(name.size(), 200);
+    return escape_controls(name, n) + (name.size() > n ? "..." : "");
+}
+
+std::string one_line(const std::string &msg) { return escape_controls(msg, msg.size()); }
 
 int max_threads() {
     static const int m = [] {

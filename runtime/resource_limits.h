@@ -52,6 +52,9 @@ std::FILE *open_regular_file(const std::string &path, size_t max_bytes, const ch
 // A name from a file, safe to put in a one-line message: control characters (newlines...) and
 // non-printable bytes become \n, \xNN; longer than 200 bytes is cut with "...".
 std::string printable(const std::string &name);
+// The same escaping without the cut: what the library's entry points (import, prepare) apply to
+// their error messages, so one error is one line whatever names a file holds.
+std::string one_line(const std::string &msg);
 
 // Upper bound for thread counts (options, --threads).
 int max_threads();
