@@ -18,6 +18,7 @@
 #include "model.h"
 #include "onnx_import.h"
 #include "resnet.h"
+#include "resource_limits.h"
 
 using namespace qh;
 
@@ -61,7 +62,33 @@ Tensor synthetic_image(int size, uint32_t seed) {
 
 Tensor load_input(const std::string &path, int size) {
     if (path.size() > 4 && path.substr(path.size() - 4) == ".npy") return io::load_npy(path);
-    return io::imagenet_preprocess(io::load_image(path), size * 256 / 224, size);
+    return io::imagenet_preprocess(io::load_image(path), int(int64_t(size) * 256 / 224), size);
+}
+
+// Largest image side the app feeds (the model input's H = W).
+constexpr int64_t kMaxImageSide = 16384;
+
+// The image side S of the model's input {N, S, S, 3}: the input must be rank 4 (NHWC) with
+// 1 <= H <= kMaxImageSide; check_input() checks the rest against what is fed.
+int image_side(const Graph &g, const std::string &model) {
+    if (g.inputs.size() != 1)
+        throw std::runtime_error("model '" + printable(model) + "' has " + std::to_string(g.inputs.size()) +
+                                 " inputs; qhalide-resnet needs one NHWC image input");
+    const GraphValue &in = g.values[g.inputs[0]];
+    if (in.shape.size() != 4 || in.shape[1] < 1 || in.shape[1] > kMaxImageSide)
+        throw std::runtime_error("model input '" + printable(in.name) + "' is " + dtype_name(in.dtype) +
+                                 shape_str(in.shape) + "; qhalide-resnet needs an NHWC image input [N,S,S,3] with 1 <= S <= " +
+                                 std::to_string(kMaxImageSide));
+    return int(in.shape[1]);
+}
+
+// Throws unless `got` (from `source`) has exactly the dtype and shape of model input `name`: it
+// is copied over that input's buffer.
+void check_input(const std::string &name, DType dtype, const std::vector<int64_t> &shape, const Tensor &got,
+                 const std::string &source) {
+    if (got.dtype() == dtype && got.shape() == shape) return;
+    throw std::runtime_error("model input '" + printable(name) + "' is " + dtype_name(dtype) + shape_str(shape) + ", " +
+                             printable(source) + " gives " + got.describe());
 }
 
 double median(std::vector<double> v) {
@@ -69,11 +96,20 @@ double median(std::vector<double> v) {
     return v.empty() ? 0 : v[v.size() / 2];
 }
 
+// A JSON string literal; control characters are escaped (names come from model files).
 std::string json_str(const std::string &s) {
     std::string r = "\"";
     for (char c : s) {
-        if (c == '"' || c == '\\') r += '\\';
-        r += c;
+        if (c == '"' || c == '\\') {
+            r += '\\';
+            r += c;
+        } else if (static_cast<unsigned char>(c) < 0x20) {
+            char b[8];
+            std::snprintf(b, sizeof b, "\\u%04x", unsigned(c));
+            r += b;
+        } else {
+            r += c;
+        }
     }
     return r + "\"";
 }
@@ -84,18 +120,28 @@ int run(const Options &o) {
     if (!o.target.empty() && device == Device::cpu) force_target(o.target);
     const bool builtin = o.model == "resnet18" || o.model == "resnet50";
     Graph g = builtin ? build_resnet({o.model == "resnet18" ? 18 : 50}) : import_onnx(o.model);
-    if (g.inputs.size() != 1 || g.values[g.inputs[0]].shape.size() != 4)
-        throw std::runtime_error("model '" + o.model + "': needs one NHWC image input");
-    const int size = int(g.values[g.inputs[0]].shape[1]);
+    const int size = image_side(g, o.model);
+    const GraphValue gin = g.values[g.inputs[0]];  // a copy: calibrate() replaces g
+    std::vector<int64_t> one_shape = gin.shape;    // one image
+    one_shape[0] = 1;
+    Tensor one = load_input(o.image, size);
+    const std::string image_name = "the image '" + o.image + "'";
+    check_input(gin.name, gin.dtype, one_shape, one, image_name);
     const Precision prec = o.precision == "fp32" ? Precision::fp32 : Precision::int8;
 
-    bool needs_calibration = prec == Precision::int8 && g.values[g.inputs[0]].quant.empty();
+    bool needs_calibration = prec == Precision::int8 && gin.quant.empty();
     if (needs_calibration) {
         std::vector<Tensor> samples;
         if (o.calib_files.empty()) {
-            for (int i = 0; i < o.calib_samples; i++) samples.push_back(synthetic_image(size, 1000 + i));
+            for (int i = 0; i < o.calib_samples; i++) {
+                samples.push_back(synthetic_image(size, 1000 + i));
+                check_input(gin.name, gin.dtype, one_shape, samples.back(), "the synthetic calibration image");
+            }
         } else {
-            for (const auto &f : o.calib_files) samples.push_back(load_input(f, size));
+            for (const auto &f : o.calib_files) {
+                samples.push_back(load_input(f, size));
+                check_input(gin.name, gin.dtype, one_shape, samples.back(), "calibration input '" + f + "'");
+            }
         }
         CalibrationOptions co;
         co.method = o.calibration == "percentile" ? CalibrationOptions::Method::percentile
@@ -113,11 +159,8 @@ int run(const Options &o) {
     po.device = device;
     po.device_graph = !o.no_graph;
     auto m = Model::prepare(g, po);
-    Tensor one = load_input(o.image, size);
-    if (one.shape() != std::vector<int64_t>{1, size, size, 3})
-        throw std::runtime_error("input '" + o.image + "' is " + one.describe() + ", model wants [1," +
-                                 std::to_string(size) + "," + std::to_string(size) + ",3]");
     Tensor x = io::repeat_batch(one, o.batch);
+    check_input(m->input_name(0), m->input(0).dtype(), m->input(0).shape(), x, image_name);
     std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
 
     for (int i = 0; i < o.warmup; i++) m->execute();
@@ -140,11 +183,12 @@ int run(const Options &o) {
         for (int i = 0; i < std::max(1, o.iters); i++) m->execute();
     }
     const Tensor &y = m->output(0);
-    const int classes = int(y.dim(1));
-    auto top = io::top_k(y.data<float>(), classes, std::min(5, classes));
+    const std::vector<float> logits = io::first_row_as_float(y, "model output '" + m->output_name(0) + "'");
+    const int classes = int(logits.size());
+    auto top = io::top_k(logits.data(), classes, std::min(5, classes));
     std::vector<std::string> labels;
     if (classes == 1000) labels = io::load_labels(o.labels);
-    auto label = [&](int i) { return i < int(labels.size()) ? labels[i] : "class " + std::to_string(i); };
+    auto label = [&](int i) { return i < int(labels.size()) ? printable(labels[i]) : "class " + std::to_string(i); };
     if (!o.dump_logits.empty()) io::save_npy(o.dump_logits, y);
 
     const double med = median(ms), mn = ms.empty() ? 0 : *std::min_element(ms.begin(), ms.end());
@@ -176,7 +220,7 @@ int run(const Options &o) {
         std::printf("  ]\n}\n");
         return 0;
     }
-    std::printf("model: %s%s\n", builtin ? o.model.c_str() : o.model.c_str(),
+    std::printf("model: %s%s\n", printable(o.model).c_str(),
                 builtin ? " (built-in, synthetic weights: classes are meaningless)" : "");
     std::printf("precision: %s  device: %s  batch: %d  threads: %s  arena: %.1f MiB\n", precision_name(prec),
                 device_name(device), o.batch, o.threads ? std::to_string(o.threads).c_str() : "all",
@@ -197,7 +241,7 @@ int run(const Options &o) {
         std::printf("\n%-24s %-17s %-36s %9s %6s %8s\n", "layer", "op", "kernel", "ms", "%", "GOP/s");
         for (const auto &l : m->layers()) {
             double t = l.calls ? l.total_ms / l.calls : 0;
-            std::printf("%-24s %-17s %-36s %9.3f %5.1f%% %8.1f\n", l.name.c_str(), l.op.c_str(), l.kernel.c_str(), t,
+            std::printf("%-24s %-17s %-36s %9.3f %5.1f%% %8.1f\n", printable(l.name).c_str(), l.op.c_str(), l.kernel.c_str(), t,
                         total > 0 ? 100 * t / total : 0, t > 0 ? l.ops / t * 1e-6 : 0);
         }
         std::printf("%-24s %-17s %-36s %9.3f\n", "total", "", "", total);
@@ -217,7 +261,7 @@ int main(int argc, char **argv) {
     app.add_option("--image", o.image, "PNG or JPEG (resize 256, center crop 224, ImageNet normalization), or .npy")
         ->capture_default_str();
     app.add_option("--batch", o.batch, "batch size (the image is replicated)")->check(CLI::Range(1, 4096))->capture_default_str();
-    app.add_option("--threads", o.threads, "threads (0: all cores)")->check(CLI::Range(0, 1024))->capture_default_str();
+    app.add_option("--threads", o.threads, "threads (0: all cores)")->capture_default_str();
     app.add_option("--iters", o.iters, "timed runs")->check(CLI::Range(1, 100000))->capture_default_str();
     app.add_option("--warmup", o.warmup, "untimed runs first")->check(CLI::Range(0, 1000))->capture_default_str();
     app.add_option("--precision", o.precision, "int8 or fp32 (our float reference path)")
@@ -241,6 +285,7 @@ int main(int argc, char **argv) {
     app.add_flag("--profile", o.profile, "per-layer time table");
     CLI11_PARSE(app, argc, argv);
     try {
+        check_threads(o.threads, "--threads");
         return run(o);
     } catch (const std::exception &e) {
         std::fprintf(stderr, "qhalide-resnet: error: %s\n", e.what());

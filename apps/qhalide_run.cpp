@@ -6,6 +6,7 @@
 #include <CLI/CLI.hpp>
 
 #include <array>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -18,36 +19,61 @@
 #include "kernels.h"
 #include "model.h"
 #include "onnx_import.h"
+#include "resource_limits.h"
 
 using namespace qh;
 
 namespace {
 
-// Rank-4 transpose: output dim d is input dim perm[d]; other ranks are returned unchanged.
+// Rank-4 transpose: output dim d is input dim perm[d]; other ranks are returned unchanged. The
+// loop runs once per element (an odometer over the output indices), so its cost is bounded by
+// the tensor's real size whatever its dims are (e.g. {2^31-1, 3, 32, 0}: no iterations).
 Tensor permute4(const Tensor &t, const std::array<int, 4> &perm) {
     if (t.rank() != 4) return t;
     std::array<int64_t, 4> in{t.dim(0), t.dim(1), t.dim(2), t.dim(3)}, in_stride{}, out_dims{};
-    in_stride[3] = 1;
-    for (int d = 2; d >= 0; d--) in_stride[d] = in_stride[d + 1] * in[d + 1];
     for (int d = 0; d < 4; d++) out_dims[d] = in[perm[d]];
     Tensor r(t.dtype(), {out_dims[0], out_dims[1], out_dims[2], out_dims[3]}, t.quant);
+    const int64_t n = t.numel();
+    if (n == 0) return r;  // (the strides below are then products of the other dims: unbounded)
+    in_stride[3] = 1;
+    for (int d = 2; d >= 0; d--) in_stride[d] = in_stride[d + 1] * in[d + 1];
     const size_t e = dtype_storage_bytes(t.dtype(), 1);
     const auto *s = static_cast<const uint8_t *>(t.raw());
     auto *o = static_cast<uint8_t *>(r.raw());
-    size_t k = 0;
-    for (int64_t a = 0; a < out_dims[0]; a++)
-        for (int64_t b = 0; b < out_dims[1]; b++)
-            for (int64_t c = 0; c < out_dims[2]; c++)
-                for (int64_t d = 0; d < out_dims[3]; d++, k++) {
-                    int64_t src = a * in_stride[perm[0]] + b * in_stride[perm[1]] + c * in_stride[perm[2]] +
-                                  d * in_stride[perm[3]];
-                    std::memcpy(o + k * e, s + src * e, e);
-                }
+    std::array<int64_t, 4> idx{};  // output index of element k
+    int64_t src = 0;                // its input offset
+    for (int64_t k = 0; k < n; k++) {
+        std::memcpy(o + k * e, s + src * e, e);
+        for (int d = 3; d >= 0; d--) {  // next output index
+            src += in_stride[perm[d]];
+            if (++idx[d] < out_dims[d]) break;
+            src -= idx[d] * in_stride[perm[d]];
+            idx[d] = 0;
+        }
+    }
     return r;
 }
 
-Tensor nchw_to_nhwc(const Tensor &t) { return permute4(t, {0, 2, 3, 1}); }
 Tensor nhwc_to_nchw(const Tensor &t) { return permute4(t, {0, 3, 1, 2}); }
+
+// The runtime tensor (NHWC) for graph input `v` from `t`, loaded in ONNX layout from `file`.
+// The dtype, the rank and every dim but the batch must be what the graph declares (v.shape is
+// NHWC with dims > 0, the batch free), so prepare() never sees a shape the model cannot take.
+Tensor to_runtime_layout(const Tensor &t, const GraphValue &v, const std::string &file) {
+    std::vector<int64_t> onnx = v.shape;  // declared, in ONNX layout
+    if (onnx.size() == 4) onnx = {v.shape[0], v.shape[3], v.shape[1], v.shape[2]};
+    std::string declared = std::string(dtype_name(v.dtype)) + "[N";
+    for (size_t i = 1; i < onnx.size(); i++) declared += "," + std::to_string(onnx[i]);
+    declared += "]";
+    bool ok = t.dtype() == v.dtype && size_t(t.rank()) == onnx.size() && t.rank() >= 1 && t.dim(0) >= 1;
+    for (size_t i = 1; ok && i < onnx.size(); i++) ok = t.dim(int(i)) == onnx[i];
+    if (!ok)
+        throw std::runtime_error("'" + printable(file) + "' is " + t.describe() + " (rank " + std::to_string(t.rank()) +
+                                 "), graph input '" + printable(v.name) + "' expects " + declared + " (rank " +
+                                 std::to_string(onnx.size()) + ", ONNX layout, N >= 1)");
+    checked_numel(t.shape(), "'" + printable(file) + "'");
+    return permute4(t, {0, 2, 3, 1});
+}
 
 bool is_pb(const std::string &path) { return path.size() > 3 && path.substr(path.size() - 3) == ".pb"; }
 
@@ -58,19 +84,35 @@ Tensor load_any(const std::string &path) {
 
 // "NAME=FILE", or "FILE.pb" named by the TensorProto's name field (ONNX test data carry it). An
 // argument that is an existing file is a FILE, even if its path contains '='.
-std::pair<std::string, Tensor> load_named(const std::string &opt, const std::string &arg) {
+struct Named {
+    std::string name, file;
+    Tensor t;
+};
+
+Named load_named(const std::string &opt, const std::string &arg) {
+    const std::string a = printable(arg);
     auto eq = arg.find('=');
     if (eq != std::string::npos && !std::filesystem::is_regular_file(arg)) {
-        if (eq == 0) throw std::runtime_error(opt + " '" + arg + "': empty NAME in NAME=FILE");
-        return {arg.substr(0, eq), load_any(arg.substr(eq + 1))};
+        if (eq == 0) throw std::runtime_error(opt + " '" + a + "': empty NAME in NAME=FILE");
+        return {arg.substr(0, eq), arg.substr(eq + 1), load_any(arg.substr(eq + 1))};
     }
     if (!is_pb(arg))
-        throw std::runtime_error(opt + " '" + arg + "': expected NAME=FILE (only an ONNX TensorProto .pb file carries its own name)");
+        throw std::runtime_error(opt + " '" + a + "': expected NAME=FILE (only an ONNX TensorProto .pb file carries its own name)");
     std::string name;
     Tensor t = load_tensor_pb(arg, &name);
     if (name.empty())
-        throw std::runtime_error(opt + " '" + arg + "': the TensorProto has no name; use " + opt + " NAME=" + arg);
-    return {name, t};
+        throw std::runtime_error(opt + " '" + a + "': the TensorProto has no name; use " + opt + " NAME=" + a);
+    return {name, arg, t};
+}
+
+// A graph output name as a file name: anything but [A-Za-z0-9._-] becomes '_' (no directories,
+// no control characters), and a name of only dots gets a leading '_'.
+std::string file_name_of(const std::string &name) {
+    std::string r = name;
+    for (char &c : r)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') c = '_';
+    if (r.find_first_not_of('.') == std::string::npos) r = "_" + r;
+    return r;
 }
 
 }  // namespace
@@ -102,13 +144,17 @@ int main(int argc, char **argv) {
                    "model on the GPU (tensor-core cuda_mma convs when built, cuda_dp4a kernels for the rest)");
     CLI11_PARSE(app, argc, argv);
     try {
+        check_threads(threads, "--threads");
         const Device device = target == "cuda" ? Device::cuda : Device::cpu;
         if (!target.empty() && device == Device::cpu) force_target(target);
         ImportOptions opts;  // ONNX layout, as in the files
+        std::map<std::string, std::string> file_of;  // input name -> its file
         for (const auto &arg : inputs) {
-            auto [name, t] = load_named("--input", arg);
-            if (opts.input_values.count(name)) throw std::runtime_error("--input '" + arg + "': '" + name + "' is given twice");
-            opts.input_values[name] = t;
+            Named in = load_named("--input", arg);
+            if (opts.input_values.count(in.name))
+                throw std::runtime_error("--input '" + printable(arg) + "': '" + printable(in.name) + "' is given twice");
+            opts.input_values[in.name] = in.t;
+            file_of[in.name] = in.file;
         }
         Graph g = import_onnx(model, opts);
         bool quantized = !g.values[g.inputs[0]].quant.empty();
@@ -119,14 +165,14 @@ int main(int argc, char **argv) {
         for (int i : g.inputs) {
             auto it = opts.input_values.find(g.values[i].name);
             if (it == opts.input_values.end())
-                throw std::runtime_error("no --input for graph input '" + g.values[i].name + "'");
-            given[it->first] = nchw_to_nhwc(it->second);
+                throw std::runtime_error("no --input for graph input '" + printable(g.values[i].name) + "'");
+            given[it->first] = to_runtime_layout(it->second, g.values[i], file_of.at(it->first));
         }
         if (p == Precision::int8 && !quantized) {
             if (calib.empty())
-                throw std::runtime_error("model '" + model + "' is float: --precision int8 needs --calib inputs");
+                throw std::runtime_error("model '" + printable(model) + "' is float: --precision int8 needs --calib inputs");
             std::vector<Tensor> samples;
-            for (const auto &f : calib) samples.push_back(nchw_to_nhwc(load_any(f)));
+            for (const auto &f : calib) samples.push_back(to_runtime_layout(load_any(f), g.values[g.inputs[0]], f));
             CalibrationOptions co;
             co.threads = threads;
             co.progress = [](int d, int t) { std::fprintf(stderr, "\rcalibrating %d/%d%s", d, t, d == t ? "\n" : ""); };
@@ -144,31 +190,32 @@ int main(int argc, char **argv) {
             const Tensor &src = given.at(m->input_name(i));
             Tensor &dst = m->input(i);
             if (src.shape() != dst.shape() || src.dtype() != dst.dtype())
-                throw std::runtime_error("input '" + m->input_name(i) + "' is " + src.describe() + " (NHWC), model wants " +
-                                         dst.describe());
+                throw std::runtime_error("input '" + printable(m->input_name(i)) + "' is " + src.describe() +
+                                         " (NHWC), model wants " + dst.describe());
             std::memcpy(dst.raw(), src.raw(), src.nbytes());
         }
         m->execute();
         std::filesystem::create_directories(out_dir);
         for (int i = 0; i < m->num_outputs(); i++) {
-            std::string name = m->output_name(i);
-            for (char &c : name)
-                if (c == '/' || c == ':') c = '_';
-            std::string path = out_dir + "/" + name + ".npy";
+            std::string path = out_dir + "/" + file_name_of(m->output_name(i)) + ".npy";
             io::save_npy(path, nhwc_to_nchw(m->output(i)));
-            std::printf("%s %s -> %s\n", m->output_name(i).c_str(), m->output(i).describe().c_str(), path.c_str());
+            std::printf("%s %s -> %s\n", printable(m->output_name(i)).c_str(), m->output(i).describe().c_str(),
+                        printable(path).c_str());
         }
         int mismatches = 0;
         for (const auto &arg : expects) {
-            auto [name, want] = load_named("--expect", arg);
+            Named e = load_named("--expect", arg);
+            const std::string &name = e.name;
+            const Tensor &want = e.t;
             int k = -1;
             for (int i = 0; i < m->num_outputs(); i++)
                 if (m->output_name(i) == name) k = i;
-            if (k < 0) throw std::runtime_error("--expect '" + arg + "': the model has no output '" + name + "'");
+            if (k < 0)
+                throw std::runtime_error("--expect '" + printable(arg) + "': the model has no output '" + printable(name) + "'");
             Tensor got = nhwc_to_nchw(m->output(k));
             bool same = got.dtype() == want.dtype() && got.shape() == want.shape() &&
                         std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0;
-            std::printf("%s: %s (got %s, expected %s)\n", name.c_str(), same ? "bit-exact" : "MISMATCH",
+            std::printf("%s: %s (got %s, expected %s)\n", printable(name).c_str(), same ? "bit-exact" : "MISMATCH",
                         got.describe().c_str(), want.describe().c_str());
             mismatches += !same;
         }

@@ -11,6 +11,7 @@
 
 #include "kernels.h"
 #include "ops.h"
+#include "resource_limits.h"
 
 int main(int argc, char **argv) {
     CLI::App app{"qhalide smoke run: CPU features, kernel dispatch, one ResNet-50 conv on every "
@@ -22,9 +23,20 @@ int main(int argc, char **argv) {
     app.add_option("--out-channels", oc, "output channels")->check(CLI::Range(1, 8192));
     app.add_option("--kernel", k, "kernel size (k x k, stride 1, same padding)")->check(CLI::Range(1, 15));
     app.add_option("--iters", iters, "timed iterations per variant (median reported)")->check(CLI::Range(1, 100000));
-    app.add_option("--threads", threads, "Halide thread-pool size (0 = all cores)")->check(CLI::Range(0, 1024));
+    app.add_option("--threads", threads, "Halide thread-pool size (0 = all cores)");
     app.add_flag("--list-kernels", list, "print every kernel in the library and exit");
     CLI11_PARSE(app, argc, argv);
+    try {
+        qh::check_threads(threads, "--threads");
+        // The input, weights and output, before they are allocated.
+        const int64_t bytes = qh::checked_numel({1, hw, hw, c}, "--hw/--channels input") +
+                              qh::checked_numel({oc, c, k, k}, "--channels/--out-channels/--kernel weights") +
+                              qh::checked_numel({1, hw, hw, oc}, "--hw/--out-channels output");
+        qh::check_budget(size_t(bytes) * 2, "the smoke conv");
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 2;
+    }
 
     if (list) {
         for (auto &n : qh::all_kernel_names()) std::printf("%s\n", n.c_str());

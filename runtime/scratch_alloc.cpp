@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "HalideRuntime.h"
+#include "resource_limits.h"
 
 namespace qh {
 
@@ -30,8 +31,11 @@ std::mutex g_mu;
 FreeBlock *g_free[kClasses] = {};
 // Blocks made per miss: enough for every thread of the pool (plus the caller) to hold two of a
 // class at once, so the pool reaches its working size on the first miss of a class instead of
-// growing whenever a later run happens to be more concurrent than the earlier ones.
+// growing whenever a later run happens to be more concurrent than the earlier ones. At most
+// 2 * (max_threads() + 1), and a miss never makes more than kMaxBatchBytes of blocks (at least
+// one block), so no thread count reserves memory in proportion to itself.
 std::atomic<int> g_batch{0};
+constexpr size_t kMaxBatchBytes = size_t(256) << 20;
 
 FreeBlock *new_block(int c) {
     void *raw = std::aligned_alloc(kHeader, kHeader + (size_t(1) << c));
@@ -50,13 +54,15 @@ void *scratch_malloc(void *, size_t n) {
     const int c = size_class(n);
     if ((size_t(1) << c) < n) return nullptr;  // absurd size: Halide reports the failure
     std::lock_guard<std::mutex> l(g_mu);
-    if (!g_free[c])
-        for (int i = 0; i < g_batch.load(); i++) {
+    if (!g_free[c]) {
+        const int count = int(std::clamp<size_t>(kMaxBatchBytes >> c, 1, size_t(std::max(1, g_batch.load()))));
+        for (int i = 0; i < count; i++) {
             FreeBlock *b = new_block(c);
             if (!b) break;
             b->next = g_free[c];
             g_free[c] = b;
         }
+    }
     FreeBlock *b = g_free[c];
     if (b) g_free[c] = b->next;
     return b;
@@ -74,8 +80,12 @@ void scratch_free(void *, void *p) {
 }  // namespace
 
 void install_scratch_allocator(int threads) {
-    const int t = std::max<int>({threads, int(std::thread::hardware_concurrency()), 1});
-    for (int b = g_batch.load(); b < 2 * (t + 1) && !g_batch.compare_exchange_weak(b, 2 * (t + 1));) {
+    // Clamped, not rejected: callers validate their thread counts (check_threads); whatever
+    // reaches here only sizes a cache.
+    const int hw = int(std::min<unsigned>(std::thread::hardware_concurrency(), unsigned(max_threads())));
+    const int t = std::clamp(std::max(threads, hw), 1, max_threads());
+    const int want = 2 * (t + 1);
+    for (int b = g_batch.load(); b < want && !g_batch.compare_exchange_weak(b, want);) {
     }
     static std::once_flag once;
     std::call_once(once, [] {

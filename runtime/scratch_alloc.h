@@ -8,6 +8,7 @@
 namespace qh {
 
 // Idempotent and thread-safe; Model::prepare() calls it with its thread count (0: one per core).
+// Any int is accepted: the count only sizes the block cache and is clamped to [1, max_threads()].
 void install_scratch_allocator(int threads);
 
 }  // namespace qh

@@ -2,9 +2,11 @@
 // preprocessing geometry and values, batching, .npy round trips and errors, labels and top_k.
 #include <gtest/gtest.h>
 #include <png.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include <array>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +21,7 @@
 #include "io/image.h"
 #include "io/labels.h"
 #include "io/npy.h"
+#include "resource_limits.h"
 
 namespace fs = std::filesystem;
 using namespace qh;
@@ -224,7 +227,7 @@ TEST(ImageErrors, MissingEmptyGarbage) {
     write_bytes(garbage, g);
     expect_error([&] { load_image(garbage); }, garbage, "expected PNG or JPEG");
     std::string dir = scratch("");
-    expect_error([&] { load_image(dir); }, dir, "cannot read");
+    expect_error([&] { load_image(dir); }, dir, "is not a regular file (a directory)");
 }
 
 TEST(ImageErrors, TruncatedPng) {
@@ -272,6 +275,101 @@ TEST(ImageErrors, CorruptJpegHeader) {
     std::string p = scratch("corrupt.jpg");
     write_bytes(p, bad);
     expect_error([&] { load_image(p); }, p, "invalid JPEG");
+}
+
+// The message of what fn() throws (any std::exception), "(no error)" if nothing.
+std::string error_of(const std::function<void()> &fn) {
+    try {
+        fn();
+    } catch (const std::exception &e) {
+        return e.what();
+    }
+    return "(no error)";
+}
+
+// Restores the default memory budget when a test that lowers it ends.
+struct BudgetGuard {
+    explicit BudgetGuard(size_t bytes) { set_memory_budget(bytes); }
+    ~BudgetGuard() { set_memory_budget(0); }
+};
+
+// A PNG that declares w x h RGB8 and ends where the pixel data would start (IHDR, then an IDAT
+// chunk header): the declared size is all the decoder has seen when it must decide.
+std::vector<uint8_t> png_header_only(uint32_t w, uint32_t h) {
+    std::vector<uint8_t> png = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13};
+    uint8_t ihdr[17] = {'I', 'H', 'D', 'R', 0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0};
+    for (int i = 0; i < 4; i++) {
+        ihdr[4 + i] = uint8_t(w >> (24 - 8 * i));
+        ihdr[8 + i] = uint8_t(h >> (24 - 8 * i));
+    }
+    png.insert(png.end(), ihdr, ihdr + 17);
+    uint32_t crc = uint32_t(crc32(0, ihdr, 17));
+    for (int s = 24; s >= 0; s -= 8) png.push_back(uint8_t(crc >> s));
+    const uint8_t idat[8] = {0, 0, 0x10, 0, 'I', 'D', 'A', 'T'};
+    png.insert(png.end(), idat, idat + 8);
+    return png;
+}
+
+TEST(ImageLimits, PngDeclaredSizeIsCheckedBeforeAllocating) {
+    std::string p = scratch("bomb.png");
+    write_bytes(p, png_header_only(65535, 65535));
+    EXPECT_EQ(error_of([&] { load_image(p); }),
+              p + ": image of 65535x65535 pixels: shape [65535,65535,3] has more than 2147483648 elements (the "
+                  "limit per tensor)");
+    // Within the tensor limits but over the memory budget: pixels + row pointers.
+    BudgetGuard budget(size_t(1) << 20);
+    write_bytes(p, png_header_only(1000, 1000));
+    EXPECT_EQ(error_of([&] { load_image(p); }),
+              p + ": image of 1000x1000 pixels needs 2.9 MiB (3008000 bytes), more than the memory budget of "
+                  "1.0 MiB (set_memory_budget / QHALIDE_MEMORY_BUDGET)");
+}
+
+TEST(ImageLimits, JpegDeclaredSizeIsCheckedBeforeAllocating) {
+    auto bytes = read_bytes(kAssets + "/sample.jpg");
+    size_t sof = 0;
+    for (size_t i = 2; i + 9 < bytes.size(); i++)
+        if (bytes[i] == 0xff && (bytes[i + 1] == 0xc0 || bytes[i + 1] == 0xc2)) {
+            sof = i;
+            break;
+        }
+    ASSERT_GT(sof, 0u) << "no SOF marker in sample.jpg";
+    for (int k : {5, 7}) {  // height, width: 60000
+        bytes[sof + k] = 60000 >> 8;
+        bytes[sof + k + 1] = 60000 & 0xff;
+    }
+    std::string p = scratch("bomb.jpg");
+    write_bytes(p, bytes);
+    EXPECT_EQ(error_of([&] { load_image(p); }),
+              p + ": image of 60000x60000 pixels: shape [60000,60000,3] has more than 2147483648 elements (the "
+                  "limit per tensor)");
+}
+
+TEST(ImageLimits, OnlyRegularFilesUpToTheLimit) {
+    EXPECT_EQ(error_of([] { load_image("/dev/zero"); }),
+              "'/dev/zero' is not a regular file (a device or socket); an image must be a file");
+    std::string fifo = scratch("fifo.png");
+    fs::remove(fifo);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(error_of([&] { load_image(fifo); }),
+              "'" + fifo + "' is not a regular file (a FIFO); an image must be a file");
+    std::string big = scratch("big.png");  // sparse: nothing is written
+    write_bytes(big, "", 0);
+    fs::resize_file(big, kMaxImageFileBytes + 1);
+    EXPECT_EQ(error_of([&] { load_image(big); }),
+              "'" + big + "' is 256.0 MiB, more than the limit of 256.0 MiB for an image");
+    // A name with a newline stays on one line.
+    std::string nl = scratch("two\nlines.png");
+    EXPECT_EQ(error_of([&] { load_image(nl); }),
+              "cannot open '" + printable(nl) + "': No such file or directory");
+    EXPECT_EQ(printable(nl).find('\n'), std::string::npos);
+}
+
+TEST(BatchLimits, StackBeyondTheBudgetIsRefused) {
+    BudgetGuard budget(size_t(1) << 20);
+    Tensor t(DType::f32, {1, 64, 64, 3});  // 48 KiB
+    EXPECT_EQ(error_of([&] { repeat_batch(t, 100); }),
+              "stack_batch: result f32[100,64,64,3] needs 4.7 MiB (4915200 bytes), more than the memory budget of "
+              "1.0 MiB (set_memory_budget / QHALIDE_MEMORY_BUDGET)");
 }
 
 // ---- preprocessing -----------------------------------------------------------------------------
@@ -540,6 +638,49 @@ TEST(Npy, ErrorsNameTheFile) {
     expect_error([&] { load_npy(dir); }, dir);
 }
 
+TEST(NpyLimits, DeclaredShapeIsCheckedBeforeAllocating) {
+    std::string p = scratch("huge.npy");
+    // (2^32+1, 3, 32, 0): no data, but a dim beyond int32.
+    write_bytes(p, npy_bytes(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (4294967297, 3, 32, 0), }",
+                             nullptr, 0));
+    EXPECT_EQ(error_of([&] { load_npy(p); }),
+              p + ": .npy shape: dimension 4294967297 of shape [4294967297,3,32,0] does not fit in int32");
+    write_bytes(p, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536), }", nullptr, 0));
+    EXPECT_EQ(error_of([&] { load_npy(p); }),
+              p + ": .npy shape: shape [65536,65536] has more than 2147483648 elements (the limit per tensor)");
+    // Within the limits, the file must hold the data before anything is allocated.
+    write_bytes(p, npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (1000, 1000, 100), }", nullptr, 0));
+    EXPECT_EQ(error_of([&] { load_npy(p); }),
+              p + ": truncated .npy data: expected 800000000 bytes for shape [1000,1000,100] ('<f8'), found 0");
+    // Zero elements with dims at the int32 limit load (nothing to read or walk).
+    write_bytes(p, npy_bytes(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (2147483647, 0), }", nullptr, 0));
+    EXPECT_EQ(load_npy(p).numel(), 0);
+}
+
+TEST(NpyLimits, OnlyRegularFilesWithinTheBudget) {
+    EXPECT_EQ(error_of([] { load_npy("/dev/zero"); }),
+              "'/dev/zero' is not a regular file (a device or socket); a .npy file must be a file");
+    std::string fifo = scratch("fifo.npy");
+    fs::remove(fifo);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(error_of([&] { load_npy(fifo); }), "'" + fifo + "' is not a regular file (a FIFO); a .npy file must be a file");
+    std::string p = scratch("big.npy");
+    std::vector<float> v(1000);
+    write_bytes(p, npy_bytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1000,), }", v.data(), 4000));
+    BudgetGuard budget(2000);
+    EXPECT_EQ(error_of([&] { load_npy(p); }), "'" + p + "' is 4080 bytes, more than the limit of 2000 bytes for a .npy file");
+}
+
+TEST(NpyLimits, F8IsConvertedInChunks) {
+    std::string p = scratch("f8.npy");
+    std::vector<double> v(20000);
+    for (size_t i = 0; i < v.size(); i++) v[i] = double(i) * 0.5;
+    write_bytes(p, npy_bytes(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (20000,), }", v.data(), v.size() * 8));
+    Tensor t = load_npy(p);
+    ASSERT_EQ(t.numel(), 20000);
+    for (int i : {0, 1, 8191, 8192, 19999}) EXPECT_EQ(t.data<float>()[i], float(i) * 0.5f);
+}
+
 // ---- labels and top_k --------------------------------------------------------------------------
 
 TEST(Labels, BundledImageNetLabels) {
@@ -584,4 +725,36 @@ TEST(TopK, OrderTiesNaNAndClamping) {
     EXPECT_TRUE(top_k(v, 7, 0).empty());
     EXPECT_THROW(top_k(v, 7, -1), std::invalid_argument);
     EXPECT_THROW(top_k(nullptr, 3, 1), std::invalid_argument);
+}
+
+TEST(Labels, OnlyRegularFilesUpToTheLimit) {
+    EXPECT_EQ(error_of([] { load_labels("/dev/zero"); }),
+              "'/dev/zero' is not a regular file (a device or socket); a labels file must be a file");
+    std::string fifo = scratch("fifo.txt");
+    fs::remove(fifo);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    EXPECT_EQ(error_of([&] { load_labels(fifo); }), "'" + fifo + "' is not a regular file (a FIFO); a labels file must be a file");
+    std::string big = scratch("big.txt");
+    write_bytes(big, "", 0);
+    fs::resize_file(big, kMaxLabelsBytes + 1);
+    EXPECT_EQ(error_of([&] { load_labels(big); }), "'" + big + "' is 16.0 MiB, more than the limit of 16.0 MiB for a labels file");
+}
+
+TEST(TopK, FirstRowOfAnyDtype) {
+    // u8 logits with quantization: dequantized, never read as float.
+    uint8_t q[6] = {3, 7, 1, 200, 0, 0};
+    Tensor u = Tensor::wrap(DType::u8, {2, 3}, q, QuantParams::per_tensor(0.25f, 3));
+    EXPECT_EQ(first_row_as_float(u, "y"), (std::vector<float>{0.f, 1.f, -0.5f}));
+    int32_t s[4] = {INT32_MIN, 5, -5, INT32_MAX};
+    Tensor s32 = Tensor::wrap(DType::s32, {1, 1, 1, 4}, s);  // NHWC {N,1,1,C}: the row is every value
+    EXPECT_EQ(first_row_as_float(s32, "y"), (std::vector<float>{float(INT32_MIN), 5.f, -5.f, float(INT32_MAX)}));
+    float f[3] = {1.f, 2.f, 3.f};
+    EXPECT_EQ(first_row_as_float(Tensor::wrap(DType::f32, {3}, f), "y"), (std::vector<float>{1.f}));  // {N}
+    EXPECT_EQ(error_of([&] { first_row_as_float(Tensor::wrap(DType::f32, {}, f), "model output 'y'"); }),
+              "model output 'y' is f32[]: expected {N, classes...}, not a scalar");
+    QuantParams axis{{0.1f, 0.2f, 0.3f}, {0, 0, 0}, 1};
+    EXPECT_EQ(error_of([&] { first_row_as_float(Tensor::wrap(DType::u8, {1, 3}, q, axis), "y\nz"); }),
+              "y\\nz is u8[1,3]: per-axis quantized outputs are not supported");
+    EXPECT_EQ(error_of([&] { first_row_as_float(Tensor::wrap(DType::u4, {1, 4}, q), "y"); }),
+              "y is u4[1,4]: packed 4-bit outputs are not supported");
 }

@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "Halide.h"
+#include "resource_limits.h"
 
 namespace qh::explore {
 
@@ -144,18 +145,15 @@ Kernel::~Kernel() = default;
 
 namespace {
 
-std::string read_file(const std::string &path) {
-    std::ifstream f(path);
-    std::stringstream ss;
-    ss << f.rdbuf();
-    return ss.str();
+// Halide's assembly / stmt output for one kernel (a few MiB at most).
+std::string read_generated(const std::string &path) {
+    return read_regular_file(path, size_t(1) << 30, "generated code");
 }
 
-void copy_file(const std::string &from, const std::string &to) {
-    std::ifstream f(from, std::ios::binary);
-    std::ofstream t(to, std::ios::binary);
-    if (!t) throw std::runtime_error("cannot write " + to);
-    t << f.rdbuf();
+void write_file(const std::string &path, const std::string &text) {
+    std::ofstream t(path, std::ios::binary);
+    if (!t || !t.write(text.data(), std::streamsize(text.size())))
+        throw std::runtime_error("cannot write '" + printable(path) + "'");
 }
 
 Type out_type_of(const Workload &wl) {
@@ -281,10 +279,10 @@ std::unique_ptr<Kernel> Kernel::build(const Workload &wl, const RunOptions &o, I
         std::string base = std::string(dir) + "/kernel";
         pipe.compile_to({{OutputFileType::assembly, base + ".s"}, {OutputFileType::stmt, base + ".stmt"}},
                         args, "qh_explore_kernel", target);
-        std::string s = read_file(base + ".s"), st = read_file(base + ".stmt");
+        std::string s = read_generated(base + ".s"), st = read_generated(base + ".stmt");
         if (insp) *insp = inspect_code(s, st);
-        if (!o.emit_asm.empty()) copy_file(base + ".s", o.emit_asm);
-        if (!o.emit_stmt.empty()) copy_file(base + ".stmt", o.emit_stmt);
+        if (!o.emit_asm.empty()) write_file(o.emit_asm, s);
+        if (!o.emit_stmt.empty()) write_file(o.emit_stmt, st);
         std::remove((base + ".s").c_str());
         std::remove((base + ".stmt").c_str());
         rmdir(dir);

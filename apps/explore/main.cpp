@@ -19,6 +19,7 @@
 #include "peak.h"
 #include "plot.h"
 #include "problem.h"
+#include "resource_limits.h"
 #include "tune.h"
 
 using namespace qh::explore;
@@ -116,7 +117,7 @@ int main(int argc, char **argv) {
     app.add_option("--knob", knob_args, "schedule knob name=value (repeatable, or comma-separated); "
                    "see --list-knobs");
     app.add_option("--repeats", repeats, "timed runs; the median is reported")->check(CLI::Range(1, 100000))->capture_default_str();
-    app.add_option("--threads", threads, "Halide threads (the peak is scaled by it)")->check(CLI::Range(1, 1024))->capture_default_str();
+    app.add_option("--threads", threads, "Halide threads (the peak is scaled by it)")->check(CLI::PositiveNumber)->capture_default_str();
     app.add_option("--emit", emits, "write the generated code: --emit asm FILE, --emit stmt FILE "
                    "(ptx needs a CUDA target)")->allow_extra_args(false);
     app.add_option("--json", json_out, "write the report as JSON to FILE ('-' = stdout)");
@@ -133,6 +134,7 @@ int main(int argc, char **argv) {
     CLI11_PARSE(app, argc, argv);
 
     try {
+        qh::check_threads(threads, "--threads");
         if (list_layers) {
             for (auto &n : preset_names()) std::printf("%s\n", n.c_str());
             return 0;

@@ -2,10 +2,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <climits>
+#include <cstdint>
 #include <random>
 #include <stdexcept>
 
 #include "reference_ops.h"
+#include "resource_limits.h"
 #include "resnet_shapes.h"
 #include "shape_key.h"
 
@@ -17,6 +20,14 @@ namespace {
 
 const char *const kConvFields[] = {"mb", "ic", "ih", "iw", "oc", "oh", "ow", "kh",
                                    "kw", "sh", "sw", "ph", "pw", "g",  "dh", "dw"};
+// Fields that may be 0 (pads; dilation counts from 0 in benchdnn; g is checked to be 1).
+const char *const kZeroOkFields[] = {"ph", "pw", "dh", "dw", "g"};
+
+// The bottom/right pad that output size `out` implies: (out - 1) * s + k - in - pad_begin, at
+// least 0. In int64: exact for any int fields (each product is below 2^62).
+int64_t implied_end_pad(int64_t out, int64_t in, int64_t k, int64_t s, int64_t pad_begin) {
+    return std::max<int64_t>(0, (out - 1) * s + k - in - pad_begin);
+}
 
 }  // namespace
 
@@ -25,8 +36,8 @@ std::string Problem::key() const {
     return conv2d_shape_key(mb, ic, ih, iw, oc, oh, ow, kh, kw, sh, sw, ph, pw);
 }
 
-int Problem::pad_bottom() const { return std::max(0, (oh - 1) * sh + kh - ih - ph); }
-int Problem::pad_right() const { return std::max(0, (ow - 1) * sw + kw - iw - pw); }
+int Problem::pad_bottom() const { return int(std::min<int64_t>(implied_end_pad(oh, ih, kh, sh, ph), INT_MAX)); }
+int Problem::pad_right() const { return int(std::min<int64_t>(implied_end_pad(ow, iw, kw, sw, pw), INT_MAX)); }
 
 double Problem::ops() const {
     if (op == "dense") return 2.0 * mb * ic * oc;
@@ -68,6 +79,12 @@ Problem parse_shape(const std::string &op, const std::string &text) {
         v[name] = std::stoi(digits);
         i = k;
     }
+    // Every field is range-checked before any arithmetic on it (a stride of 0 would divide).
+    for (const auto &[name, val] : v) {
+        bool zero_ok = false;
+        for (auto *f : kZeroOkFields) zero_ok |= name == f;
+        if (val < 1 && !zero_ok) bad("shape '" + text + "': " + name + " must be >= 1");
+    }
     auto has = [&](const char *f) { return v.count(f) > 0; };
     auto get = [&](const char *f, int def) { return has(f) ? v[f] : def; };
     Problem p;
@@ -99,33 +116,50 @@ Problem parse_shape(const std::string &op, const std::string &text) {
         p.kw = get("kw", p.kh);
         p.sh = get("sh", 1);
         p.sw = get("sw", p.sh);
-        auto out_of = [](int in, int k, int s, int pb, int pe) { return (in + pb + pe - k) / s + 1; };
+        // Derived sizes in int64 (fields are < 10^7, so nothing here overflows), then checked to
+        // fit the int fields.
+        auto fit = [&](const char *f, int64_t x) {
+            if (x > INT32_MAX) bad("shape '" + text + "': implied " + f + "=" + std::to_string(x) + " is too large");
+            return int(x);
+        };
+        auto out_of = [](int64_t in, int64_t k, int64_t s, int64_t pb, int64_t pe) { return (in + pb + pe - k) / s + 1; };
         // benchdnn: a given output size without a pad implies "same"-style padding.
-        auto same = [](int out, int in, int k, int s) { return std::max(0, ((out - 1) * s + k - in) / 2); };
-        p.ph = has("ph") ? v["ph"] : has("oh") ? same(v["oh"], p.ih, p.kh, p.sh) : 0;
-        p.pw = has("pw") ? v["pw"] : has("ow") ? same(v["ow"], p.iw, p.kw, p.sw) : p.ph;
-        p.oh = get("oh", out_of(p.ih, p.kh, p.sh, p.ph, p.ph));
-        p.ow = get("ow", out_of(p.iw, p.kw, p.sw, p.pw, p.pw));
-        for (auto [n, val] : {std::pair<const char *, int>{"mb", p.mb}, {"ic", p.ic}, {"ih", p.ih},
-                              {"iw", p.iw}, {"oc", p.oc}, {"kh", p.kh}, {"kw", p.kw},
-                              {"sh", p.sh}, {"sw", p.sw}})
-            if (val < 1) bad("shape '" + text + "': " + n + " must be >= 1");
-        if (p.oh < 1 || p.ow < 1)
+        auto same = [](int64_t out, int64_t in, int64_t k, int64_t s) {
+            return std::max<int64_t>(0, ((out - 1) * s + k - in) / 2);
+        };
+        p.ph = has("ph") ? v["ph"] : has("oh") ? fit("ph", same(v["oh"], p.ih, p.kh, p.sh)) : 0;
+        p.pw = has("pw") ? v["pw"] : has("ow") ? fit("pw", same(v["ow"], p.iw, p.kw, p.sw)) : p.ph;
+        const int64_t oh = has("oh") ? v["oh"] : out_of(p.ih, p.kh, p.sh, p.ph, p.ph);
+        const int64_t ow = has("ow") ? v["ow"] : out_of(p.iw, p.kw, p.sw, p.pw, p.pw);
+        if (oh < 1 || ow < 1)
             bad("shape '" + text + "': kernel " + std::to_string(p.kh) + "x" +
                 std::to_string(p.kw) + " does not fit the padded input");
-        if (out_of(p.ih, p.kh, p.sh, p.ph, p.pad_bottom()) != p.oh || p.pad_bottom() >= p.kh)
+        p.oh = fit("oh", oh);
+        p.ow = fit("ow", ow);
+        const int64_t pb = implied_end_pad(p.oh, p.ih, p.kh, p.sh, p.ph);
+        const int64_t pr = implied_end_pad(p.ow, p.iw, p.kw, p.sw, p.pw);
+        if (out_of(p.ih, p.kh, p.sh, p.ph, pb) != p.oh || pb >= p.kh)
             bad("shape '" + text + "': oh=" + std::to_string(p.oh) + " is inconsistent with ih=" +
                 std::to_string(p.ih) + " kh=" + std::to_string(p.kh) + " sh=" +
                 std::to_string(p.sh) + " ph=" + std::to_string(p.ph));
-        if (out_of(p.iw, p.kw, p.sw, p.pw, p.pad_right()) != p.ow || p.pad_right() >= p.kw)
+        if (out_of(p.iw, p.kw, p.sw, p.pw, pr) != p.ow || pr >= p.kw)
             bad("shape '" + text + "': ow=" + std::to_string(p.ow) + " is inconsistent with iw=" +
                 std::to_string(p.iw) + " kw=" + std::to_string(p.kw) + " sw=" +
                 std::to_string(p.sw) + " pw=" + std::to_string(p.pw));
-        if (op == "maxpool" && (p.ph >= p.kh || p.pw >= p.kw || p.pad_bottom() >= p.kh ||
-                                p.pad_right() >= p.kw))
+        if (op == "maxpool" && (p.ph >= p.kh || p.pw >= p.kw || pb >= p.kh || pr >= p.kw))
             bad("shape '" + text + "': maxpool pads must be smaller than the kernel");
     }
-    if (p.mb < 1 || p.ic < 1 || p.oc < 1) bad("shape '" + text + "': mb, ic, oc must be >= 1");
+    // The input, weights and output must be tensors the runtime could hold.
+    const std::string where = "shape '" + text + "'";
+    if (op == "dense") {
+        checked_numel({p.mb, p.ic}, where + " input");
+        checked_numel({p.oc, p.ic}, where + " weights");
+        checked_numel({p.mb, p.oc}, where + " output");
+    } else {
+        checked_numel({p.mb, p.ih, p.iw, p.ic}, where + " input");
+        if (op == "conv2d") checked_numel({p.oc, p.ic, p.kh, p.kw}, where + " weights");
+        checked_numel({p.mb, p.oh, p.ow, p.oc}, where + " output");
+    }
     return p;
 }
 
@@ -225,6 +259,16 @@ Workload make_workload(const Problem &p, const std::string &dtypes, uint32_t see
     std::uniform_int_distribution<int> d8(0, 255);
     const bool pool = p.op == "maxpool";
     const int H = p.op == "dense" ? 1 : p.ih, W = p.op == "dense" ? 1 : p.iw;
+    {
+        // Held at once, at most: the u8 input (and its int32 copy for maxpool), the weights (int32,
+        // u8 and s8 copies and the packed form), the int32 accumulators and expected outputs.
+        const std::string what = "workload " + p.label();
+        const int64_t in = checked_numel({p.mb, H, W, p.ic}, what + " input");
+        const int64_t wts = pool ? 0 : checked_numel({p.oc, p.ic, p.kh, p.kw}, what + " weights");
+        const int64_t out = checked_numel({p.mb, p.op == "dense" ? 1 : p.oh, p.op == "dense" ? 1 : p.ow, p.oc},
+                                          what + " output");
+        check_budget(size_t(in) * (pool ? 5 : 1) + size_t(wts) * 10 + size_t(out) * 8, what);
+    }
     wl.x.resize(size_t(p.mb) * H * W * p.ic);
     for (auto &e : wl.x) e = uint8_t(d8(g));
     if (pool) {

@@ -2,11 +2,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <set>
 #include <sstream>
 #include <stdexcept>
+
+#include "resource_limits.h"
 
 namespace qh::explore {
 
@@ -148,23 +151,22 @@ TuneResult tune(const Workload &wl, const RunOptions &base, const TuneOptions &t
 }
 
 Json load_db(const std::string &path) {
-    std::ifstream f(path);
-    if (!f) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) {
         Json db = Json::object();
         db["schema"] = Json(1);
         db["entries"] = Json::array();
         return db;
     }
-    std::stringstream ss;
-    ss << f.rdbuf();
+    const std::string text = read_regular_file(path, size_t(64) << 20, "a tuning database");
     Json db;
     try {
-        db = Json::parse(ss.str());
+        db = Json::parse(text);
     } catch (const std::exception &e) {
-        throw std::runtime_error(path + ": " + e.what());
+        throw std::runtime_error(printable(path) + ": " + e.what());
     }
     if (!db.is_object() || !db.find("entries") || !db.find("entries")->is_array())
-        throw std::runtime_error(path + ": not a tuning database (no \"entries\" array)");
+        throw std::runtime_error(printable(path) + ": not a tuning database (no \"entries\" array)");
     return db;
 }
 

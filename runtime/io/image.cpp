@@ -5,7 +5,7 @@
 #include <png.h>
 
 #include <algorithm>
-#include <cerrno>
+#include <climits>
 #include <cmath>
 #include <csetjmp>
 #include <cstdio>
@@ -13,47 +13,36 @@
 #include <memory>
 #include <stdexcept>
 
+#include "resource_limits.h"
+
 namespace qh::io {
 
 namespace {
 
-// Largest image we agree to decode (per side, and in total pixels): a corrupt header must not
-// make us allocate gigabytes.
+// Largest image side we agree to decode (libpng's user limit; JPEG cannot exceed 65500). The
+// total size is bounded by decoded_size() below.
 constexpr uint32_t kMaxSide = 65535;
-constexpr uint64_t kMaxPixels = uint64_t(1) << 28;
 
 [[noreturn]] void fail(const std::string &name, const std::string &what) {
-    throw std::runtime_error(name + ": " + what);
+    throw std::runtime_error(printable(name) + ": " + what);
 }
 
-std::vector<uint8_t> read_file(const std::string &path) {
-    std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(std::fopen(path.c_str(), "rb"), std::fclose);
-    if (!f) fail(path, std::string("cannot open image file (") + std::strerror(errno) + ")");
-    std::vector<uint8_t> bytes;
-    uint8_t buf[1 << 16];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof(buf), f.get())) > 0) bytes.insert(bytes.end(), buf, buf + n);
-    if (std::ferror(f.get())) fail(path, std::string("cannot read image file (") + std::strerror(errno) + ")");
-    return bytes;
-}
-
-bool check_size(uint64_t w, uint64_t h, char *msg, size_t msg_size) {
-    if (w == 0 || h == 0) {
-        std::snprintf(msg, msg_size, "zero-sized image (%llux%llu)", (unsigned long long)w,
-                      (unsigned long long)h);
-        return false;
-    }
-    if (w > kMaxSide || h > kMaxSide || w * h > kMaxPixels) {
-        std::snprintf(msg, msg_size, "image too large (%llux%llu)", (unsigned long long)w,
-                      (unsigned long long)h);
-        return false;
-    }
-    return true;
+// Bytes of the decoded RGB8 image of a declared w x h, after checking the declared size against
+// the tensor limits and the memory budget (with `extra` bytes the decoder needs besides the
+// output, e.g. a progressive JPEG's coefficients), before anything is allocated.
+size_t decoded_size(uint64_t w, uint64_t h, uint64_t extra, const std::string &name) {
+    if (w == 0 || h == 0) fail(name, "zero-sized image (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+    const std::string what = printable(name) + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels";
+    const int64_t bytes = checked_numel({int64_t(h), int64_t(w), 3}, what);
+    check_budget(size_t(checked_add(bytes, int64_t(std::min<uint64_t>(extra, INT64_MAX)), what)), what);
+    return size_t(bytes);
 }
 
 // ---- PNG -------------------------------------------------------------------------------------
-// Everything libpng may longjmp over lives in PngCtx (owned by the caller, destroyed by its
-// destructor) or is plain data: png_decode() holds no C++ objects with destructors.
+// libpng reports errors by longjmp: png_read_header() and png_read_pixels() hold no C++ objects
+// (everything lives in PngCtx, owned by decode_png(), whose destructor frees libpng's state);
+// they return false with ctx->msg set, and decode_png() throws. The size check and the
+// allocation of the output happen in decode_png(), between the two.
 
 struct PngCtx {
     png_structp png = nullptr;
@@ -61,9 +50,6 @@ struct PngCtx {
     const uint8_t *data = nullptr;
     size_t size = 0, pos = 0;
     char msg[256] = {0};
-    // Output, sized by png_decode() once the header is known.
-    std::vector<uint8_t> *rgb = nullptr;
-    std::vector<png_bytep> *rows = nullptr;
     uint32_t width = 0, height = 0;
     ~PngCtx() {
         if (png) png_destroy_read_struct(&png, info ? &info : nullptr, nullptr);
@@ -89,7 +75,8 @@ void png_read_fn(png_structp png, png_bytep out, png_size_t n) {
     ctx->pos += n;
 }
 
-bool png_decode(PngCtx *ctx) {
+// Reads the header and sets up the conversion to RGB8; ctx->width/height: the declared size.
+bool png_read_header(PngCtx *ctx) {
     ctx->png = png_create_read_struct(PNG_LIBPNG_VER_STRING, ctx, png_error_fn, png_warning_fn);
     if (!ctx->png) {
         std::snprintf(ctx->msg, sizeof(ctx->msg), "png_create_read_struct failed");
@@ -108,7 +95,6 @@ bool png_decode(PngCtx *ctx) {
     png_uint_32 w = 0, h = 0;
     int bit_depth = 0, color_type = 0;
     png_get_IHDR(ctx->png, ctx->info, &w, &h, &bit_depth, &color_type, nullptr, nullptr, nullptr);
-    if (!check_size(w, h, ctx->msg, sizeof(ctx->msg))) return false;
     // -> 8-bit RGB, stored sample values (no gamma handling), alpha dropped.
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(ctx->png);
     if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(ctx->png);
@@ -126,23 +112,27 @@ bool png_decode(PngCtx *ctx) {
     }
     ctx->width = w;
     ctx->height = h;
-    ctx->rgb->resize(size_t(w) * h * 3);
-    ctx->rows->resize(h);
-    for (png_uint_32 y = 0; y < h; y++) (*ctx->rows)[y] = ctx->rgb->data() + size_t(y) * w * 3;
-    png_read_image(ctx->png, ctx->rows->data());
+    return true;
+}
+
+// Decodes into rows[0..height), each width * 3 bytes.
+bool png_read_pixels(PngCtx *ctx, png_bytep *rows) {
+    if (setjmp(png_jmpbuf(ctx->png))) return false;
+    png_read_image(ctx->png, rows);
     png_read_end(ctx->png, nullptr);
     return true;
 }
 
 Image decode_png(const uint8_t *data, size_t size, const std::string &name) {
-    Image img;
-    std::vector<png_bytep> rows;
     PngCtx ctx;
     ctx.data = data;
     ctx.size = size;
-    ctx.rgb = &img.rgb;
-    ctx.rows = &rows;
-    if (!png_decode(&ctx)) fail(name, std::string("invalid PNG: ") + ctx.msg);
+    if (!png_read_header(&ctx)) fail(name, std::string("invalid PNG: ") + ctx.msg);
+    Image img;
+    img.rgb.resize(decoded_size(ctx.width, ctx.height, uint64_t(ctx.height) * sizeof(png_bytep), name));
+    std::vector<png_bytep> rows(ctx.height);
+    for (uint32_t y = 0; y < ctx.height; y++) rows[y] = img.rgb.data() + size_t(y) * ctx.width * 3;
+    if (!png_read_pixels(&ctx, rows.data())) fail(name, std::string("invalid PNG: ") + ctx.msg);
     img.width = int(ctx.width);
     img.height = int(ctx.height);
     return img;
@@ -150,7 +140,8 @@ Image decode_png(const uint8_t *data, size_t size, const std::string &name) {
 
 // ---- JPEG ------------------------------------------------------------------------------------
 // Same discipline as PNG: libjpeg's error_exit (which would call exit()) is replaced by a
-// longjmp back into jpeg_decode(), which holds no C++ objects.
+// longjmp back into jpeg_read_header_rgb() / jpeg_start() / jpeg_read_pixels(), which hold no
+// C++ objects; decode_jpeg() checks the declared size and allocates in between.
 
 struct JpegCtx {
     jpeg_decompress_struct cinfo;
@@ -158,8 +149,6 @@ struct JpegCtx {
     jmp_buf jump;
     bool created = false;
     char msg[JMSG_LENGTH_MAX + 64] = {0};
-    std::vector<uint8_t> *rgb = nullptr;
-    uint32_t width = 0, height = 0;
     JpegCtx() { std::memset(&cinfo, 0, sizeof(cinfo)); }
     ~JpegCtx() {
         if (created) jpeg_destroy_decompress(&cinfo);
@@ -193,7 +182,8 @@ void jpeg_emit_message_fn(j_common_ptr cinfo, int level) {
 
 void jpeg_output_message_fn(j_common_ptr) {}  // never print to stderr
 
-bool jpeg_decode(JpegCtx *ctx, const uint8_t *data, size_t size) {
+// Reads the header; cinfo.image_width/height: the declared size.
+bool jpeg_read_header_rgb(JpegCtx *ctx, const uint8_t *data, size_t size) {
     jpeg_decompress_struct *cinfo = &ctx->cinfo;
     cinfo->err = jpeg_std_error(&ctx->err);
     ctx->err.error_exit = jpeg_error_exit_fn;
@@ -206,22 +196,36 @@ bool jpeg_decode(JpegCtx *ctx, const uint8_t *data, size_t size) {
     ctx->created = true;
     jpeg_mem_src(cinfo, data, (unsigned long)size);
     jpeg_read_header(cinfo, TRUE);
-    if (!check_size(cinfo->image_width, cinfo->image_height, ctx->msg, sizeof(ctx->msg))) return false;
     if (cinfo->jpeg_color_space == JCS_CMYK || cinfo->jpeg_color_space == JCS_YCCK) {
         std::snprintf(ctx->msg, sizeof(ctx->msg), "CMYK/YCCK JPEGs are not supported (expected YCbCr or grayscale)");
         return false;
     }
     cinfo->out_color_space = JCS_RGB;
+    return true;
+}
+
+// Allocates libjpeg's buffers, at most max_memory bytes of them (a progressive JPEG's
+// coefficient arrays are the large part), and checks the output format.
+bool jpeg_start(JpegCtx *ctx, size_t max_memory) {
+    jpeg_decompress_struct *cinfo = &ctx->cinfo;
+    if (setjmp(ctx->jump)) return false;
+    cinfo->mem->max_memory_to_use = long(std::min<size_t>(max_memory, LONG_MAX));
     jpeg_start_decompress(cinfo);
-    if (cinfo->output_components != 3) {
-        std::snprintf(ctx->msg, sizeof(ctx->msg), "unexpected JPEG output (%d components)", cinfo->output_components);
+    if (cinfo->output_components != 3 || cinfo->output_width != cinfo->image_width ||
+        cinfo->output_height != cinfo->image_height) {
+        std::snprintf(ctx->msg, sizeof(ctx->msg), "unexpected JPEG output (%d components, %ux%u)",
+                      cinfo->output_components, unsigned(cinfo->output_width), unsigned(cinfo->output_height));
         return false;
     }
-    ctx->width = cinfo->output_width;
-    ctx->height = cinfo->output_height;
-    ctx->rgb->resize(size_t(ctx->width) * ctx->height * 3);
+    return true;
+}
+
+// Decodes into rgb (output_width * output_height * 3 bytes).
+bool jpeg_read_pixels(JpegCtx *ctx, uint8_t *rgb) {
+    jpeg_decompress_struct *cinfo = &ctx->cinfo;
+    if (setjmp(ctx->jump)) return false;
     while (cinfo->output_scanline < cinfo->output_height) {
-        JSAMPROW row = ctx->rgb->data() + size_t(cinfo->output_scanline) * ctx->width * 3;
+        JSAMPROW row = rgb + size_t(cinfo->output_scanline) * cinfo->output_width * 3;
         if (jpeg_read_scanlines(cinfo, &row, 1) != 1) {
             std::snprintf(ctx->msg, sizeof(ctx->msg), "jpeg_read_scanlines returned no data");
             return false;
@@ -232,12 +236,21 @@ bool jpeg_decode(JpegCtx *ctx, const uint8_t *data, size_t size) {
 }
 
 Image decode_jpeg(const uint8_t *data, size_t size, const std::string &name) {
-    Image img;
     JpegCtx ctx;
-    ctx.rgb = &img.rgb;
-    if (!jpeg_decode(&ctx, data, size)) fail(name, std::string("invalid JPEG: ") + ctx.msg);
-    img.width = int(ctx.width);
-    img.height = int(ctx.height);
+    if (!jpeg_read_header_rgb(&ctx, data, size)) fail(name, std::string("invalid JPEG: ") + ctx.msg);
+    jpeg_decompress_struct *ci = &ctx.cinfo;
+    // A progressive (multi-scan) JPEG keeps every DCT coefficient until its last scan: 2 bytes
+    // per sample of each component, blocks padded to 8x8 and to the subsampling factors.
+    uint64_t coef = 0;
+    if (jpeg_has_multiple_scans(ci))
+        coef = (uint64_t(ci->image_width) + 31) * (uint64_t(ci->image_height) + 31) * uint64_t(ci->num_components) * 2;
+    const size_t bytes = decoded_size(ci->image_width, ci->image_height, coef, name);
+    if (!jpeg_start(&ctx, memory_budget() - bytes)) fail(name, std::string("invalid JPEG: ") + ctx.msg);
+    Image img;
+    img.rgb.resize(bytes);
+    if (!jpeg_read_pixels(&ctx, img.rgb.data())) fail(name, std::string("invalid JPEG: ") + ctx.msg);
+    img.width = int(ci->output_width);
+    img.height = int(ci->output_height);
     return img;
 }
 
@@ -253,8 +266,8 @@ Image decode_image(const uint8_t *data, size_t size, const std::string &name) {
 }
 
 Image load_image(const std::string &path) {
-    std::vector<uint8_t> bytes = read_file(path);
-    return decode_image(bytes.data(), bytes.size(), path);
+    const std::string bytes = read_regular_file(path, kMaxImageFileBytes, "an image");
+    return decode_image(reinterpret_cast<const uint8_t *>(bytes.data()), bytes.size(), path);
 }
 
 // ---- preprocessing ---------------------------------------------------------------------------
@@ -293,14 +306,13 @@ Tensor imagenet_preprocess(const Image &img, int resize, int crop) {
                                     std::to_string(img.width) + "x" + std::to_string(img.height) + ", " +
                                     std::to_string(img.rgb.size()) + " bytes)");
     const int W = img.width, H = img.height;
-    int out_w, out_h;
-    if (W <= H) {
-        out_w = resize;
-        out_h = int(int64_t(resize) * H / W);
-    } else {
-        out_h = resize;
-        out_w = int(int64_t(resize) * W / H);
-    }
+    const int64_t out_w64 = W <= H ? resize : int64_t(resize) * W / H;
+    const int64_t out_h64 = W <= H ? int64_t(resize) * H / W : resize;
+    checked_numel({out_h64, out_w64}, "imagenet_preprocess: resized image", INT64_MAX);
+    const int out_w = int(out_w64), out_h = int(out_h64);
+    const std::vector<int64_t> out_shape = {1, crop, crop, 3};
+    check_budget(dtype_storage_bytes(DType::f32, checked_numel(out_shape, "imagenet_preprocess: output")),
+                 "imagenet_preprocess: output " + shape_str(out_shape));
     const int top = half_round_even(out_h - crop), left = half_round_even(out_w - crop);
 
     std::vector<Taps> xt(crop), yt(crop);
@@ -308,7 +320,7 @@ Tensor imagenet_preprocess(const Image &img, int resize, int crop) {
         xt[i] = bilinear_taps(left + i, W, out_w);
         yt[i] = bilinear_taps(top + i, H, out_h);
     }
-    Tensor out(DType::f32, {1, crop, crop, 3});
+    Tensor out(DType::f32, out_shape);
     float *o = out.data<float>();
     const uint8_t *p = img.rgb.data();
     for (int y = 0; y < crop; y++) {
@@ -344,9 +356,11 @@ Tensor stack_batch(const std::vector<Tensor> &parts) {
             throw std::invalid_argument("stack_batch: " + t.describe() + " does not stack with " +
                                         first.describe());
         if (!t.defined()) throw std::invalid_argument("stack_batch: tensor without data");
-        n += t.dim(0);
+        n = checked_add(n, t.dim(0), "stack_batch: batch");
     }
     shape[0] = n;
+    check_budget(dtype_storage_bytes(first.dtype(), checked_numel(shape, "stack_batch: result")),
+                 std::string("stack_batch: result ") + dtype_name(first.dtype()) + shape_str(shape));
     Tensor out(first.dtype(), shape, first.quant);
     auto *dst = static_cast<uint8_t *>(out.raw());
     for (const Tensor &t : parts) {

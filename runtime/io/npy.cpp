@@ -1,13 +1,18 @@
 #include "io/npy.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <limits>
+#include <memory>
 #include <stdexcept>
 #include <vector>
+
+#include "resource_limits.h"
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "npy I/O assumes a little-endian host");
 
@@ -16,7 +21,7 @@ namespace qh::io {
 namespace {
 
 [[noreturn]] void fail(const std::string &path, const std::string &what) {
-    throw std::runtime_error(path + ": " + what);
+    throw std::runtime_error(printable(path) + ": " + what);
 }
 
 const char kMagic[6] = {'\x93', 'N', 'U', 'M', 'P', 'Y'};
@@ -52,7 +57,7 @@ public:
                 h.shape = tuple_lit();
                 h.has_shape = true;
             } else {
-                bad("unexpected key '" + key + "'");
+                bad("unexpected key '" + printable(key) + "'");
             }
             skip_ws();
             if (peek() == ',') {
@@ -73,7 +78,7 @@ public:
 
 private:
     [[noreturn]] void bad(const std::string &what) {
-        fail(path_, "malformed .npy header (" + what + " at offset " + std::to_string(pos_) + "): " + s_);
+        fail(path_, "malformed .npy header (" + what + " at offset " + std::to_string(pos_) + "): " + printable(s_));
     }
     void skip_ws() {
         while (pos_ < s_.size() && (s_[pos_] == ' ' || s_[pos_] == '\t' || s_[pos_] == '\n')) pos_++;
@@ -146,12 +151,12 @@ Src parse_descr(const std::string &d, const std::string &path) {
                 return type == "u1" ? Src::u1 : Src::i1;
         } else if (type == "f4" || type == "f8" || type == "i4" || type == "i8") {
             if (order == '>')
-                fail(path, "big-endian .npy data ('" + d + "') is not supported; expected little-endian ('<')");
+                fail(path, "big-endian .npy data ('" + printable(d) + "') is not supported; expected little-endian ('<')");
             if (order == '<' || order == '=')
                 return type == "f4" ? Src::f4 : type == "f8" ? Src::f8 : type == "i4" ? Src::i4 : Src::i8;
         }
     }
-    fail(path, "unsupported .npy dtype '" + d + "' (expected '<f4', '|u1', '|i1', '<i4', '<f8' or '<i8')");
+    fail(path, "unsupported .npy dtype '" + printable(d) + "' (expected '<f4', '|u1', '|i1', '<i4', '<f8' or '<i8')");
 }
 
 size_t src_itemsize(Src s) {
@@ -186,79 +191,82 @@ const char *descr_of(DType t, const std::string &path) {
 }  // namespace
 
 Tensor load_npy(const std::string &path) {
-    std::ifstream f(path, std::ios::binary);
-    if (!f) fail(path, std::string("cannot open .npy file (") + std::strerror(errno) + ")");
-    f.seekg(0, std::ios::end);
-    const std::streamoff file_size = f.tellg();
-    f.seekg(0, std::ios::beg);
-    if (file_size < 0) fail(path, "cannot determine the file size");
+    // The data is allocated whole, so a file larger than the memory budget cannot be loaded.
+    size_t file_size = 0;
+    std::unique_ptr<std::FILE, int (*)(std::FILE *)> f(
+        open_regular_file(path, memory_budget(), "a .npy file", &file_size), std::fclose);
+    auto read = [&](void *dst, size_t n) { return n == 0 || std::fread(dst, 1, n, f.get()) == n; };
 
     unsigned char pre[10];
-    if (!f.read(reinterpret_cast<char *>(pre), 8) || std::memcmp(pre, kMagic, 6) != 0)
+    if (file_size < 8 || !read(pre, 8) || std::memcmp(pre, kMagic, 6) != 0)
         fail(path, "not a .npy file (expected the magic \"\\x93NUMPY\")");
     const int major = pre[6], minor = pre[7];
     size_t header_len, prefix;
     if (major == 1) {
-        if (!f.read(reinterpret_cast<char *>(pre + 8), 2)) fail(path, "truncated .npy header");
+        if (!read(pre + 8, 2)) fail(path, "truncated .npy header");
         header_len = size_t(pre[8]) | size_t(pre[9]) << 8;
         prefix = 10;
     } else if (major == 2 || major == 3) {
         unsigned char l[4];
-        if (!f.read(reinterpret_cast<char *>(l), 4)) fail(path, "truncated .npy header");
+        if (!read(l, 4)) fail(path, "truncated .npy header");
         header_len = size_t(l[0]) | size_t(l[1]) << 8 | size_t(l[2]) << 16 | size_t(l[3]) << 24;
         prefix = 12;
     } else {
         fail(path, "unsupported .npy format version " + std::to_string(major) + "." +
                        std::to_string(minor) + " (expected 1.0, 2.0 or 3.0)");
     }
-    if (std::streamoff(prefix + header_len) > file_size)
+    if (header_len > file_size - prefix)
         fail(path, "truncated .npy header (header length " + std::to_string(header_len) + ", file size " +
                        std::to_string(file_size) + ")");
     std::string header(header_len, '\0');
-    if (!f.read(header.data(), std::streamsize(header_len))) fail(path, "truncated .npy header");
+    if (!read(header.data(), header_len)) fail(path, "truncated .npy header");
 
     Header h = HeaderParser(header, path).parse();
     Src src = parse_descr(h.descr, path);
     if (h.fortran) fail(path, "Fortran-order .npy arrays are not supported (expected fortran_order: False)");
 
-    int64_t numel = 1;
-    for (int64_t d : h.shape) {
-        if (d != 0 && numel > std::numeric_limits<int64_t>::max() / 8 / d)
-            fail(path, "array too large");
-        numel *= d;
-    }
-    const uint64_t data_bytes = uint64_t(numel) * src_itemsize(src);
+    // Declared sizes are checked against the limits and the file's real data before anything
+    // is allocated.
+    const std::string what = printable(path) + ": .npy shape";
+    const int64_t numel = checked_numel(h.shape, what);
+    const size_t item = src_itemsize(src);
+    const uint64_t data_bytes = uint64_t(checked_mul(numel, int64_t(item), what));
     const uint64_t have = uint64_t(file_size) - prefix - header_len;
     if (have < data_bytes)
         fail(path, "truncated .npy data: expected " + std::to_string(data_bytes) + " bytes for shape " +
-                       Tensor::wrap(src_dtype(src), h.shape, nullptr).describe() + " ('" + h.descr +
-                       "'), found " + std::to_string(have));
+                       shape_str(h.shape) + " ('" + printable(h.descr) + "'), found " + std::to_string(have));
     if (have > data_bytes)
         fail(path, std::to_string(have - data_bytes) + " unexpected trailing bytes after the .npy data");
+    check_budget(dtype_storage_bytes(src_dtype(src), numel), what);
 
     Tensor t(src_dtype(src), h.shape);
     if (src == Src::f8 || src == Src::i8) {
-        std::vector<unsigned char> buf(static_cast<size_t>(data_bytes));
-        if (!f.read(reinterpret_cast<char *>(buf.data()), std::streamsize(data_bytes)))
-            fail(path, "read error in .npy data");
-        for (int64_t i = 0; i < numel; i++) {
-            if (src == Src::f8) {
-                double v;
-                std::memcpy(&v, buf.data() + i * 8, 8);
-                if (std::isfinite(v) && std::fabs(v) > double(std::numeric_limits<float>::max()))
-                    fail(path, "'<f8' value " + std::to_string(v) + " at flat index " + std::to_string(i) +
-                                   " does not fit in float32");
-                t.data<float>()[i] = float(v);
-            } else {
-                int64_t v;
-                std::memcpy(&v, buf.data() + i * 8, 8);
-                if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
-                    fail(path, "'<i8' value " + std::to_string(v) + " at flat index " + std::to_string(i) +
-                                   " does not fit in int32");
-                t.data<int32_t>()[i] = int32_t(v);
+        // Converted a chunk at a time: no second copy of the data.
+        unsigned char buf[1 << 16];
+        const int64_t chunk = int64_t(sizeof buf / 8);
+        for (int64_t i0 = 0; i0 < numel; i0 += chunk) {
+            const int64_t n = std::min(chunk, numel - i0);
+            if (!read(buf, size_t(n) * 8)) fail(path, "read error in .npy data");
+            for (int64_t j = 0; j < n; j++) {
+                const int64_t i = i0 + j;
+                if (src == Src::f8) {
+                    double v;
+                    std::memcpy(&v, buf + j * 8, 8);
+                    if (std::isfinite(v) && std::fabs(v) > double(std::numeric_limits<float>::max()))
+                        fail(path, "'<f8' value " + std::to_string(v) + " at flat index " + std::to_string(i) +
+                                       " does not fit in float32");
+                    t.data<float>()[i] = float(v);
+                } else {
+                    int64_t v;
+                    std::memcpy(&v, buf + j * 8, 8);
+                    if (v < std::numeric_limits<int32_t>::min() || v > std::numeric_limits<int32_t>::max())
+                        fail(path, "'<i8' value " + std::to_string(v) + " at flat index " + std::to_string(i) +
+                                       " does not fit in int32");
+                    t.data<int32_t>()[i] = int32_t(v);
+                }
             }
         }
-    } else if (data_bytes && !f.read(static_cast<char *>(t.raw()), std::streamsize(data_bytes))) {
+    } else if (!read(t.raw(), size_t(data_bytes))) {
         fail(path, "read error in .npy data");
     }
     return t;

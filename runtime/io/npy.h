@@ -7,9 +7,13 @@
 // Quantization parameters are not stored: load_npy returns a tensor with empty quant, and
 // save_npy ignores t.quant. u4/s4 tensors cannot be saved (no NumPy equivalent).
 //
-// Errors (missing file, bad magic, malformed header, Fortran order, big-endian, unsupported
-// dtype, truncated data or trailing bytes after the data) throw std::runtime_error naming the
-// file. The host must be little-endian (checked at compile time).
+// Errors (missing file, not a regular file, bad magic, malformed header, Fortran order,
+// big-endian, unsupported dtype, truncated data or trailing bytes after the data) throw
+// std::runtime_error naming the file. Limits (runtime/resource_limits.h) are checked before
+// anything is allocated: the file must be a regular file no larger than the memory budget, every
+// dimension must fit in int32 and the element count stay within kMaxTensorElements, and the
+// declared data must be exactly what the file holds. A shape beyond the limits throws
+// std::length_error naming the file. The host must be little-endian (checked at compile time).
 #pragma once
 #include <string>
 
