@@ -303,6 +303,25 @@ TEST(RunCli, DeviceAndFifoInputsAreRefused) {
     expect_error(r, 1, "qhalide-run: error: '" + fifo + "' is not a regular file (a FIFO); a .npy file must be a file");
 }
 
+TEST(RunCli, DeviceAndFifoModelsAndPbInputsAreRefused) {
+    const std::string in = scratch("x.npy");
+    write_file(in, npy("{'descr': '|u1', 'fortran_order': False, 'shape': (1, 1, 5, 5), }", std::string(25, '\1')));
+    auto r = run({QH_RUN, "/dev/zero", "--input", "x=" + in});
+    expect_error(r, 1, "qhalide-run: error: onnx import: '/dev/zero' is not a regular file (a device or socket); "
+                       "an ONNX model or tensor (protobuf, at most 2 GiB) must be a file");
+    const std::string fifo = make_fifo("model.onnx");
+    r = run({QH_RUN, fifo, "--input", "x=" + in}, std::chrono::seconds(30));
+    expect_error(r, 1, "qhalide-run: error: onnx import: '" + fifo + "' is not a regular file (a FIFO); "
+                       "an ONNX model or tensor (protobuf, at most 2 GiB) must be a file");
+    r = run({QH_RESNET, "--model", fifo}, std::chrono::seconds(30));
+    EXPECT_FALSE(r.timed_out) << r.out;
+    EXPECT_EQ(r.status, 1) << r.out;
+    const std::string pb_fifo = make_fifo("input.pb");
+    r = run({QH_RUN, kMaxPoolU8, "--input", pb_fifo}, std::chrono::seconds(30));
+    expect_error(r, 1, "qhalide-run: error: '" + pb_fifo + "' is not a regular file (a FIFO); "
+                       "an ONNX model or tensor (protobuf, at most 2 GiB) must be a file");
+}
+
 TEST(RunCli, NamesWithNewlinesStayOnOneLine) {
     auto r = run({QH_RUN, kMaxPoolU8, "--input", "two\nlines.npy"});
     expect_error(r, 1, "qhalide-run: error: --input 'two\\nlines.npy': expected NAME=FILE (only an ONNX TensorProto "
