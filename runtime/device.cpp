@@ -35,6 +35,14 @@ bool cuda_mma_built() {
 #endif
 }
 
+// The backends this library was built with, as entries of the implementation registry
+// (runtime/registry.h): the one place that names them.
+void register_backends() {
+#if QH_HAVE_CUDA_MMA
+    cuda_mma::register_implementations();
+#endif
+}
+
 void require_device(Device d, const std::string &what) {
     if (d == Device::cpu) return;
     if (!cuda_built())

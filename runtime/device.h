@@ -19,6 +19,9 @@ namespace qh {
 bool cuda_built();
 // True when it also has the tensor-core conv kernels (cuda_mma, runtime/cuda/; nvcc at build time).
 bool cuda_mma_built();
+// Registers every built-in backend's implementations (runtime/registry.h); the registry calls it
+// once, before its first lookup.
+void register_backends();
 // Throws std::runtime_error naming `what` unless device `d` can run kernels here: "no CUDA
 // device ..." without a driver or a GPU, or a library built without CUDA.
 void require_device(Device d, const std::string &what);

@@ -8,19 +8,12 @@
 #include <stdexcept>
 
 #include "HalideRuntime.h"
+#include "options.h"
 
 namespace qh {
 
 namespace {
-std::mutex g_mu;
-std::string g_forced = [] {
-    const char *e = std::getenv("QHALIDE_TARGET");
-    return std::string(e ? e : "");
-}();
-bool g_log = [] {
-    const char *e = std::getenv("QHALIDE_LOG_KERNELS");
-    return e && *e && std::string(e) != "0";
-}();
+std::mutex g_mu;  // the logged-choice sets
 }  // namespace
 
 std::vector<std::string> all_kernel_names() {
@@ -35,13 +28,6 @@ std::vector<std::string> all_kernel_names() {
     return names;
 }
 
-namespace {
-bool g_tuned = [] {
-    const char *e = std::getenv("QHALIDE_NO_TUNED");
-    return !(e && *e && std::string(e) != "0");
-}();
-}  // namespace
-
 const std::vector<TunedKernel> &tuned_kernels() {
     static const std::vector<TunedKernel> v = {
 #define QH_TUNED(f, t, s, k) {#f, #t, #s, k, reinterpret_cast<void (*)()>(&qh_##f##__##t##__##s)},
@@ -52,14 +38,12 @@ const std::vector<TunedKernel> &tuned_kernels() {
 }
 
 void set_tuned_kernels(bool on) {
-    std::lock_guard<std::mutex> l(g_mu);
-    g_tuned = on;
+    KernelOptions o;
+    o.tuned = on;
+    set_default_kernel_options(o);
 }
 
-bool tuned_kernels_enabled() {
-    std::lock_guard<std::mutex> l(g_mu);
-    return g_tuned;
-}
+bool tuned_kernels_enabled() { return kernel_options().tuned; }
 
 const TunedKernel *find_tuned(const char *family, const char *tag, const std::string &shape_key) {
     if (shape_key.empty() || !tuned_kernels_enabled()) return nullptr;
@@ -83,30 +67,26 @@ void force_target(const std::string &tag) {
         throw std::runtime_error("cannot force target '" + tag + "': this CPU (" +
                                  cpu_features().brand + ") lacks some of: " +
                                  target_requirements(tag));
-    std::lock_guard<std::mutex> l(g_mu);
-    g_forced = tag;
+    KernelOptions o;
+    o.cpu_target = tag;
+    set_default_kernel_options(o);
 }
 
-std::string forced_target() {
-    std::lock_guard<std::mutex> l(g_mu);
-    return g_forced;
-}
+std::string forced_target() { return kernel_options().cpu_target; }
 
 void set_kernel_log(bool on) {
-    std::lock_guard<std::mutex> l(g_mu);
-    g_log = on;
+    KernelOptions o;
+    o.log = on;
+    set_default_kernel_options(o);
 }
 
-bool kernel_log_enabled() {
-    std::lock_guard<std::mutex> l(g_mu);
-    return g_log;
-}
+bool kernel_log_enabled() { return kernel_options().log; }
 
 std::string choose_target(const std::string &family, const std::vector<std::string> &tags) {
     std::string forced = forced_target(), chosen;
     if (!forced.empty()) {
         if (!cpu_supports(forced))
-            throw std::runtime_error("QHALIDE_TARGET=" + forced + " cannot run on this CPU (" +
+            throw std::runtime_error("forced target " + forced + " (KernelOptions::cpu_target / QHALIDE_TARGET) cannot run on this CPU (" +
                                      cpu_features().brand + "); it needs " +
                                      target_requirements(forced));
         for (auto &t : tags)

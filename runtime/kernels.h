@@ -1,9 +1,10 @@
 // The dispatch table: every AOT kernel of cmake/qhalide_kernels.cmake, grouped by family, in
 // target preference order (most specific first, generic last), plus the selection policy:
 //  - by default the first variant whose CPU predicate holds (runtime/cpu_features.h);
-//  - force_target("x86_avx2") or env QHALIDE_TARGET=x86_avx2 forces one variant (an error if
-//    this CPU cannot run it: a kernel never runs an instruction the CPU lacks);
-//  - set_kernel_log(true) or env QHALIDE_LOG_KERNELS=1 prints each choice to stderr.
+//  - KernelOptions::cpu_target (runtime/options.h: per model, or process-wide with
+//    force_target("x86_avx2"), or env QHALIDE_TARGET) forces one variant (an error if this CPU
+//    cannot run it: a kernel never runs an instruction the CPU lacks);
+//  - KernelOptions::log (set_kernel_log(true), env QHALIDE_LOG_KERNELS=1) prints each choice.
 #pragma once
 #include <string>
 #include <vector>
@@ -51,7 +52,7 @@ struct TunedKernel {
     std::string name() const { return std::string(family) + "__" + tag + "__" + shape; }
 };
 const std::vector<TunedKernel> &tuned_kernels();
-// Tuned kernels on (default, or env QHALIDE_NO_TUNED=1 off) / off.
+// Tuned kernels on (default) / off (process default of KernelOptions::tuned; env QHALIDE_NO_TUNED=1).
 void set_tuned_kernels(bool on);
 bool tuned_kernels_enabled();
 

@@ -13,6 +13,7 @@
 #include "device.h"
 #include "float_ops.h"
 #include "kernels.h"
+#include "options.h"
 #include "resource_limits.h"
 #include "ops.h"
 #include "pack.h"
@@ -763,6 +764,7 @@ void Model::Impl::allocate(Exec &e) {
 // names the model and the layer.
 void Model::Impl::bind(Exec &e) {
     std::lock_guard<std::mutex> l(bind_mu);
+    KernelOptionsScope scope(opt.kernels);
     e.ops.clear();
     e.layers.clear();
     for (const Step &s : steps) {
@@ -930,7 +932,9 @@ void Model::Impl::bind_graph(Exec &e) {
     const double t_steps = time_device(e, [&e] { e.run_steps(); });
     std::vector<BoundOp> best(steps.size());
     {
-        ReplayableOnly only;
+        KernelOptions only = opt.kernels;
+        only.replayable_only = true;
+        KernelOptionsScope scope(only);
         for (size_t i = 0; i < steps.size(); i++)
             if (!e.ops[i].not_replayable().empty()) {
                 best[i] = e.ops[i];

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "graph.h"
+#include "options.h"
 #include "tensor.h"
 
 namespace qh {
@@ -44,6 +45,10 @@ struct PrepareOptions {
     // launch cost is paid once here. If recording fails (or is off), the steps are launched one
     // by one as before; device_graph() says which and why. Profiling always launches per step.
     bool device_graph = true;
+    // Kernel choice for this model's steps (runtime/options.h): a forced CPU variant, one
+    // implementation of the registry, cuda_mma's formulation / tuning. Unset fields take the
+    // process defaults (the environment).
+    KernelOptions kernels;
 };
 
 // One executed step (a fused layer) with what it ran and, when profiling, its time.

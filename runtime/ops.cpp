@@ -8,10 +8,8 @@
 #include "HalideBuffer.h"
 #include "device.h"
 #include "gpu_kernels.h"
-#if QH_HAVE_CUDA_MMA
-#include "cuda/mma_ops.h"
-#endif
 #include "kernels.h"
+#include "registry.h"
 
 namespace qh {
 
@@ -241,13 +239,10 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 4);
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     const Device d = op_device(op, {&x, &y});
-#if QH_HAVE_CUDA_MMA
-    if (d == Device::cuda)
-        if (BoundOp b = cuda_mma::bind_conv2d(x, w, p, y, nullptr)) {
-            record(w.has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8", b.kernel());
-            return b;
-        }
-#endif
+    if (BoundOp b = bind_registered(GemmCall{"conv2d", x, w, &p, p.act, nullptr, 0, 0, 0.f, 0.f, y, op})) {
+        record(w.has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8", b.kernel());
+        return b;
+    }
     auto st = conv_state(x, w, y, d);
     const std::string key = conv_key(x, w, p, y);
     auto bind = [&](const auto &variants) {
@@ -284,15 +279,11 @@ BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dPar
     const float sy = y.quant.scale[0];
     const ResidualArgs r{rp.conv_zp, zp0(residual), rp.conv_scale / sy,
                          residual.quant.scale[0] / sy};
-#if QH_HAVE_CUDA_MMA
-    if (d == Device::cuda) {
-        const cuda_mma::Residual res{&residual, r.conv_zp, r.res_zp, r.conv_mult, r.res_mult};
-        if (BoundOp b = cuda_mma::bind_conv2d(x, w, p, y, &res)) {
-            record("conv2d_add_u8s8u8", b.kernel());
-            return b;
-        }
+    if (BoundOp b = bind_registered(
+            GemmCall{"conv2d_add", x, w, &p, p.act, &residual, r.conv_zp, r.res_zp, r.conv_mult, r.res_mult, y, op})) {
+        record("conv2d_add_u8s8u8", b.kernel());
+        return b;
     }
-#endif
     auto st = conv_state(x, w, y, d);
     st->res = view<uint8_t>(residual, nhwc_dims(y));
     return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y), d),
@@ -312,13 +303,10 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     const Device d = op_device(op, {&x, &y});
-#if QH_HAVE_CUDA_MMA
-    if (d == Device::cuda)
-        if (BoundOp b = cuda_mma::bind_dense(x, w, act, y, op)) {
-            record(y.dtype() == DType::s32 ? "dense_u8s8s32" : "dense_u8s8u8", b.kernel());
-            return b;
-        }
-#endif
+    if (BoundOp b = bind_registered(GemmCall{"dense", x, w, nullptr, act, nullptr, 0, 0, 0.f, 0.f, y, op})) {
+        record(y.dtype() == DType::s32 ? "dense_u8s8s32" : "dense_u8s8u8", b.kernel());
+        return b;
+    }
     auto st = dot_state(view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)}), w,
                         {4, 16, w.ic_pad / 4, w.oc_pad / 16},
                         view_any(y, {(int)y.dim(1), (int)y.dim(0)}), d);
@@ -605,12 +593,5 @@ std::string last_kernel(const std::string &family) {
     auto it = g_last.find(family);
     return it == g_last.end() ? "" : it->second;
 }
-
-namespace {
-thread_local bool t_replayable_only = false;
-}
-ReplayableOnly::ReplayableOnly() : prev_(t_replayable_only) { t_replayable_only = true; }
-ReplayableOnly::~ReplayableOnly() { t_replayable_only = prev_; }
-bool ReplayableOnly::active() { return t_replayable_only; }
 
 }  // namespace qh

@@ -15,7 +15,8 @@
 
 namespace qh {
 
-// An op bound to its tensors. The tensors' storage must stay where it is, with the same shapes,
+// An op bound to its tensors. Which implementation binds a call is decided by the registry
+// (runtime/registry.h) and the kernel list under kernel_options() (runtime/options.h). The tensors' storage must stay where it is, with the same shapes,
 // for as long as the BoundOp runs (parameters and packed weights are referenced, not copied).
 class BoundOp {
 public:
@@ -44,20 +45,6 @@ private:
     std::string op_, kernel_;
     std::function<int()> call_;
     std::string not_replayable_;
-};
-
-// While one is alive on this thread, bind_<op> for device tensors chooses only implementations
-// whose BoundOp is replayable (see BoundOp::not_replayable): Model binds a second, recordable
-// plan with it when the per-layer best is not, and keeps the faster of the two.
-class ReplayableOnly {
-public:
-    ReplayableOnly();
-    ~ReplayableOnly();
-    ReplayableOnly(const ReplayableOnly &) = delete;
-    static bool active();
-
-private:
-    bool prev_;
 };
 
 // Clamp of the quantized output, in output integer units (ReLU: min = output zero point).

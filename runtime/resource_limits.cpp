@@ -1,5 +1,7 @@
 #include "resource_limits.h"
 
+#include "options.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,31 +61,8 @@ int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what
 
 namespace {
 
-size_t parse_bytes(const char *s) {
-    char *end = nullptr;
-    errno = 0;
-    unsigned long long v = std::strtoull(s, &end, 10);
-    if (errno || end == s) return 0;
-    unsigned long long mul = 1;
-    switch (*end) {
-    case 'k': case 'K': mul = 1ull << 10; end++; break;
-    case 'm': case 'M': mul = 1ull << 20; end++; break;
-    case 'g': case 'G': mul = 1ull << 30; end++; break;
-    default: break;
-    }
-    if (*end == 'i' || *end == 'B') end++;
-    if (*end == 'B') end++;
-    if (*end) return 0;
-    if (v > std::numeric_limits<size_t>::max() / mul) return 0;
-    return size_t(v * mul);
-}
-
 size_t default_budget() {
-    if (const char *e = std::getenv("QHALIDE_MEMORY_BUDGET")) {
-        size_t b = parse_bytes(e);
-        if (b) return b;
-        std::fprintf(stderr, "qhalide: ignoring QHALIDE_MEMORY_BUDGET='%s' (expected bytes, e.g. 4G)\n", e);
-    }
+    if (size_t b = env_memory_budget()) return b;
     long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
     if (pages > 0 && page > 0) return size_t(pages) / 2 * size_t(page);
     return size_t(8) << 30;

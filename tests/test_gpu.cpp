@@ -491,16 +491,17 @@ TEST(GpuEltwise, AddBitExact) {
 
 // ---- cuda_mma formulations through the ops (fused, extern, extern_im2col) ------------------
 //
-// bind_conv2d / bind_conv2d_add / bind_dense on device tensors with QHALIDE_CUDA_FORMULATION
+// bind_conv2d / bind_conv2d_add / bind_dense on device tensors with KernelOptions::cuda_formulation
 // forced, against the same op on host tensors (the CPU kernels), byte for byte. Binding tunes on
 // the op's input slot, so the input is uploaded after bind. Where the forced formulation does not
 // apply (extern on the 7x7 stem: the microkernel needs a workspace there), the fused one runs.
 
-struct ScopedEnv {
-    std::string name;
-    ScopedEnv(const char *n, const char *v) : name(n) { setenv(n, v, 1); }
-    ~ScopedEnv() { unsetenv(name.c_str()); }
-};
+// KernelOptions (runtime/options.h) with one cuda_mma formulation forced ("" = measured).
+qh::KernelOptions formulation(const std::string &f) {
+    qh::KernelOptions o;
+    if (!f.empty()) o.cuda_formulation = f;
+    return o;
+}
 
 // "extern" -> the kernel name the layer should report.
 std::string expected_family(const std::string &form, bool add, bool applies) {
@@ -549,7 +550,7 @@ TEST_P(GpuFormulation, ConvBitExactWithCpu) {
         rd(qh::DType::u8, ys, q(0.07f, 110));
     qh::BoundOp b;
     {
-        ScopedEnv env("QHALIDE_CUDA_FORMULATION", form.c_str());
+        qh::KernelOptionsScope scope(formulation(form));
         b = add ? qh::bind_conv2d_add(xd.t, s.pw, p, rp, rd.t, yd.t) : qh::bind_conv2d(xd.t, s.pw, p, yd.t);
     }
     // The direct extern applies where the microkernel needs no workspace: surely with IC % 64 == 0
@@ -625,7 +626,7 @@ TEST(GpuFormulation, DenseBitExactWithCpu) {
             DevTensor xd(qh::DType::u8, {b, k}, q(0.01f, zp)), yd(qh::DType::u8, {b, oc}, q(0.4f, 120));
             qh::BoundOp bo;
             {
-                ScopedEnv env("QHALIDE_CUDA_FORMULATION", form);
+                qh::KernelOptionsScope scope(formulation(form));
                 bo = qh::bind_dense(xd.t, pw, act, yd.t, "fc");
             }
             // The direct extern needs K % 64 == 0 here (else the microkernel's own im2col path
@@ -653,12 +654,12 @@ TEST(GpuFormulation, UnknownFormulationIsAnError) {
     p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
     const auto q = qh::QuantParams::per_tensor(0.02f, s.tc.x_zp);
     DevTensor xd(qh::DType::u8, {1, 56, 56, 64}, q), yd(qh::DType::u8, {1, 56, 56, 64}, qh::QuantParams::per_tensor(0.1f, 3));
-    ScopedEnv env("QHALIDE_CUDA_FORMULATION", "bogus");
+    qh::KernelOptionsScope scope(formulation("bogus"));
     try {
         qh::bind_conv2d(xd.t, s.pw, p, yd.t);
         ADD_FAILURE() << "no error";
     } catch (const std::exception &e) {
-        EXPECT_NE(std::string(e.what()).find("layer_x: QHALIDE_CUDA_FORMULATION='bogus'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("layer_x: cuda formulation 'bogus' (KernelOptions::cuda_formulation"), std::string::npos) << e.what();
     }
 }
 
@@ -692,21 +693,19 @@ qh::Tensor random_image(std::vector<int64_t> shape, uint32_t seed) {
 // Prepares `g` for the CPU and for CUDA at `batch`, runs both on the same input (every image
 // different) twice, and compares the outputs bit for bit. Returns the layers of the CUDA model.
 // Convs and dense run on the tensor-core kernels (cuda_mma) when the library has them, else on cuda_dp4a;
-// QHALIDE_CUDA_CONV=dp4a forces cuda_dp4a. Both are checked.
-// `formulation` (QHALIDE_CUDA_FORMULATION: fused, extern, extern_im2col; "" = measured) forces
+// conv_mode "dp4a" forces cuda_dp4a (KernelOptions::implementation = "halide"). Both are checked.
+// `formulation_name` (KernelOptions::cuda_formulation: fused, extern, extern_im2col; "" = measured) forces
 // how the cuda_mma layers run where they allow it.
 std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int batch, uint32_t seed,
-                                                        const char *conv_mode, const char *formulation = "") {
-    SCOPED_TRACE(std::string("convs: ") + conv_mode + " formulation: " + formulation);
+                                                        const char *conv_mode, const char *formulation_name = "") {
+    SCOPED_TRACE(std::string("convs: ") + conv_mode + " formulation: " + formulation_name);
     qh::PrepareOptions po;
     po.batch = batch;
     auto cpu = qh::Model::prepare(g, po);
     po.device = qh::Device::cuda;
-    setenv("QHALIDE_CUDA_CONV", conv_mode, 1);
-    setenv("QHALIDE_CUDA_FORMULATION", formulation, 1);
+    po.kernels = formulation(formulation_name);
+    if (std::string(conv_mode) == "dp4a") po.kernels.implementation = "halide";  // the cuda_dp4a Halide kernels
     auto gpu = qh::Model::prepare(g, po);
-    unsetenv("QHALIDE_CUDA_CONV");
-    unsetenv("QHALIDE_CUDA_FORMULATION");
     EXPECT_EQ(gpu->device(), qh::Device::cuda);
     EXPECT_EQ(gpu->arena_bytes(), cpu->arena_bytes()) << "same memory plan";
     // execute() replays the CUDA graph recorded at prepare (the tensor-core build has one stream
@@ -719,12 +718,12 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     if (qh::cuda_mma_built() && !any_extern) EXPECT_EQ(dg, "on");
     if (any_extern) {
         EXPECT_EQ(dg.rfind("off: layer '", 0), 0u) << dg;
-        if (!*formulation) EXPECT_NE(dg.find("measured at prepare"), std::string::npos) << dg;
+        if (!*formulation_name) EXPECT_NE(dg.find("measured at prepare"), std::string::npos) << dg;
     }
     // Every conv2d / conv2d_add layer on cuda_mma (symmetric weights, u8 out, OC % 8 == 0 in
     // these graphs); dense may fall back to cuda_dp4a (OC % 8 != 0); everything else cuda_dp4a.
     const bool mma = qh::cuda_mma_built() && std::string(conv_mode) != "dp4a";
-    const std::string form = formulation;
+    const std::string form = formulation_name;
     int convs = 0, in_form = 0;
     for (const auto &l : gpu->layers()) {
         const bool conv = l.op.rfind("conv2d", 0) == 0, dense = l.op.rfind("dense", 0) == 0;
@@ -834,7 +833,7 @@ TEST_F(GpuResNet, DeviceGraphReplayEqualsStepByStep) {
     qh::PrepareOptions po;
     po.batch = 2;
     po.device = qh::Device::cuda;
-    ScopedEnv fused("QHALIDE_CUDA_FORMULATION", "fused");  // no per-run Halide scratch: recordable
+    po.kernels = formulation("fused");  // no per-run Halide scratch: recordable
     auto on = qh::Model::prepare(g, po);
     po.device_graph = false;
     auto off = qh::Model::prepare(g, po);
@@ -964,15 +963,12 @@ TEST(GpuBench, ResNet50Formulations) {
         // "measured" first and last: the first timing after the CPU calibration / a prepare can
         // catch the GPU clocks low.
         for (const char *form : {"", "fused", "extern", "extern_im2col", ""}) {
-            std::unique_ptr<ScopedEnv> log;
-            if (!*form) log = std::make_unique<ScopedEnv>("QHALIDE_CUDA_TUNE_LOG", "1");
             qh::PrepareOptions po;
             po.batch = batch;
             po.device = qh::Device::cuda;
-            setenv("QHALIDE_CUDA_FORMULATION", form, 1);
+            po.kernels = formulation(form);
+            if (!*form) po.kernels.cuda_tune_log = true;  // one "cuda_mma tune" line per layer
             auto m = qh::Model::prepare(g, po);
-            unsetenv("QHALIDE_CUDA_FORMULATION");
-            log.reset();
             std::map<std::string, int> chosen;
             for (const auto &l : m->layers())
                 if (l.kernel.find("__cuda_mma__") != std::string::npos)

@@ -15,6 +15,8 @@
 #include "cuda_context.h"
 #include "gpu_kernels.h"
 #include "mma_conv2d.cuh"
+#include "options.h"
+#include "registry.h"
 
 namespace qh::cuda_mma {
 
@@ -150,23 +152,19 @@ std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, 
     return st;
 }
 
-bool forced_dp4a() {
-    const char *force = std::getenv("QHALIDE_CUDA_CONV");
-    return force && std::string(force) == "dp4a";
-}
-
-// QHALIDE_CUDA_FORMULATION=fused|extern|extern_im2col: that formulation wherever the layer allows
-// it (tests); unset or empty: chosen by measurement. Anything else is an error.
+// KernelOptions::cuda_formulation (QHALIDE_CUDA_FORMULATION) = fused|extern|extern_im2col: that
+// formulation wherever the layer allows it (tests); empty: chosen by measurement. Anything else is
+// an error.
 constexpr Form kFused = Form::fused;  // the one formulation a device graph can replay
 
 const Form *forced_form(const std::string &op) {
     static const Form forms[] = {Form::fused, Form::ext, Form::ext_im2col};
-    const char *env = std::getenv("QHALIDE_CUDA_FORMULATION");
-    if (!env || !*env) return nullptr;
+    const std::string want = kernel_options().cuda_formulation;
+    if (want.empty()) return nullptr;
     for (const Form &f : forms)
-        if (std::string(env) == form_name(f)) return &f;
-    throw std::invalid_argument(op + ": QHALIDE_CUDA_FORMULATION='" + env +
-                                "' is not one of fused, extern, extern_im2col");
+        if (want == form_name(f)) return &f;
+    throw std::invalid_argument(op + ": cuda formulation '" + want +
+                                "' (KernelOptions::cuda_formulation / QHALIDE_CUDA_FORMULATION) is not one of fused, extern, extern_im2col");
 }
 
 // Halide view of device memory (wrapped, not owned).
@@ -294,8 +292,9 @@ float time_candidate(State &st, Form f, int v, cudaEvent_t e0, cudaEvent_t e1) {
 // time and the winner to stderr. Under ReplayableOnly (ops.h), unless forced, only the fused
 // formulation.
 void choose(State &st) {
-    const Form *forced = forced_form(st.name);  // the environment's forcing wins
-    if (!forced && ReplayableOnly::active()) forced = &kFused;
+    const ResolvedKernelOptions opt = kernel_options();
+    const Form *forced = forced_form(st.name);  // an explicit formulation wins
+    if (!forced && opt.replayable_only) forced = &kFused;
     if (forced && *forced == Form::ext && !st.ext) forced = nullptr;
     if (forced && *forced == Form::ext_im2col && !st.ext_col) forced = nullptr;
     auto heuristic = [&](Form f) {
@@ -304,8 +303,7 @@ void choose(State &st) {
         if (!variant_ok(d, v, f == Form::fused)) v = f == Form::fused ? st.variant : 1;
         return v;
     };
-    const char *env = std::getenv("QHALIDE_CUDA_TUNE");
-    if (env && std::string(env) == "0") {
+    if (!opt.cuda_tune) {
         st.form = forced ? *forced : Form::fused;
         st.variant = st.form == Form::fused ? st.variant : heuristic(st.form);
         return;
@@ -328,8 +326,7 @@ void choose(State &st) {
     float best = 1e30f;
     const int fallback = st.variant;
     bool found = false;
-    const char *log_env = std::getenv("QHALIDE_CUDA_TUNE_LOG");
-    const bool log = log_env && std::string(log_env) == "1";
+    const bool log = opt.cuda_tune_log;
     std::string log_line;
     auto timed = [&](Form f, int v) {
         const float ms = time_candidate(st, f, v, e0, e1);
@@ -410,7 +407,7 @@ BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor
 
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
                     const Residual *residual) {
-    if (forced_dp4a() || w.has_zero_point || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
+    if (w.has_zero_point || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
     ConvDesc d;
     d.n = int(x.dim(0)); d.h = int(x.dim(1)); d.w = int(x.dim(2)); d.ic = int(x.dim(3));
     d.oc = w.oc; d.kh = w.kh; d.kw = w.kw; d.sh = p.stride_h; d.sw = p.stride_w;
@@ -434,7 +431,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
                    const std::string &name) {
     const bool s32 = y.dtype() == DType::s32;
-    if (forced_dp4a() || w.has_zero_point || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
+    if (w.has_zero_point || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
     ConvDesc d;  // a 1x1 conv over N images of 1x1 pixels
     d.n = int(x.dim(0)); d.h = 1; d.w = 1; d.ic = int(x.dim(1)); d.oc = w.oc;
     d.zx = w.input_zp;
@@ -446,6 +443,21 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     st->s32 = s32;
     return bind_gemm(st, act, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8", oihw, {d.ic, 1, 1, d.n},
                      {d.oc, 1, 1, d.n}, nullptr);
+}
+
+void register_implementations() {
+    // Above the cuda_dp4a Halide kernels wherever it binds (symmetric weights, u8 output, OC % 8).
+    constexpr int kPriority = 10;
+    register_implementation({"cuda_mma", "conv2d", Device::cuda, kPriority, [](const GemmCall &c) {
+                                 return cuda_mma::bind_conv2d(c.x, c.w, *c.conv, c.y, nullptr);
+                             }});
+    register_implementation({"cuda_mma", "conv2d_add", Device::cuda, kPriority, [](const GemmCall &c) {
+                                 const Residual r{c.residual, c.conv_zp, c.res_zp, c.conv_mult, c.res_mult};
+                                 return cuda_mma::bind_conv2d(c.x, c.w, *c.conv, c.y, &r);
+                             }});
+    register_implementation({"cuda_mma", "dense", Device::cuda, kPriority, [](const GemmCall &c) {
+                                 return cuda_mma::bind_dense(c.x, c.w, c.act, c.y, c.name);
+                             }});
 }
 
 }  // namespace qh::cuda_mma

@@ -3,9 +3,10 @@
 // measurement at bind: its fused CUDA requantize (and residual-add) epilogue, or the Halide
 // pipeline conv2d_extern (define_extern to the microkernel, Halide epilogue), direct or with an
 // im2col packing stage (docs/ARCHITECTURE.md; QHALIDE_CUDA_FORMULATION forces one).
-// ops.cpp calls these for device tensors when the library has the microkernel (nvcc found at
-// build time: QH_HAVE_CUDA_MMA) and QHALIDE_CUDA_CONV is not "dp4a"; an empty BoundOp means
-// "not for this layer" (asymmetric weights, s8 output, s32 conv output) and the cuda_dp4a kernel runs instead.
+// They are the registry's "cuda_mma" entries (runtime/registry.h; register_implementations(),
+// called by register_backends() when the library has the microkernel: nvcc found at build time,
+// QH_HAVE_CUDA_MMA); an empty BoundOp means "not for this layer" (asymmetric weights, s8 output,
+// s32 conv output) and the next entry, the cuda_dp4a Halide kernel, binds instead.
 #pragma once
 #include "ops.h"
 
@@ -27,6 +28,9 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
 // dense {N, K} -> {N, OC} as a 1x1 conv: u8 (fused requantize) or s32 (= acc + effective bias).
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
                    const std::string &name);
+
+// Registers conv2d / conv2d_add / dense on Device::cuda with the implementation registry.
+void register_implementations();
 
 // Makes Halide's CUDA runtime use the primary context and the shared stream (cuda_context.h);
 // must run before the first Halide CUDA call. Throws when there is no usable device.
