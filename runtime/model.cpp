@@ -157,12 +157,15 @@ std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
 }
 
 QuantParams quant_from_range(float lo, float hi) {
+    if (!std::isfinite(lo) || !std::isfinite(hi))
+        throw std::invalid_argument("quantization range [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                                    "] is not finite");
     lo = std::min(lo, 0.f);
     hi = std::max(hi, 0.f);
     float scale = (hi - lo) / 255.f;
     if (!(scale > 0) || !std::isfinite(scale)) scale = 1.f;
-    int zp = int(std::nearbyint(-lo / scale));
-    return QuantParams::per_tensor(scale, std::clamp(zp, 0, 255));
+    const int zp = int(std::clamp(std::nearbyint(-lo / scale), 0.f, 255.f));  // clamped before the conversion
+    return QuantParams::per_tensor(scale, zp);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -287,6 +290,10 @@ PackedWeights pack_node(const Graph &g, const GraphNode &n, const QuantParams &x
     if (w.dtype() == DType::f32) {
         q.resize(w.numel());
         d.scale.resize(oc);
+        for (int64_t k = 0; k < w.numel(); k++)
+            if (!std::isfinite(w.data<float>()[k]))
+                node_error(g, n, "weights " + w.describe() + " hold a NaN or infinity at element " + std::to_string(k) +
+                                     " (cannot be quantized)");
         for (int o = 0; o < oc; o++) {
             float m = 0;
             for (int64_t k = 0; k < per; k++) m = std::max(m, std::fabs(w.data<float>()[o * per + k]));
@@ -313,6 +320,9 @@ PackedWeights pack_node(const Graph &g, const GraphNode &n, const QuantParams &x
             bias.resize(oc);
             for (int o = 0; o < oc; o++) {
                 double s = double(xq.scale_at(0)) * double(d.scale.size() == 1 ? d.scale[0] : d.scale[o]);
+                if (!(std::isfinite(s) && s > 0) || !std::isfinite(n.bias.data<float>()[o]))
+                    node_error(g, n, "bias " + std::to_string(n.bias.data<float>()[o]) + " of output channel " +
+                                         std::to_string(o) + " cannot be quantized with scale " + std::to_string(s));
                 double b = std::nearbyint(double(n.bias.data<float>()[o]) / s);
                 bias[o] = int32_t(std::clamp(b, double(INT32_MIN), double(INT32_MAX)));
             }
@@ -408,7 +418,16 @@ void Model::Impl::lower_int8() {
         if (v[id].quant.empty())
             node_error(g, n, "value '" + v[id].name + "' has no quantization parameters (calibrate a float model "
                              "first, or give a QDQ/QOperator model)");
-        return v[id].quant;
+        const QuantParams &q = v[id].quant;
+        for (float sc : q.scale)
+            if (!(std::isfinite(sc) && sc > 0.f))
+                node_error(g, n, "value '" + printable(v[id].name) + "' has scale " + std::to_string(sc) +
+                                     " (must be finite and positive)");
+        for (int32_t z : q.zero_point)
+            if (z < 0 || z > 255)
+                node_error(g, n, "value '" + printable(v[id].name) + "' has zero point " + std::to_string(z) +
+                                     " (u8 range 0..255)");
+        return q;
     };
     // The single consumer of `id` if it is a Relu that can be fused: exactly, i.e. when `id`
     // has no quantization of its own (calibrated graphs) or the same as the Relu's output. A QDQ
@@ -1139,7 +1158,12 @@ void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOp
             a = lo[id] >= 0 ? 0.f : at(100.0 - opt.percentile);
             b = at(opt.percentile);
         }
-        g.values[id].quant = quant_from_range(a, b);
+        try {
+            g.values[id].quant = quant_from_range(a, b);
+        } catch (const std::invalid_argument &e) {
+            throw std::invalid_argument("calibrate '" + printable(g.name) + "': value '" + printable(g.values[id].name) +
+                                        "': " + e.what() + " (NaN or infinity in the float model's activations)");
+        }
         g.values[id].qtype = DType::u8;
     }
     for (const auto &[name, q] : opt.overrides) {

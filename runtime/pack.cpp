@@ -1,5 +1,7 @@
 #include "pack.h"
 
+#include <cmath>
+
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -27,6 +29,15 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
         fail(w, "scale must have 1 or " + std::to_string(w.oc) + " values, got " +
                     std::to_string(w.scale.size()));
     if (x_zp < 0 || x_zp > 255) fail(w, "input zero point " + std::to_string(x_zp) + " not in u8");
+    // Scales become float multipliers (x_scale * w_scale / out_scale) that the kernels convert to
+    // integers after rounding: a non-finite or non-positive one has no meaning there.
+    if (out_scale != 0.f) {
+        if (!(std::isfinite(out_scale) && out_scale > 0.f) || !(std::isfinite(x_scale) && x_scale > 0.f))
+            fail(w, "input scale " + std::to_string(x_scale) + " and output scale " + std::to_string(out_scale) +
+                        " must be finite and positive");
+        for (float s : w.scale)
+            if (!(std::isfinite(s) && s > 0.f)) fail(w, "weight scale " + std::to_string(s) + " must be finite and positive");
+    }
 
     PackedWeights p;
     p.name = w.name;
@@ -96,6 +107,8 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
         if (out_scale != 0.f) {
             float sw = w.scale[w.scale.size() == 1 ? 0 : o];
             p.mult[o] = (x_scale * sw) / out_scale;  // float32, as ONNX Runtime computes it
+            if (!std::isfinite(p.mult[o]))
+                fail(w, "requantization multiplier of output channel " + std::to_string(o) + " overflows float");
         }
     }
     return p;

@@ -17,6 +17,8 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
+#include <atomic>
 #include <fstream>
 #include <functional>
 #include <list>
@@ -789,6 +791,38 @@ TEST(GpuModel, SmallQuantGraphBitExactWithCpuAndReference) {
     m->execute();
     std::vector<float> want = sg.reference(x);
     for (size_t i = 0; i < want.size(); i++) EXPECT_EQ(m->output(0).data<float>()[i], want[i]) << i;
+}
+
+// Model::run from several threads on a device model: requests are serialized on the one device
+// context (model.h), each bit-exact with the CPU; create_context() is refused there.
+TEST(GpuModel, RunFromThreadsIsSerializedAndBitExact) {
+    QH_REQUIRE_CUDA();
+    qh::testing_graphs::SmallQuantGraph sg;
+    auto cpu = qh::Model::prepare(sg.g, {});
+    qh::PrepareOptions po;
+    po.device = qh::Device::cuda;
+    auto gpu = qh::Model::prepare(sg.g, po);
+    std::vector<qh::Tensor> xs;
+    std::vector<std::vector<float>> want;
+    for (int i = 0; i < 4; i++) {
+        xs.push_back(random_image({1, 9, 9, 8}, 40 + i));
+        std::memcpy(cpu->input(0).raw(), xs.back().raw(), xs.back().nbytes());
+        cpu->execute();
+        want.emplace_back(cpu->output(0).data<float>(), cpu->output(0).data<float>() + cpu->output(0).numel());
+    }
+    std::atomic<int> bad{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 3; t++)
+        ts.emplace_back([&, t] {
+            for (int r = 0; r < 8; r++) {
+                const int k = (t + r) % 4;
+                auto out = gpu->run({xs[k]});
+                if (std::memcmp(out[0].raw(), want[k].data(), out[0].nbytes()) != 0) bad++;
+            }
+        });
+    for (auto &t : ts) t.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_THROW(gpu->create_context(), std::runtime_error);
 }
 
 // The built-in ResNets at 224x224, calibrated on synthetic inputs like qhalide-resnet does.

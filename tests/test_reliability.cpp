@@ -240,6 +240,49 @@ TEST(Reliability, LongChainImportsAndPreparesInLinearTime) {
     EXPECT_LE(model->arena_bytes(), 2u * 64u) << "a chain needs two live slots";
 }
 
+// Non-finite numbers from a file never reach a float -> integer conversion: weights, bias, scales
+// and calibration ranges are checked where they are quantized.
+TEST(Reliability, NonFiniteWeightsScalesAndRangesAreErrors) {
+    auto conv_graph = [](float w0, float bias0) {
+        Graph g;
+        g.name = "nan";
+        int x = g.add_value("x", {1, 4, 4, 3});
+        g.values[x].quant = QuantParams::per_tensor(0.1f, 0);
+        g.inputs = {x};
+        GraphNode c;
+        c.op = OpKind::Conv;
+        c.name = "conv";
+        c.inputs = {x};
+        c.weights = Tensor(DType::f32, {2, 3, 1, 1});
+        for (int k = 0; k < 6; k++) c.weights.data<float>()[k] = 0.5f;
+        c.weights.data<float>()[0] = w0;
+        c.bias = Tensor(DType::f32, {2});
+        c.bias.data<float>()[0] = bias0;
+        int y = g.add_node(c);
+        g.values[y].quant = QuantParams::per_tensor(0.2f, 0);
+        GraphNode p;
+        p.op = OpKind::MaxPool;
+        p.name = "pool";
+        p.inputs = {y};
+        g.outputs = {g.add_node(p)};
+        return g;
+    };
+    EXPECT_NO_THROW(Model::prepare(conv_graph(0.25f, 1.f), {}));
+    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(NAN, 1.f), {}); },
+                                     {"node 'conv' (Conv): weights f32[2,3,1,1] hold a NaN or infinity at element 0"});
+    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(INFINITY, 1.f), {}); }, {"NaN or infinity"});
+    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(0.25f, NAN), {}); },
+                                     {"node 'conv' (Conv): bias nan of output channel 0 cannot be quantized"});
+    Graph bad_scale = conv_graph(0.25f, 1.f);
+    bad_scale.values[bad_scale.inputs[0]].quant = QuantParams::per_tensor(-1.f, 0);
+    expect_error<std::runtime_error>([&] { Model::prepare(bad_scale, {}); },
+                                     {"value 'x' has scale -1.000000 (must be finite and positive)"});
+    expect_error<std::invalid_argument>([] { quant_from_range(-INFINITY, 1.f); }, {"is not finite"});
+    const QuantParams wide = quant_from_range(-3e38f, 3e38f);  // (hi - lo) overflows float
+    EXPECT_EQ(wide.scale[0], 1.f);
+    EXPECT_EQ(wide.zero_point[0], 255);
+}
+
 // ---- concurrency ---------------------------------------------------------------------------
 
 class Concurrency : public ::testing::Test {
