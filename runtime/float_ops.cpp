@@ -47,9 +47,7 @@ void gemm_bias(int M, int K, const float *A, const ConvWeights &w, float *C) {
 
 size_t conv2d_scratch_floats(const std::vector<int64_t> &xs, const ConvWeights &w, const WindowAttrs &a) {
     if (is_pointwise(w, a)) return 0;
-    int64_t oh = (xs[1] + a.pad_top + a.pad_bottom - w.kh) / a.stride_h + 1;
-    int64_t ow = (xs[2] + a.pad_left + a.pad_right - w.kw) / a.stride_w + 1;
-    return size_t(oh * ow) * w.kh * w.kw * w.ic;
+    return size_t(a.out_h(xs[1]) * a.out_w(xs[2])) * w.kh * w.kw * w.ic;
 }
 
 void conv2d(const Tensor &x, const ConvWeights &w, const WindowAttrs &a, float *scratch, Tensor &y) {

@@ -1,22 +1,18 @@
 #include "graph.h"
 
+#include "op_def.h"
+
 #include <stdexcept>
 #include <unordered_set>
 
 namespace qh {
 
 const char *op_name(OpKind k) {
-    switch (k) {
-    case OpKind::Conv: return "Conv";
-    case OpKind::Dense: return "Dense";
-    case OpKind::BatchNorm: return "BatchNorm";
-    case OpKind::Relu: return "Relu";
-    case OpKind::Add: return "Add";
-    case OpKind::MaxPool: return "MaxPool";
-    case OpKind::GlobalAvgPool: return "GlobalAvgPool";
-    case OpKind::Flatten: return "Flatten";
+    try {
+        return op_def(k).name;
+    } catch (const std::invalid_argument &) {
+        return "?";  // not an OpKind (a corrupted node): the message that names it still goes out
     }
-    return "?";
 }
 
 int Graph::add_value(std::string name, std::vector<int64_t> shape, DType dtype) {
@@ -48,12 +44,6 @@ std::vector<std::vector<int>> Graph::consumers() const {
         for (int v : nodes[i].inputs) c.at(v).push_back(int(i));
     return c;
 }
-
-namespace {
-
-int arity(OpKind k) { return k == OpKind::Add ? 2 : 1; }
-
-}  // namespace
 
 void Graph::validate() const {
     auto fail = [&](const GraphNode &n, const std::string &what) {
@@ -87,8 +77,9 @@ void Graph::validate() const {
         defined[i] = true;
     }
     for (const GraphNode &n : nodes) {
-        if (int(n.inputs.size()) != arity(n.op))
-            fail(n, "expects " + std::to_string(arity(n.op)) + " input(s), has " + std::to_string(n.inputs.size()));
+        const OpDef &def = op_def(n.op);
+        if (int(n.inputs.size()) != def.arity)
+            fail(n, "expects " + std::to_string(def.arity) + " input(s), has " + std::to_string(n.inputs.size()));
         for (int v : n.inputs) {
             if (v < 0 || size_t(v) >= values.size()) fail(n, "input id out of range");
             if (!defined[v]) fail(n, "input '" + values[v].name + "' is not computed before this node");
@@ -96,40 +87,8 @@ void Graph::validate() const {
         if (n.output < 0 || size_t(n.output) >= values.size()) fail(n, "output id out of range");
         if (defined[n.output]) fail(n, "output '" + values[n.output].name + "' is assigned twice");
         defined[n.output] = true;
-        if (n.op == OpKind::Conv || n.op == OpKind::Dense) {
-            const Tensor &w = n.weights;
-            int want = n.op == OpKind::Conv ? 4 : 2;
-            if (w.rank() != want) fail(n, "weights must have rank " + std::to_string(want) + ", have " + w.describe());
-            for (int d = 0; d < w.rank(); d++)
-                if (w.dim(d) < 1) fail(n, "weights " + w.describe() + " have an empty dimension");
-            if (w.dtype() != DType::f32 && w.dtype() != DType::u8 && w.dtype() != DType::s8)
-                fail(n, std::string("weights dtype ") + dtype_name(w.dtype()) + " not supported (f32, u8, s8)");
-            if (w.dtype() != DType::f32 && w.quant.empty()) fail(n, "integer weights without scale/zero point");
-            if (n.op == OpKind::Conv && (w.dim(2) != n.window.kernel_h || w.dim(3) != n.window.kernel_w))
-                fail(n, "weights " + w.describe() + " disagree with kernel " + std::to_string(n.window.kernel_h) +
-                            "x" + std::to_string(n.window.kernel_w));
-            if (n.bias.rank() > 0) {
-                if (n.bias.rank() != 1 || n.bias.dim(0) != w.dim(0))
-                    fail(n, "bias " + n.bias.describe() + " must have one value per output channel (" +
-                                std::to_string(w.dim(0)) + ")");
-                if (n.bias.dtype() != DType::f32 && n.bias.dtype() != DType::s32)
-                    fail(n, std::string("bias dtype ") + dtype_name(n.bias.dtype()) + " not supported (f32, s32)");
-                if (n.bias.dtype() == DType::s32 && w.dtype() == DType::f32)
-                    fail(n, "s32 bias needs quantized weights");
-            }
-        }
-        if (n.op == OpKind::BatchNorm && (n.bn_scale.empty() || n.bn_scale.size() != n.bn_shift.size()))
-            fail(n, "scale and shift must be given, one per channel");
-        if (n.op == OpKind::Conv || n.op == OpKind::MaxPool) {
-            const WindowAttrs &a = n.window;
-            if (a.kernel_h < 1 || a.kernel_w < 1 || a.stride_h < 1 || a.stride_w < 1)
-                fail(n, "kernel and stride must be >= 1");
-            if (a.pad_top < 0 || a.pad_left < 0 || a.pad_bottom < 0 || a.pad_right < 0)
-                fail(n, "pads must be >= 0");
-            for (int x : {a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.pad_bottom, a.pad_right})
-                if (x > kMaxWindowAttr)
-                    fail(n, "window attribute " + std::to_string(x) + " is over the limit of " + std::to_string(kMaxWindowAttr));
-        }
+        const std::string what = def.check(n);
+        if (!what.empty()) fail(n, what);
     }
     for (int o : outputs) {
         if (o < 0 || size_t(o) >= values.size() || !defined[o])

@@ -38,9 +38,21 @@ const char *op_name(OpKind k);
 // window arithmetic on them never overflows.
 constexpr int kMaxWindowAttr = 65535;
 
-struct WindowAttrs {  // Conv and MaxPool
+// The one output-size rule of a sliding window (Conv, MaxPool, the kernels' shape checks, the
+// fp32 im2col): `kernel` taps moved by `stride` over `in` elements padded with pad_begin before
+// and pad_end after give floor((in + pad_begin + pad_end - kernel) / stride) + 1 outputs; 0
+// when the window does not fit in the padded input (never a negative or truncated-up count).
+constexpr int64_t window_output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
+                                       int64_t pad_end) {
+    const int64_t span = in + pad_begin + pad_end - kernel;
+    return span < 0 ? 0 : span / stride + 1;
+}
+
+struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
     int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
     int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+    int64_t out_h(int64_t in_h) const { return window_output_extent(in_h, kernel_h, stride_h, pad_top, pad_bottom); }
+    int64_t out_w(int64_t in_w) const { return window_output_extent(in_w, kernel_w, stride_w, pad_left, pad_right); }
 };
 
 struct GraphValue {

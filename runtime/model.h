@@ -135,7 +135,7 @@ private:
     std::unique_ptr<Impl> impl_;
 };
 
-// Graph passes (prepare runs them too).
+// Graph passes (prepare runs them too; runtime/passes.h has the others).
 Graph fold_batchnorm(const Graph &g);  // Conv -> BatchNorm becomes one Conv (float weights)
 // Shapes of every value for `batch` (NHWC / {N,K}); throws naming the node on any mismatch.
 std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch);

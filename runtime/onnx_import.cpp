@@ -25,6 +25,7 @@
 #include <stdexcept>
 
 #include "onnx_tensor.h"
+#include "op_def.h"
 #include "resource_limits.h"
 
 namespace qh {
@@ -422,11 +423,23 @@ private:
     }
 
     // ---- outputs ----
-    int emit(GraphNode n, std::vector<int64_t> shape, DType repr = DType::f32) {
+    // Adds node n; its output's shape comes from the op's shape rule (op_def.h), as in prepare.
+    int emit(GraphNode n, DType repr = DType::f32) {
         n.name = node_->name().empty() ? node_->output(0) : node_->name();
         const std::string &out = node_->output(0);
         if (acts_.count(out) || consts_.count(out) || qconsts_.count(out) || pending_.count(out))
             nfail("output '" + out + "' is assigned twice");
+        ShapeInputs in;
+        for (int i : n.inputs) {
+            in.shapes.push_back(shape_.at(i));
+            in.names.push_back(g_.values[i].name);
+        }
+        std::vector<int64_t> shape;
+        try {
+            shape = output_shape(n, in);
+        } catch (const ShapeError &e) {
+            nfail(e.what());
+        }
         int v = g_.add_node(std::move(n), out);
         shape_.resize(g_.values.size());
         shape_[v] = std::move(shape);
@@ -443,11 +456,9 @@ private:
 
     // ---- shared pieces ----
     WindowAttrs window(bool conv, int64_t kh, int64_t kw);
-    std::vector<int64_t> window_out(const std::vector<int64_t> &in, const WindowAttrs &w, int64_t channels, const std::string &what);
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);
     Tensor bias(int i, const Weights &w, const QuantParams &xq);
-    void check_dense_input(const Act &x, const Tensor &w);
 
     // ---- ops ----
     void conv();
@@ -514,16 +525,6 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     w.pad_top = int(pads[0]); w.pad_left = int(pads[1]);
     w.pad_bottom = int(pads[2]); w.pad_right = int(pads[3]);
     return w;
-}
-
-std::vector<int64_t> Importer::window_out(const std::vector<int64_t> &in, const WindowAttrs &w, int64_t channels,
-                                          const std::string &what) {
-    if (in.size() != 4) nfail(what + " must have rank 4 (NCHW), has shape " + shape_str(in));
-    int64_t hp = in[1] + w.pad_top + w.pad_bottom, wp = in[2] + w.pad_left + w.pad_right;
-    if (hp < w.kernel_h || wp < w.kernel_w)
-        nfail("window " + std::to_string(w.kernel_h) + "x" + std::to_string(w.kernel_w) +
-              " is larger than the padded input (H=" + std::to_string(in[1]) + ", W=" + std::to_string(in[2]) + ")");
-    return {in[0], (hp - w.kernel_h) / w.stride_h + 1, (wp - w.kernel_w) / w.stride_w + 1, channels};
 }
 
 Tensor Importer::quant_const(const QConst &qc) {
@@ -638,12 +639,6 @@ Tensor Importer::bias(int i, const Weights &w, const QuantParams &xq) {
     return b;
 }
 
-void Importer::check_dense_input(const Act &x, const Tensor &w) {
-    const auto &s = shape_of(x);
-    if (s.size() != 2) nfail("input '" + in_name(0) + "' has shape " + shape_str(s) + "; only 2-D {N, K} inputs (Flatten first)");
-    if (s[1] != w.dim(1)) nfail("input has K=" + std::to_string(s[1]) + ", weights " + w.describe() + " expect K=" + std::to_string(w.dim(1)));
-}
-
 // ---- ops -------------------------------------------------------------------------------------
 
 void Importer::conv() {
@@ -654,14 +649,10 @@ void Importer::conv() {
     n.op = OpKind::Conv;
     Weights w = weights(1, false, 4);
     n.window = window(true, w.w.dim(2), w.w.dim(3));
-    const auto &xs = shape_of(x);
-    auto ys = window_out(xs, n.window, w.w.dim(0), "input '" + in_name(0) + "'");
-    if (xs[3] != w.w.dim(1))
-        nfail("input has " + std::to_string(xs[3]) + " channels, weights " + w.w.describe() + " expect " + std::to_string(w.w.dim(1)));
     n.bias = bias(2, w, g_.values[x.v].quant);
     n.weights = w.w;
     n.inputs = {x.v};
-    emit(std::move(n), ys);
+    emit(std::move(n));
 }
 
 void Importer::qlinear_conv() {
@@ -699,16 +690,12 @@ void Importer::qlinear_conv() {
     GraphNode n;
     n.op = OpKind::Conv;
     n.window = window(true, wc.dim(2), wc.dim(3));
-    const auto &xs = shape_of(x);
-    auto ys = window_out(xs, n.window, oc, "input '" + in_name(0) + "'");
-    if (xs[3] != wc.dim(1))
-        nfail("input has " + std::to_string(xs[3]) + " channels, weights " + wc.describe() + " expect " + std::to_string(wc.dim(1)));
     if (has_in(8)) n.bias = int32_bias(8, oc, "bias");
     n.weights = w.w;
     n.inputs = {x.v};
     DType yt;
     QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), ys, yt);
+    int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
 }
 
@@ -741,7 +728,7 @@ void Importer::batchnorm() {
         n.bn_shift.push_back(float(double(p[1][c]) - double(p[2][c]) * s));
     }
     n.inputs = {x.v};
-    emit(std::move(n), xs);
+    emit(std::move(n));
 }
 
 void Importer::relu() {
@@ -751,7 +738,7 @@ void Importer::relu() {
     GraphNode n;
     n.op = OpKind::Relu;
     n.inputs = {x.v};
-    emit(std::move(n), shape_of(x));
+    emit(std::move(n));
 }
 
 void Importer::add() {
@@ -780,13 +767,10 @@ void Importer::add() {
         return;
     }
     const Act &a = float_act(0, "input A"), &b = float_act(1, "input B");
-    emit(add_node(a, b), shape_of(a));
+    emit(add_node(a, b));
 }
 
 GraphNode Importer::add_node(const Act &a, const Act &b) {
-    if (shape_of(a) != shape_of(b))
-        nfail("inputs have shapes " + shape_str(shape_of(a)) + " and " + shape_str(shape_of(b)) +
-              " (NHWC); broadcasting is not supported");
     GraphNode n;
     n.op = OpKind::Add;
     n.inputs = {a.v, b.v};
@@ -802,7 +786,7 @@ void Importer::qlinear_add() {
     GraphNode n = add_node(a, b);
     DType yt;
     QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), shape_of(a), yt);
+    int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
 }
 
@@ -822,11 +806,10 @@ void Importer::maxpool() {
     GraphNode n;
     n.op = OpKind::MaxPool;
     n.window = window(false, 0, 0);
-    auto ys = window_out(shape_of(x), n.window, shape_of(x).size() == 4 ? shape_of(x)[3] : 0, "input '" + in_name(0) + "'");
     n.inputs = {x.v};
     QuantParams q = g_.values[x.v].quant;
     DType qt = g_.values[x.v].qtype;
-    int v = emit(std::move(n), ys, x.repr);
+    int v = emit(std::move(n), x.repr);
     if (x.repr != DType::f32) set_quant(v, q, qt);  // max commutes with dequantization
 }
 
@@ -842,18 +825,16 @@ void Importer::global_avgpool(bool qlinear) {
         allow_attrs({});
     }
     const Act &x = qlinear ? act(0, "input") : float_act(0, "input");
-    const auto &xs = shape_of(x);
-    if (xs.size() != 4) nfail("input has shape " + shape_str(xs) + "; only rank 4 (NCHW)");
     GraphNode n;
     n.op = OpKind::GlobalAvgPool;
     n.inputs = {x.v};
     if (!qlinear) {
-        emit(std::move(n), {xs[0], 1, 1, xs[3]});
+        emit(std::move(n));
         return;
     }
     DType yt;
     QuantParams yq = act_quant(3, 4, yt);
-    int v = emit(std::move(n), {xs[0], 1, 1, xs[3]}, yt);
+    int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
 }
 
@@ -885,15 +866,12 @@ void Importer::flatten(bool reshape) {
         alias(x);
         return;
     }
-    if (xs[1] != 1 || xs[2] != 1)
-        nfail("flattening an input with spatial size " + std::to_string(xs[1]) + "x" + std::to_string(xs[2]) +
-              " is not supported (only 1x1: NCHW and NHWC flatten orders agree only there)");
     GraphNode n;
     n.op = OpKind::Flatten;
     n.inputs = {x.v};
     QuantParams q = g_.values[x.v].quant;
     DType qt = g_.values[x.v].qtype;
-    int v = emit(std::move(n), {N, K}, x.repr);
+    int v = emit(std::move(n), x.repr);
     if (x.repr != DType::f32) set_quant(v, q, qt);
 }
 
@@ -909,7 +887,6 @@ void Importer::gemm() {
     GraphNode n;
     n.op = OpKind::Dense;
     Weights w = weights(1, transB == 0, 2);
-    check_dense_input(x, w.w);
     const int64_t oc = w.w.dim(0);
     if (has_in(2) && is_constant(in_name(2), "C")) {
         // Plain float C: {N}, {1,N}, or a single value broadcast to {N} (exact).
@@ -926,7 +903,7 @@ void Importer::gemm() {
     }
     n.weights = w.w;
     n.inputs = {x.v};
-    emit(std::move(n), {shape_of(x)[0], oc});
+    emit(std::move(n));
 }
 
 // com.microsoft QGemm: A (u8/s8) x B (integer constant) + C (int32) -> quantized or float Y.
@@ -965,19 +942,18 @@ void Importer::qgemm() {
     w.w.quant = wq;
     if (!transB) w.w = transpose_kn(w.w);
     w.quantized = true;
-    check_dense_input(x, w.w);
     GraphNode n;
     n.op = OpKind::Dense;
     if (has_in(6)) n.bias = int32_bias(6, oc, "C");
     n.weights = w.w;
     n.inputs = {x.v};
     if (!has_in(7)) {  // float output
-        emit(std::move(n), {shape_of(x)[0], oc});
+        emit(std::move(n));
         return;
     }
     DType yt;
     QuantParams yq = act_quant(7, 8, yt);
-    int v = emit(std::move(n), {shape_of(x)[0], oc}, yt);
+    int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
 }
 
@@ -989,11 +965,9 @@ void Importer::matmul(bool qlinear) {
         allow_attrs({});
         const Act &x = float_act(0, "input A");
         Weights w = weights(1, true, 2);
-        check_dense_input(x, w.w);
-        n.weights = w.w;
+            n.weights = w.w;
         n.inputs = {x.v};
-        int64_t N = shape_of(x)[0], oc = w.w.dim(0);
-        emit(std::move(n), {N, oc});
+        emit(std::move(n));
         dense_no_bias_[node_->output(0)] = int(g_.nodes.size()) - 1;
         return;
     }
@@ -1023,12 +997,11 @@ void Importer::matmul(bool qlinear) {
     Tensor w = bc;
     w.quant = wq;
     w = transpose_kn(w);
-    check_dense_input(x, w);
     n.weights = w;
     n.inputs = {x.v};
     DType yt;
     QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), {shape_of(x)[0], oc}, yt);
+    int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
 }
 

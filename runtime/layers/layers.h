@@ -1,0 +1,43 @@
+// Internal to the op definitions (runtime/layers/*.cpp): the definitions the registry lists and
+// the pieces several of them share.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "op_def.h"
+#include "program.h"
+
+namespace qh::layers {
+
+extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten;
+
+// Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
+std::string check_window(const WindowAttrs &a);
+// Conv (rank 4) and Dense (rank 2) constants: weights f32, or u8/s8 with quant, no empty
+// dimension; bias empty, or one f32/s32 per output channel (s32 only with integer weights).
+std::string check_weights(const GraphNode &n, int rank);
+// {N, OH, OW, channels} of n.window over the rank-4 input 0; ShapeError if it does not fit.
+std::vector<int64_t> window_shape(const GraphNode &n, const ShapeInputs &in, int64_t channels);
+// The shape of input 0, for ops that keep it.
+std::vector<int64_t> same_shape(const GraphNode &n, const ShapeInputs &in);
+
+// A step for node n (name, reads = inputs, writes = output) with an op label.
+Step node_step(const GraphNode &n, const char *op, const char *kernel = "");
+// The fp32 path's step for n: kernel "fp32 reference", run = `run`.
+void add_fp32_step(Program &p, const GraphNode &n, const char *op, std::function<void(Exec &)> run);
+
+// Weight scales as the packer uses them: float weights quantized symmetric per output channel
+// (s[o] = max|w[o]| / 127, 1 for an all-zero channel); integer weights: their scale(s), one or
+// one per output channel.
+std::vector<float> weight_scales(const Tensor &w);
+inline float weight_scale(const std::vector<float> &s, int64_t o) { return s.size() == 1 ? s[0] : s[o]; }
+// Conv/Dense weights packed for the kernels (pack.h): integer weights as given, float weights
+// quantized with weight_scales; float bias quantized to int32 in units of x_scale * w_scale[oc]
+// (round half even, saturated). out_scale 0: s32 output.
+const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale);
+
+// Flatten, and the int8/fp32 copy of any view that must be materialized: y aliases x unless y is
+// external or every value keeps its memory; then a host copy step.
+void lower_view(Program &p, const GraphNode &n, const char *kernel);
+
+}  // namespace qh::layers

@@ -1,0 +1,51 @@
+// MaxPool over n.window, channels kept. int8: max commutes with dequantization, so the output
+// keeps the input's quantization (a different one is refused).
+#include "layers.h"
+
+namespace qh::layers {
+namespace {
+
+std::string check(const GraphNode &n) { return check_window(n.window); }
+
+std::vector<int64_t> shape(const GraphNode &n, const ShapeInputs &in) {
+    return window_shape(n, in, in.shapes[0].size() == 4 ? in.shapes[0][3] : 0);
+}
+
+void lower_fp32(Program &p, const GraphNode &n) {
+    const int x = n.inputs[0], y = n.output;
+    add_fp32_step(p, n, "maxpool", [x, y, a = n.window](Exec &e) { f32::maxpool(e.T(x), a, e.T(y)); });
+}
+
+void quantize(Program &p, FusedGroup &gr) {
+    const GraphNode &n = p.g.nodes[gr.node];
+    const QuantParams &xq = need_quant(p, n, n.inputs[0]);
+    ValueInfo &y = p.v[n.output];
+    if (!y.quant.empty() && !same_quant(y.quant, xq))
+        node_error(p.g, n, "MaxPool must keep its input's quantization (output scale/zero point differ)");
+    y.quant = xq;
+    y.dtype = DType::u8;
+}
+
+void lower_int8(Program &p, const FusedGroup &gr) {
+    const GraphNode &n = p.g.nodes[gr.node];
+    const int x = n.inputs[0], y = n.output;
+    PoolParams pp;
+    pp.kernel_h = n.window.kernel_h;
+    pp.kernel_w = n.window.kernel_w;
+    pp.stride_h = n.window.stride_h;
+    pp.stride_w = n.window.stride_w;
+    pp.pad_top = n.window.pad_top;
+    pp.pad_left = n.window.pad_left;
+    pp.pad_bottom = n.window.pad_bottom;
+    pp.pad_right = n.window.pad_right;
+    pp.name = n.name;
+    Step s = node_step(n, "maxpool");
+    s.bind = [x, y, pp](Exec &e) { return bind_maxpool(e.T(x), pp, e.T(y)); };
+    p.steps.push_back(std::move(s));
+}
+
+}  // namespace
+
+const OpDef maxpool = {OpKind::MaxPool, "MaxPool", 1, check, shape, lower_fp32, quantize, lower_int8};
+
+}  // namespace qh::layers

@@ -1,0 +1,339 @@
+#include "passes.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "op_def.h"
+#include "resource_limits.h"
+
+namespace qh {
+
+// ---------------------------------------------------------------------------------------------
+// Helpers shared with the op definitions (program.h)
+
+void node_error(const Graph &g, const GraphNode &n, const std::string &what) {
+    throw std::runtime_error("model '" + printable(g.name) + "', node '" + printable(n.name) + "' (" + op_name(n.op) +
+                             "): " + what);
+}
+
+bool same_quant(const QuantParams &a, const QuantParams &b) {
+    return !a.empty() && !b.empty() && a.scale_at(0) == b.scale_at(0) && a.zp_at(0) == b.zp_at(0);
+}
+
+std::vector<bool> output_flags(const Graph &g) {
+    std::vector<bool> f(g.values.size(), false);
+    for (int o : g.outputs) f.at(o) = true;
+    return f;
+}
+
+QuantParams u8_quant(const GraphValue &gv) {
+    QuantParams q = gv.quant;
+    if (gv.qtype == DType::s8)
+        for (int32_t &z : q.zero_point) z += 128;
+    return q;
+}
+
+// Every activation quantization is checked here once, where lowering first reads it: a scale
+// that is not finite and positive, or a zero point outside u8 (after the s8 shift), has no
+// meaning in the kernels' float -> integer steps.
+const QuantParams &need_quant(const Program &p, const GraphNode &n, int id) {
+    if (p.v[id].quant.empty())
+        node_error(p.g, n, "value '" + p.v[id].name + "' has no quantization parameters (calibrate a float model "
+                           "first, or give a QDQ/QOperator model)");
+    const QuantParams &q = p.v[id].quant;
+    for (float sc : q.scale)
+        if (!(std::isfinite(sc) && sc > 0.f))
+            node_error(p.g, n, "value '" + printable(p.v[id].name) + "' has scale " + std::to_string(sc) +
+                                   " (must be finite and positive)");
+    for (int32_t z : q.zero_point)
+        if (z < 0 || z > 255)
+            node_error(p.g, n, "value '" + printable(p.v[id].name) + "' has zero point " + std::to_string(z) +
+                                   " (u8 range 0..255)");
+    return q;
+}
+
+int Program::add_internal(std::string name, std::vector<int64_t> shape, DType dt, QuantParams q) {
+    ValueInfo vi;
+    vi.name = std::move(name);
+    vi.shape = std::move(shape);
+    vi.dtype = dt;
+    vi.quant = std::move(q);
+    v.push_back(std::move(vi));
+    return int(v.size()) - 1;
+}
+
+// ---------------------------------------------------------------------------------------------
+// fold_batchnorm, infer_shapes (declared in model.h)
+
+Graph fold_batchnorm(const Graph &src) {
+    Graph g = src;
+    auto cons = g.consumers();
+    std::vector<bool> drop(g.nodes.size(), false);
+    std::vector<int> producer(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
+    const std::vector<bool> is_output = output_flags(g);
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+        GraphNode &bn = g.nodes[i];
+        if (bn.op != OpKind::BatchNorm) continue;
+        int v = bn.inputs[0], p = producer[v];
+        if (p < 0 || g.nodes[p].op != OpKind::Conv || cons[v].size() != 1) continue;
+        if (is_output[v]) continue;
+        GraphNode &conv = g.nodes[p];
+        if (conv.weights.dtype() != DType::f32 || conv.bias.dtype() == DType::s32) continue;
+        const int64_t oc = conv.weights.dim(0);
+        if (int64_t(bn.bn_scale.size()) != oc)
+            node_error(g, bn, std::to_string(bn.bn_scale.size()) + " channels after a conv with " + std::to_string(oc));
+        // w'[o] = w[o] * scale[o], b'[o] = b[o] * scale[o] + shift[o]
+        Tensor w(DType::f32, conv.weights.shape());
+        const int64_t per = conv.weights.numel() / oc;
+        for (int64_t o = 0; o < oc; o++)
+            for (int64_t k = 0; k < per; k++)
+                w.data<float>()[o * per + k] = conv.weights.data<float>()[o * per + k] * bn.bn_scale[o];
+        Tensor b(DType::f32, {oc});
+        for (int64_t o = 0; o < oc; o++) {
+            float b0 = conv.bias.rank() > 0 ? conv.bias.data<float>()[o] : 0.f;
+            b.data<float>()[o] = b0 * bn.bn_scale[o] + bn.bn_shift[o];
+        }
+        conv.weights = w;
+        conv.bias = b;
+        conv.output = bn.output;
+        drop[i] = true;
+    }
+    std::vector<GraphNode> kept;
+    for (size_t i = 0; i < g.nodes.size(); i++)
+        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+    g.nodes = std::move(kept);
+    return g;
+}
+
+std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
+    if (batch < 1) throw std::runtime_error("model '" + g.name + "': batch must be >= 1");
+    std::vector<std::vector<int64_t>> s(g.values.size());
+    for (int i : g.inputs) {
+        s[i] = g.values[i].shape;
+        s[i][0] = batch;
+        checked_numel(s[i], "model '" + printable(g.name) + "', input '" + printable(g.values[i].name) + "' at batch " +
+                                std::to_string(batch));
+    }
+    ShapeInputs in;
+    for (const GraphNode &n : g.nodes) {
+        in.shapes.clear();
+        in.names.clear();
+        for (int x : n.inputs) {
+            in.shapes.push_back(s[x]);
+            in.names.push_back(g.values[x].name);
+        }
+        std::vector<int64_t> y;
+        try {
+            y = output_shape(n, in);
+            // every value's size is checked once here, before anything is allocated for it
+            checked_numel(y, "value '" + printable(g.values[n.output].name) + "'");
+        } catch (const ShapeError &e) {
+            node_error(g, n, e.what());
+        } catch (const std::length_error &e) {
+            node_error(g, n, e.what());
+        }
+        for (int64_t d : y)
+            if (d < 1) node_error(g, n, "output " + shape_str(y) + " has an empty dimension (empty tensors are not supported)");
+        s[n.output] = y;
+    }
+    return s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// make_program, fuse, assign_quantization, lower
+
+Program make_program(const Graph &g, const std::vector<std::vector<int64_t>> &shapes, const PrepareOptions &opt) {
+    Program p;
+    p.g = g;
+    p.opt = opt;
+    for (size_t i = 0; i < g.values.size(); i++) {
+        ValueInfo vi;
+        vi.name = g.values[i].name;
+        vi.shape = shapes.at(i);
+        vi.dtype = DType::f32;
+        vi.quant = opt.precision == Precision::int8 ? g.values[i].quant : QuantParams{};
+        p.v.push_back(vi);
+    }
+    for (int id : g.inputs) p.v[id].external = true;
+    for (int id : g.outputs) p.v[id].external = true;
+    p.in_ids = g.inputs;
+    p.out_ids = g.outputs;
+    return p;
+}
+
+std::vector<FusedGroup> fuse(const Graph &g) {
+    const auto cons = g.consumers();
+    const std::vector<bool> is_output = output_flags(g);
+    std::vector<int> producer(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
+    std::vector<bool> fused(g.nodes.size(), false);
+    // The single consumer of `id` if it is a Relu that can be fused exactly, else -1.
+    auto relu_after = [&](int id) {
+        if (cons[id].size() != 1 || is_output[id]) return -1;
+        int c = cons[id][0];
+        if (g.nodes[c].op != OpKind::Relu) return -1;
+        const QuantParams a = u8_quant(g.values[id]), b = u8_quant(g.values[g.nodes[c].output]);
+        return a.empty() || same_quant(a, b) ? c : -1;
+    };
+    std::vector<FusedGroup> groups;
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+        if (fused[i]) continue;
+        const GraphNode &n = g.nodes[i];
+        FusedGroup gr;
+        gr.node = int(i);
+        gr.output = n.output;
+        if (n.op == OpKind::Conv) {  // Conv -> Add (other operand already computed)
+            const int out = n.output;
+            if (cons[out].size() == 1 && !is_output[out] && g.nodes[cons[out][0]].op == OpKind::Add) {
+                const GraphNode &a = g.nodes[cons[out][0]];
+                int other = a.inputs[0] == out ? a.inputs[1] : a.inputs[0];
+                if (other != out && producer[other] < int(i)) {
+                    gr.add = cons[out][0];
+                    gr.residual = other;
+                    gr.output = a.output;
+                    fused[gr.add] = true;
+                }
+            }
+        }
+        if (n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add) {
+            gr.relu = relu_after(gr.output);
+            if (gr.relu >= 0) {
+                fused[gr.relu] = true;
+                gr.output = g.nodes[gr.relu].output;
+            }
+        }
+        groups.push_back(gr);
+    }
+    return groups;
+}
+
+void assign_quantization(Program &p) {
+    const Graph &g = p.g;
+    auto &v = p.v;
+    for (size_t id = 0; id < g.values.size(); id++) {
+        if (g.values[id].qtype != DType::s8 || v[id].quant.empty()) continue;
+        if (v[id].quant.zero_point.size() > 1 || v[id].external)
+            throw std::runtime_error("model '" + g.name + "', value '" + v[id].name +
+                                     "': s8 quantization is supported per tensor on intermediate values only");
+        v[id].quant = u8_quant(g.values[id]);
+    }
+    // Graph inputs: u8 as given, or f32 written by the caller into an external tensor and quantized.
+    for (size_t k = 0; k < g.inputs.size(); k++) {
+        int id = g.inputs[k];
+        if (g.values[id].dtype == DType::u8) {
+            v[id].external = true;
+            v[id].dtype = DType::u8;
+            p.in_ids[k] = id;
+            continue;
+        }
+        need_quant(p, GraphNode{OpKind::Relu, "input " + v[id].name}, id);
+        int ext = p.add_internal(v[id].name + ":f32", v[id].shape, DType::f32);
+        v[ext].external = true;
+        p.in_ids[k] = ext;
+        v[id].dtype = DType::u8;
+        p.quantize_in.push_back({ext, id});
+    }
+    for (FusedGroup &gr : p.groups) op_def(g.nodes[gr.node].op).quantize(p, gr);
+    // Graph outputs are f32 for the caller: the quantized ones are dequantized into an external
+    // tensor (unless the graph declares them u8).
+    for (size_t k = 0; k < g.outputs.size(); k++) {
+        int id = g.outputs[k];
+        if (v[id].dtype == DType::f32 || g.values[id].dtype == v[id].dtype) {
+            p.out_ids[k] = id;
+            continue;
+        }
+        v[id].external = false;
+        int ext = p.add_internal(v[id].name + ":f32", v[id].shape, DType::f32);
+        v[ext].external = true;
+        p.out_ids[k] = ext;
+        p.dequantize_out.push_back({id, ext});
+    }
+}
+
+void lower(Program &p) {
+    if (p.opt.precision == Precision::fp32) {
+        for (const GraphNode &n : p.g.nodes) op_def(n.op).lower_fp32(p, n);
+        return;
+    }
+    for (auto [ext, id] : p.quantize_in) {
+        Step s;
+        s.info = {p.v[id].name, "quantize", "", 0};
+        s.reads = {ext};
+        s.writes = {id};
+        s.bind = [ext, id](Exec &e) { return bind_quantize(e.T(ext), e.T(id)); };
+        p.steps.push_back(std::move(s));
+    }
+    for (const FusedGroup &gr : p.groups) op_def(p.g.nodes[gr.node].op).lower_int8(p, gr);
+    for (auto [id, ext] : p.dequantize_out) {
+        Step d;
+        d.info = {p.v[id].name, "dequantize", "", 0};
+        d.reads = {id};
+        d.writes = {ext};
+        d.bind = [id, ext](Exec &e) { return bind_dequantize(e.T(id), e.T(ext)); };
+        p.steps.push_back(std::move(d));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory planning: every non-external root value gets an arena slot alive from the step that
+// first writes it to the step that last reads it; slots are placed largest first at the lowest
+// offset that overlaps no live slot (greedy by size, as TFLite's arena planner does). Only slots
+// alive at some step of the new slot's interval are compared (found through per-step lists), so
+// a chain of n layers plans in O(n log n), not O(n^2). keep_all_values: every slot is alive
+// throughout, so slots are simply laid out one after another. Offsets only: each context
+// allocates its own arena of arena_size bytes.
+void plan_memory(Program &p) {
+    auto &v = p.v;
+    for (auto &vi : v) vi.first = vi.last = -1;
+    for (size_t si = 0; si < p.steps.size(); si++) {
+        for (int w : p.steps[si].writes) {
+            int r = p.root(w);
+            if (v[r].first < 0) v[r].first = int(si);
+            v[r].last = std::max(v[r].last, int(si));
+        }
+        for (int rd : p.steps[si].reads) v[p.root(rd)].last = std::max(v[p.root(rd)].last, int(si));
+    }
+    const size_t kAlign = 64;
+    std::vector<int> order;
+    for (size_t i = 0; i < v.size(); i++)
+        if (v[i].alias < 0 && !v[i].external && v[i].first >= 0) order.push_back(int(i));
+    std::vector<size_t> bytes(v.size(), 0);
+    for (int i : order) {
+        const int64_t n = checked_numel(v[i].shape, "model '" + p.g.name + "', value '" + printable(v[i].name) + "'");
+        bytes[i] = (dtype_storage_bytes(v[i].dtype, n) + kAlign - 1) / kAlign * kAlign;
+    }
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return bytes[a] > bytes[b]; });
+    p.arena_size = 0;
+    if (p.opt.keep_all_values) {
+        for (int i : order) {
+            v[i].offset = p.arena_size;
+            p.arena_size = size_t(checked_add(int64_t(p.arena_size), int64_t(bytes[i]), "model '" + p.g.name + "': arena"));
+        }
+        return;
+    }
+    std::vector<std::vector<int>> live_at(p.steps.size());  // placed slots alive at each step
+    std::vector<int> seen(v.size(), -1);
+    std::vector<std::pair<size_t, size_t>> busy;
+    for (int i : order) {
+        busy.clear();
+        for (int st = v[i].first; st <= v[i].last; st++)
+            for (int j : live_at[st])
+                if (seen[j] != i) {
+                    seen[j] = i;
+                    busy.push_back({v[j].offset, bytes[j]});
+                }
+        std::sort(busy.begin(), busy.end());
+        size_t off = 0;
+        for (auto [o, sz] : busy) {
+            if (off + bytes[i] <= o) break;
+            off = std::max(off, o + sz);
+        }
+        v[i].offset = off;
+        p.arena_size = std::max(p.arena_size, off + bytes[i]);
+        for (int st = v[i].first; st <= v[i].last; st++) live_at[st].push_back(i);
+    }
+}
+
+}  // namespace qh

@@ -1,0 +1,47 @@
+// prepare()'s graph passes, each a function of its own (tests/test_passes.cpp runs them one by
+// one). Model::prepare is, in order:
+//
+//   Graph g = fold_batchnorm(src);                   // model.h: Conv -> BatchNorm = one Conv
+//   auto shapes = infer_shapes(g, batch);            // model.h: every value's shape, checked
+//   Program p = make_program(g, shapes, opt);        // values as the plan sees them
+//   int8: p.groups = fuse(p.g);                      // which nodes become one step
+//         assign_quantization(p);                    // u8 everywhere, input/output (de)quantize
+//   lower(p);                                        // steps, per op definition (op_def.h)
+//   plan_memory(p);                                  // arena offsets
+//
+// then the contexts are allocated and bound (model.cpp).
+#pragma once
+#include <vector>
+
+#include "program.h"
+
+namespace qh {
+
+// The Program's values for the folded graph `g` with its inferred shapes: one per graph value
+// (f32, quant kept for int8 and dropped for fp32), graph inputs and outputs external.
+Program make_program(const Graph &g, const std::vector<std::vector<int64_t>> &shapes, const PrepareOptions &opt);
+
+// int8 fusion plan, one group per step in node order:
+//   Conv [-> Add(x, v) with v computed before the Conv] [-> Relu]  -> conv2d(_add)(+relu)
+//   Dense [-> Relu], Add [-> Relu]                                  -> dense(+relu), add(+relu)
+// An intermediate is fused away only if the Conv/Add alone reads it and it is no graph output.
+// A Relu is fused only when that is exact: its input has no quantization of its own or the same
+// (as u8) as the Relu's output; otherwise it stays a group of its own (the lookup-table Relu,
+// which rounds and saturates at the intermediate as the QDQ graph says).
+std::vector<FusedGroup> fuse(const Graph &g);
+
+// int8: s8 values become u8 (u8_quant; per tensor, intermediates only); graph inputs given as
+// f32 get a quantize from an f32 external tensor, quantized graph outputs the caller wants as
+// f32 a dequantize into one; every group's output gets its dtype and quant (op_def quantize).
+// Errors name the node whose input or output has no quantization.
+void assign_quantization(Program &p);
+
+// Steps: fp32: op_def(n.op).lower_fp32 per node; int8: the input quantize steps, lower_int8 per
+// group, the output dequantize steps.
+void lower(Program &p);
+
+// Every non-external root value gets an arena slot alive from the step that first writes it to
+// the step that last reads it; sets offsets and arena_size (see the definition).
+void plan_memory(Program &p);
+
+}  // namespace qh
