@@ -64,8 +64,9 @@ void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOp
     }
     auto cons = g.consumers();
     const std::vector<bool> is_output = output_flags(g);
+    // A value only a Relu or Clip reads is fused into its producer's clamp (passes.h fuse).
     auto only_relu_reads = [&](size_t id) {
-        return cons[id].size() == 1 && g.nodes[cons[id][0]].op == OpKind::Relu;
+        return cons[id].size() == 1 && (g.nodes[cons[id][0]].op == OpKind::Relu || g.nodes[cons[id][0]].op == OpKind::Clip);
     };
     for (size_t id = 0; id < nv; id++) {
         // Graph outputs stay float; a value only a ReLU reads is never materialized (fused).

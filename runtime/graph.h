@@ -13,6 +13,7 @@
 // Only graph inputs need a shape (batch dimension is replaced by prepare's batch size);
 // prepare() infers the rest.
 #pragma once
+#include <cmath>
 #include <cstdint>
 #include <string>
 #include <unordered_map>
@@ -31,6 +32,7 @@ enum class OpKind {
     MaxPool,        // in: x; attrs kernel/stride/pad
     GlobalAvgPool,  // in: x {N,H,W,C} -> {N,1,1,C}
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
+    Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
 };
 const char *op_name(OpKind k);
 
@@ -76,6 +78,7 @@ struct GraphNode {
     //  QDQ convention; zero point 0).
     Tensor weights, bias;
     std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
+    float clip_min = -INFINITY, clip_max = INFINITY;  // Clip (an infinite bound: no bound)
 };
 
 struct Graph {

@@ -465,6 +465,7 @@ private:
     void qlinear_conv();
     void batchnorm();
     void relu();
+    void clip();
     void add();
     void qlinear_add();
     // The Add node of two activations of the same shape (no broadcasting).
@@ -737,6 +738,28 @@ void Importer::relu() {
     const Act &x = float_act(0, "input");
     GraphNode n;
     n.op = OpKind::Relu;
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+// Clip: bounds as attributes (opset < 11) or as optional constant scalar inputs (opset >= 11);
+// a missing bound is no bound.
+void Importer::clip() {
+    check_arity(1, 3);
+    allow_attrs({"min", "max"});
+    const Act &x = float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::Clip;
+    n.clip_min = attr_float("min", -INFINITY);
+    n.clip_max = attr_float("max", INFINITY);
+    for (int i : {1, 2}) {
+        if (!has_in(i)) continue;
+        const Tensor &b = constant(i, i == 1 ? "min" : "max");
+        if (b.dtype() != DType::f32 || b.numel() != 1)
+            nfail(std::string(i == 1 ? "min" : "max") + " '" + in_name(i) + "' is " + b.describe() +
+                  ", expected one float");
+        (i == 1 ? n.clip_min : n.clip_max) = b.data<float>()[0];
+    }
     n.inputs = {x.v};
     emit(std::move(n));
 }
@@ -1097,6 +1120,7 @@ void Importer::import_node() {
         if (op == "QLinearConv") return qlinear_conv();
         if (op == "BatchNormalization") return batchnorm();
         if (op == "Relu") return relu();
+        if (op == "Clip") return clip();
         if (op == "Add") return add();
         if (op == "MaxPool") return maxpool();
         if (op == "GlobalAveragePool") return global_avgpool(false);
@@ -1110,7 +1134,7 @@ void Importer::import_node() {
         if (op == "Constant") return constant_node();
         if (op == "QuantizeLinear") return quantize();
         if (op == "DequantizeLinear") return dequantize();
-        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Add, MaxPool, GlobalAveragePool, "
+        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, GlobalAveragePool, "
               "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, QuantizeLinear, DequantizeLinear, "
               "QLinearConv, QLinearMatMul; com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");
     }

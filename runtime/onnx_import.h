@@ -1,7 +1,7 @@
 // ONNX importer: .onnx files -> the Graph IR (graph.h). Library target qhalide_onnx.
 //
 // Three model styles are recognized automatically (they may even mix):
-//  - float: Conv, BatchNormalization, Relu, Add, MaxPool, GlobalAveragePool, Flatten, Reshape
+//  - float: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, GlobalAveragePool, Flatten, Reshape
 //    (as a flatten), Gemm, MatMul (+ a constant bias Add), Identity, Dropout, Constant;
 //  - QDQ (ONNX Runtime quantize_static, QuantFormat.QDQ): QuantizeLinear -> DequantizeLinear
 //    pairs on activations become the `quant` of the value; DequantizeLinear of integer constants

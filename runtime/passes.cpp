@@ -169,11 +169,11 @@ std::vector<FusedGroup> fuse(const Graph &g) {
     std::vector<int> producer(g.values.size(), -1);
     for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
     std::vector<bool> fused(g.nodes.size(), false);
-    // The single consumer of `id` if it is a Relu that can be fused exactly, else -1.
-    auto relu_after = [&](int id) {
+    // The single consumer of `id` if it is a Relu or Clip that can be fused exactly, else -1.
+    auto act_after = [&](int id) {
         if (cons[id].size() != 1 || is_output[id]) return -1;
         int c = cons[id][0];
-        if (g.nodes[c].op != OpKind::Relu) return -1;
+        if (g.nodes[c].op != OpKind::Relu && g.nodes[c].op != OpKind::Clip) return -1;
         const QuantParams a = u8_quant(g.values[id]), b = u8_quant(g.values[g.nodes[c].output]);
         return a.empty() || same_quant(a, b) ? c : -1;
     };
@@ -198,10 +198,10 @@ std::vector<FusedGroup> fuse(const Graph &g) {
             }
         }
         if (n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add) {
-            gr.relu = relu_after(gr.output);
-            if (gr.relu >= 0) {
-                fused[gr.relu] = true;
-                gr.output = g.nodes[gr.relu].output;
+            gr.act = act_after(gr.output);
+            if (gr.act >= 0) {
+                fused[gr.act] = true;
+                gr.output = g.nodes[gr.act].output;
             }
         }
         groups.push_back(gr);

@@ -22,11 +22,11 @@ namespace qh {
 Program make_program(const Graph &g, const std::vector<std::vector<int64_t>> &shapes, const PrepareOptions &opt);
 
 // int8 fusion plan, one group per step in node order:
-//   Conv [-> Add(x, v) with v computed before the Conv] [-> Relu]  -> conv2d(_add)(+relu)
-//   Dense [-> Relu], Add [-> Relu]                                  -> dense(+relu), add(+relu)
+//   Conv [-> Add(x, v) with v computed before the Conv] [-> Relu|Clip]  -> conv2d(_add)(+relu|+clip)
+//   Dense [-> Relu|Clip], Add [-> Relu|Clip]                           -> dense(+...), add(+...)
 // An intermediate is fused away only if the Conv/Add alone reads it and it is no graph output.
-// A Relu is fused only when that is exact: its input has no quantization of its own or the same
-// (as u8) as the Relu's output; otherwise it stays a group of its own (the lookup-table Relu,
+// A Relu or Clip is fused only when that is exact: its input has no quantization of its own or the
+// same (as u8) as its output; otherwise it stays a group of its own (the lookup-table Relu,
 // which rounds and saturates at the intermediate as the QDQ graph says).
 std::vector<FusedGroup> fuse(const Graph &g);
 

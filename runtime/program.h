@@ -70,7 +70,7 @@ struct FusedGroup {
     int node = -1;      // the anchor node (index into Graph::nodes)
     int add = -1;       // Conv -> Add: the Add node (conv2d_add), else -1
     int residual = -1;  // with `add`: the Add's other operand (a value computed before the Conv)
-    int relu = -1;      // the Relu node fused at the end, else -1
+    int act = -1;       // the Relu or Clip node fused at the end (a clamp), else -1
     int output = -1;    // the value the group writes: the output of its last node
     int aux = -1;       // set by assign_quantization: Dense with float output -> its s32
                         // accumulator; GlobalAvgPool -> the {N,C} view of its output

@@ -262,6 +262,102 @@ TEST(OnnxImport, QdqConvPerChannel) {
     EXPECT_EQ(g.outputs[0], g.nodes[1].output);
 }
 
+// Clip (opset 11+: bounds as constant inputs) in the QDQ model in place of the Relu. With the
+// clip output quantized like its input it is fused into the conv's clamp (conv2d+clip); with its
+// own quantization it runs as a lookup table. Both bit-exact with the literal QDQ semantics.
+TEST(OnnxImport, QdqClipFusedOrTableIsExact) {
+    for (bool same_quant : {true, false}) {
+        SCOPED_TRACE(same_quant ? "fused" : "table");
+        Model m = qdq_model();
+        onnx::NodeProto *relu = nullptr;
+        for (int i = 0; i < m.g->node_size(); i++)
+            if (m.g->node(i).op_type() == "Relu") relu = m.g->mutable_node(i);
+        ASSERT_NE(relu, nullptr);
+        relu->set_op_type("Clip");
+        m.f32("lo", {}, {-0.5f});
+        m.f32("hi", {}, {3.f});
+        relu->add_input("lo");
+        relu->add_input("hi");
+        // Fused: r's u8 (0.05, 125) is y's s8 (0.05, -3) shifted by 128, the same real values.
+        const float rs = same_quant ? 0.05f : 0.04f;
+        const int32_t rz = same_quant ? 125 : 0;
+        for (int i = 0; i < m.g->initializer_size(); i++) {
+            TP *t = m.g->mutable_initializer(i);
+            if (t->name() == "r_s") t->set_float_data(0, rs);
+            if (t->name() == "r_z") t->set_raw_data(std::string(1, char(rz)));
+        }
+        Graph g = m.import();
+        EXPECT_EQ(ops(g), (std::vector<OpKind>{OpKind::Conv, OpKind::Clip}));
+        EXPECT_EQ(g.nodes[1].clip_min, -0.5f);
+        EXPECT_EQ(g.nodes[1].clip_max, 3.f);
+        std::vector<uint8_t> xnhwc(75);
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < 25; p++)
+                xnhwc[p * 3 + c] = uint8_t(ref::quantize(std::sin(0.7f * float(c * 25 + p)) * 2.5f, 0.02f, 128, 0, 255));
+        std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
+        for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
+        const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
+        ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+        auto acc = ref::conv2d_acc(p, xnhwc, 128, w, zw, bias);
+        auto model = qh::Model::prepare(g, {});
+        for (int i = 0; i < 75; i++) model->input(0).data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+        model->execute();
+        int clipped_lo = 0, clipped_hi = 0;
+        for (int i = 0; i < 100; i++) {
+            const int32_t yq = ref::requantize(acc[i], (0.02f * ws[i % 4]) / 0.05f, -3, -128, 127);
+            const float y = ref::dequantize(yq, 0.05f, -3);
+            const int32_t rq = ref::quantize(std::min(std::max(y, -0.5f), 3.f), rs, rz, 0, 255);
+            EXPECT_EQ(model->output(0).data<float>()[i], ref::dequantize(rq, rs, rz)) << "element " << i;
+            clipped_lo += y < -0.5f;
+            clipped_hi += y > 3.f;
+        }
+        EXPECT_GT(clipped_lo, 0);
+        EXPECT_GT(clipped_hi, 0);
+        std::vector<std::string> steps;
+        for (const auto &l : model->layers()) steps.push_back(l.op);
+        EXPECT_EQ(steps, same_quant ? (std::vector<std::string>{"quantize", "conv2d+clip", "dequantize"})
+                                    : (std::vector<std::string>{"quantize", "conv2d", "clip", "dequantize"}));
+    }
+}
+
+// A float model with Conv -> Clip(0, 6) (Relu6): calibrated, the Clip is fused into the conv's
+// clamp, and int8 agrees with fp32 within quantization error.
+TEST(OnnxImport, FloatRelu6IsFusedAfterCalibration) {
+    Model m("relu6_net");
+    m.input("x", {1, 3, 8, 8});
+    m.f32("W", {4, 3, 3, 3}, ramp(108, -1.f, 0.02f), true);
+    auto &c = m.node("Conv", {"x", "W"}, {"c"}, "conv");
+    attr(c, "pads", {1, 1, 1, 1});
+    m.f32("zero", {}, {0.f});
+    m.f32("six", {}, {6.f});
+    m.node("Clip", {"c", "zero", "six"}, {"r"}, "relu6");
+    m.node("GlobalAveragePool", {"r"}, {"g"}, "gap");
+    m.node("Flatten", {"g"}, {"f"}, "flatten");
+    m.f32("Wfc", {4, 4}, {1.f, 0.f, 0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 0.f, 1.f, 0.f, 0.f, 0.f, 0.f, 1.f});
+    auto &fc = m.node("Gemm", {"f", "Wfc"}, {"out"}, "fc");
+    attr(fc, "transB", int64_t(1));
+    m.output("out");
+    Graph g = m.import();
+    Tensor x(DType::f32, {1, 8, 8, 3});
+    for (int64_t i = 0; i < x.numel(); i++) x.data<float>()[i] = std::sin(0.37f * float(i)) * 3.f;
+    PrepareOptions fo;
+    fo.precision = Precision::fp32;
+    auto f = qh::Model::prepare(g, fo);
+    std::memcpy(f->input(0).raw(), x.raw(), x.nbytes());
+    f->execute();
+    calibrate(g, {x}, {});
+    auto q = qh::Model::prepare(g, {});
+    EXPECT_EQ(q->layers()[1].op, "conv2d+clip");
+    std::memcpy(q->input(0).raw(), x.raw(), x.nbytes());
+    q->execute();
+    for (int k = 0; k < 4; k++) {
+        const float fv = f->output(0).data<float>()[k];
+        EXPECT_GE(fv, 0.f);
+        EXPECT_LE(fv, 6.f);
+        EXPECT_NEAR(q->output(0).data<float>()[k], fv, 0.05f) << "channel " << k;
+    }
+}
+
 // The QDQ model end to end (s8 intermediate shifted to u8; Conv and Relu stay apart because
 // their outputs have different quantization): bit-exact with the literal QDQ semantics
 // (requantize to y's s8, dequantize, Relu, quantize to r) computed with the reference ops.

@@ -150,18 +150,18 @@ TEST(Passes, FuseConvAddReluAndKeepInexactRelu) {
     auto groups = fuse(sg.g);
     ASSERT_EQ(groups.size(), 6u);
     EXPECT_EQ(groups[0].node, 0);
-    EXPECT_EQ(groups[0].relu, 1);
+    EXPECT_EQ(groups[0].act, 1);
     EXPECT_EQ(groups[0].add, -1);
     EXPECT_EQ(groups[0].output, sg.g.find_value("relu1"));
     EXPECT_EQ(groups[1].node, 2);
     EXPECT_EQ(groups[1].add, 3);
     EXPECT_EQ(groups[1].residual, sg.g.find_value("relu1"));
-    EXPECT_EQ(groups[1].relu, 4);
+    EXPECT_EQ(groups[1].act, 4);
     EXPECT_EQ(groups[1].output, sg.g.find_value("relu2"));
     for (int k = 2; k < 6; k++) {
         EXPECT_EQ(groups[k].node, k + 3);
         EXPECT_EQ(groups[k].add, -1);
-        EXPECT_EQ(groups[k].relu, -1);
+        EXPECT_EQ(groups[k].act, -1);
     }
 
     // QDQ: the Relu's input has its own quant, different from the output's: not exact to fuse.
@@ -169,7 +169,7 @@ TEST(Passes, FuseConvAddReluAndKeepInexactRelu) {
     q.g.values[q.g.find_value("conv1")].quant = QuantParams::per_tensor(0.2f, 100);
     groups = fuse(q.g);
     ASSERT_EQ(groups.size(), 7u);
-    EXPECT_EQ(groups[0].relu, -1);
+    EXPECT_EQ(groups[0].act, -1);
     EXPECT_EQ(groups[1].node, 1);  // relu1 on its own
 
     // The same quant as s8 (zero point - 128) is the same u8 quant: fused.
@@ -177,7 +177,7 @@ TEST(Passes, FuseConvAddReluAndKeepInexactRelu) {
     GraphValue &c1 = s8.g.values[s8.g.find_value("conv1")];
     c1.quant = QuantParams::per_tensor(0.1f, 3 - 128);
     c1.qtype = DType::s8;
-    EXPECT_EQ(fuse(s8.g)[0].relu, 1);
+    EXPECT_EQ(fuse(s8.g)[0].act, 1);
 
     // A Conv output that is also a graph output is not fused away.
     SmallQuantGraph o;
@@ -185,7 +185,7 @@ TEST(Passes, FuseConvAddReluAndKeepInexactRelu) {
     groups = fuse(o.g);
     EXPECT_EQ(groups[1].add, -1);
     EXPECT_EQ(groups[2].node, 3);  // add+relu2
-    EXPECT_EQ(groups[2].relu, 4);
+    EXPECT_EQ(groups[2].act, 4);
 }
 
 TEST(Passes, AssignQuantization) {

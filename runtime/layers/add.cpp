@@ -29,8 +29,9 @@ void quantize(Program &p, FusedGroup &gr) {
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const int a = n.inputs[0], b = n.inputs[1], y = gr.output;
-    const Activation act = gr.relu >= 0 ? Activation::relu(p.v[y].quant.zp_at(0)) : Activation{};
-    Step s = node_step(n, gr.relu >= 0 ? "add+relu" : "add");
+    const Activation act = fused_activation(p, gr, p.v[y].quant);
+    Step s = node_step(n, "add");
+    s.info.op += activation_suffix(p, gr);
     s.writes = {y};
     s.bind = [a, b, y, act](Exec &e) { return bind_add(e.T(a), e.T(b), act, e.T(y)); };
     p.steps.push_back(std::move(s));

@@ -142,5 +142,43 @@ void lower_view(Program &p, const GraphNode &n, const char *kernel) {
     p.steps.push_back(std::move(s));
 }
 
+namespace {
+// QuantizeLinear of a real value to u8 in float32 (round half to even, saturate); infinite
+// values saturate.
+int32_t quantize_u8(float v, const QuantParams &q) {
+    return int32_t(std::clamp(std::nearbyint(v / q.scale_at(0)) + float(q.zp_at(0)), 0.f, 255.f));
+}
+}  // namespace
+
+Activation fused_activation(const Program &p, const FusedGroup &gr, const QuantParams &yq) {
+    if (gr.act < 0) return {};
+    const GraphNode &a = p.g.nodes[gr.act];
+    if (a.op == OpKind::Relu) return Activation::relu(yq.zp_at(0));
+    return {quantize_u8(a.clip_min, yq), quantize_u8(a.clip_max, yq)};
+}
+
+std::string activation_suffix(const Program &p, const FusedGroup &gr) {
+    if (gr.act < 0) return "";
+    return p.g.nodes[gr.act].op == OpKind::Relu ? "+relu" : "+clip";
+}
+
+std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),
+                                  const GraphNode &n) {
+    std::array<uint8_t, 256> lut;
+    for (int q = 0; q < 256; q++) lut[q] = uint8_t(quantize_u8(f(float(q - xq.zp_at(0)) * xq.scale_at(0), n), yq));
+    return lut;
+}
+
+void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut) {
+    const int x = n.inputs[0], y = n.output;
+    Step s = node_step(n, op, "host: 256-entry lookup table (dequantize, op, quantize)");
+    s.run = [x, y, lut](Exec &e) {
+        const uint8_t *a = e.T(x).data<uint8_t>();
+        uint8_t *o = e.T(y).data<uint8_t>();
+        for (int64_t k = 0, end = e.T(x).numel(); k < end; k++) o[k] = lut[a[k]];
+    };
+    p.steps.push_back(std::move(s));
+}
+
 }  // namespace layers
 }  // namespace qh

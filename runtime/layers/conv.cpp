@@ -53,8 +53,8 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     const int x = n.inputs[0], y = gr.output, res = gr.residual;
     const QuantParams &xq = p.v[x].quant, &yq = p.v[y].quant;
     Step s = node_step(n, gr.add >= 0 ? "conv2d_add" : "conv2d");
-    s.info.name = p.g.nodes[gr.relu >= 0 ? gr.relu : gr.add >= 0 ? gr.add : gr.node].name;
-    if (gr.relu >= 0) s.info.op += "+relu";
+    s.info.name = p.g.nodes[gr.act >= 0 ? gr.act : gr.add >= 0 ? gr.add : gr.node].name;
+    s.info.op += activation_suffix(p, gr);
     s.info.ops = conv_ops(n, p.v[y].shape);
     s.writes = {y};
     Conv2dParams cp;
@@ -65,7 +65,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     cp.pad_bottom = n.window.pad_bottom;
     cp.pad_right = n.window.pad_right;
     cp.name = n.name;
-    cp.act = gr.relu >= 0 ? Activation::relu(yq.zp_at(0)) : Activation{};
+    cp.act = fused_activation(p, gr, yq);
     if (gr.add < 0) {
         const PackedWeights *w = &pack_node(p, n, xq, yq.scale_at(0));
         s.bind = [x, y, w, cp](Exec &e) { return bind_conv2d(e.T(x), *w, cp, e.T(y)); };

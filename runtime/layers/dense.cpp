@@ -33,7 +33,7 @@ void quantize(Program &p, FusedGroup &gr) {
         p.v[y].dtype = DType::u8;
         return;
     }
-    if (gr.relu >= 0) node_error(p.g, n, "a Relu after a float-output Dense is not supported");
+    if (gr.act >= 0) node_error(p.g, n, "a Relu or Clip after a float-output Dense is not supported");
     // Float output: s32 accumulators with real = s_x * s_w[oc] * acc (computed in float32 as
     // ONNX does), dequantized per channel.
     QuantParams aq;
@@ -50,12 +50,13 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     const int x = n.inputs[0], y = gr.output;
     const QuantParams &xq = p.v[x].quant;
     const std::string name = n.name;
-    Step s = node_step(n, gr.relu >= 0 ? "dense+relu" : "dense");
+    Step s = node_step(n, "dense");
+    s.info.op += activation_suffix(p, gr);
     s.info.ops = dense_ops(n, p.v[y].shape);
     s.writes = {y};
     if (gr.aux < 0) {  // u8 output
         const PackedWeights *w = &pack_node(p, n, xq, p.v[y].quant.scale_at(0));
-        const Activation act = gr.relu >= 0 ? Activation::relu(p.v[y].quant.zp_at(0)) : Activation{};
+        const Activation act = fused_activation(p, gr, p.v[y].quant);
         s.bind = [x, y, w, act, name](Exec &e) { return bind_dense(e.T(x), *w, act, e.T(y), name); };
         p.steps.push_back(std::move(s));
         return;

@@ -1,6 +1,8 @@
 // Internal to the op definitions (runtime/layers/*.cpp): the definitions the registry lists and
 // the pieces several of them share.
 #pragma once
+#include <array>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -9,7 +11,7 @@
 
 namespace qh::layers {
 
-extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten;
+extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten, clip;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);
@@ -35,6 +37,19 @@ inline float weight_scale(const std::vector<float> &s, int64_t o) { return s.siz
 // quantized with weight_scales; float bias quantized to int32 in units of x_scale * w_scale[oc]
 // (round half even, saturated). out_scale 0: s32 output.
 const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale);
+
+// The clamp, in output integer units, of the Relu or Clip fused at the end of an int8 group
+// (gr.act), for output quantization yq; no clamp without one. Exact because y's quantization is
+// the activation's (fuse() checks): clamp(q, Q(lo), Q(hi)) with Q = QuantizeLinear to u8.
+Activation fused_activation(const Program &p, const FusedGroup &gr, const QuantParams &yq);
+// "+relu", "+clip" or "" for the step's op label.
+std::string activation_suffix(const Program &p, const FusedGroup &gr);
+// 256-entry table of a u8 -> u8 elementwise op on a quantized tensor: lut[q] =
+// QuantizeLinear(f(DequantizeLinear(q, xq)), yq), in float32 as ONNX computes it; exact for any f.
+std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),
+                                  const GraphNode &n);
+// A host step applying such a table.
+void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut);
 
 // Flatten, and the int8/fp32 copy of any view that must be materialized: y aliases x unless y is
 // external or every value keeps its memory; then a host copy step.

@@ -16,6 +16,7 @@ const OpDef &op_def(OpKind k) {
     case OpKind::MaxPool: return layers::maxpool;
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
+    case OpKind::Clip: return layers::clip;
     }
     throw std::invalid_argument("op_def: OpKind " + std::to_string(int(k)) + " has no definition");
 }

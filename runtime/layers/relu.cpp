@@ -26,24 +26,11 @@ void quantize(Program &p, FusedGroup &gr) {
     y.dtype = DType::u8;
 }
 
+float relu_f(float v, const GraphNode &) { return std::max(0.f, v); }
+
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
-    const int x = n.inputs[0], y = n.output;
-    const QuantParams &xq = p.v[x].quant, &yq = p.v[y].quant;
-    // lut[q] = clamp(round_half_even(max(0, (q - z_x) s_x) / s_y) + z_y, 0, 255), in float32
-    std::array<uint8_t, 256> lut;
-    for (int q = 0; q < 256; q++) {
-        float r = std::max(0.f, float(q - xq.zp_at(0)) * xq.scale_at(0));
-        float t = std::nearbyint(r / yq.scale_at(0)) + float(yq.zp_at(0));
-        lut[q] = uint8_t(std::clamp(t, 0.f, 255.f));
-    }
-    Step s = node_step(n, "relu", "host: 256-entry lookup table (dequantize, relu, quantize)");
-    s.run = [x, y, lut](Exec &e) {
-        const uint8_t *a = e.T(x).data<uint8_t>();
-        uint8_t *o = e.T(y).data<uint8_t>();
-        for (int64_t k = 0, end = e.T(x).numel(); k < end; k++) o[k] = lut[a[k]];
-    };
-    p.steps.push_back(std::move(s));
+    add_table_step(p, n, "relu", u8_table(p.v[n.inputs[0]].quant, p.v[n.output].quant, relu_f, n));
 }
 
 }  // namespace
