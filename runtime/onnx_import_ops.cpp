@@ -1,0 +1,634 @@
+// The ONNX importer, one method per ONNX op (and the shared window / weights / bias / quantized
+// constant decoding they use): each checks its node and emits IR nodes. onnx_importer.h.
+#include "onnx_importer.h"
+
+namespace qh::onnx_detail {
+
+WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
+    WindowAttrs w;
+    auto ks = attr_ints("kernel_shape", conv ? std::vector<int64_t>{kh, kw} : std::vector<int64_t>{});
+    if (ks.size() != 2) nfail("kernel_shape " + shape_str(ks) + " not supported (only 2-D windows)");
+    if (conv && (ks[0] != kh || ks[1] != kw))
+        nfail("kernel_shape " + shape_str(ks) + " disagrees with the weights' " + shape_str({kh, kw}));
+    auto strides = attr_ints("strides", {1, 1});
+    auto pads = attr_ints("pads", {0, 0, 0, 0});
+    auto dil = attr_ints("dilations", {1, 1});
+    std::string auto_pad = attr_string("auto_pad", "NOTSET");
+    if (auto_pad != "NOTSET" && auto_pad != "VALID")
+        nfail("auto_pad=" + auto_pad + " not supported (only NOTSET with explicit pads, or VALID)");
+    if (auto_pad == "VALID") pads = {0, 0, 0, 0};
+    if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
+        nfail("strides " + shape_str(strides) + " not supported (two values >= 1)");
+    if (pads.size() != 4 || *std::min_element(pads.begin(), pads.end()) < 0)
+        nfail("pads " + shape_str(pads) + " not supported (four values >= 0)");
+    if (dil != std::vector<int64_t>{1, 1}) nfail("dilations " + shape_str(dil) + " not supported (only 1)");
+    for (const auto *vals : {&ks, &strides, &pads})
+        for (int64_t x : *vals)
+            if (x < 0 || x > kMaxWindowAttr)
+                nfail("window attribute " + std::to_string(x) + " (kernel_shape " + shape_str(ks) + ", strides " +
+                      shape_str(strides) + ", pads " + shape_str(pads) + ") out of range 0.." +
+                      std::to_string(kMaxWindowAttr));
+    if (conv) {
+        int64_t group = attr_int("group", 1);
+        if (group != 1) nfail("group=" + std::to_string(group) + " not supported (only group=1)");
+    } else {
+        int64_t ceil = attr_int("ceil_mode", 0);
+        if (ceil != 0) nfail("ceil_mode=" + std::to_string(ceil) + " not supported (only 0)");
+        int64_t so = attr_int("storage_order", 0);
+        if (so != 0) nfail("storage_order=" + std::to_string(so) + " not supported (only 0)");
+    }
+    for (int64_t v : {ks[0], ks[1], strides[0], strides[1], pads[0], pads[1], pads[2], pads[3]})
+        if (v > 1 << 16) nfail("window attribute value " + std::to_string(v) + " is out of range");
+    w.kernel_h = int(ks[0]); w.kernel_w = int(ks[1]);
+    w.stride_h = int(strides[0]); w.stride_w = int(strides[1]);
+    // ONNX pads: [H_begin, W_begin, H_end, W_end].
+    w.pad_top = int(pads[0]); w.pad_left = int(pads[1]);
+    w.pad_bottom = int(pads[2]); w.pad_right = int(pads[3]);
+    return w;
+}
+
+Tensor Importer::quant_const(const QConst &qc) {
+    // Decoded in the context of the DequantizeLinear node that produced it.
+    const onnx::NodeProto *user = node_;
+    node_ = qc.node;
+    auto restore = [&] { node_ = user; };
+    try {
+        auto dec = [&](const std::string &n) { return decode(n); };
+        Tensor data = dec(qc.data);
+        Tensor scale = dec(qc.scale);
+        if (scale.dtype() != DType::f32 || scale.rank() > 1)
+            nfail("scale '" + qc.scale + "' must be a float scalar or 1-D, is " + scale.describe());
+        QuantParams q;
+        q.scale.assign(scale.data<float>(), scale.data<float>() + scale.numel());
+        for (float s : q.scale)
+            if (!(s > 0.f) || !std::isfinite(s)) nfail("scale '" + qc.scale + "' has a non-positive or non-finite value");
+        if (!qc.zp.empty()) {
+            Tensor zp = dec(qc.zp);
+            if (zp.dtype() != data.dtype() || zp.numel() != scale.numel())
+                nfail("zero point '" + qc.zp + "' is " + zp.describe() + ", expected " + dtype_name(data.dtype()) +
+                      " with " + std::to_string(scale.numel()) + " value(s)");
+            for (int64_t i = 0; i < zp.numel(); i++)
+                q.zero_point.push_back(zp.dtype() == DType::u8   ? zp.data<uint8_t>()[i]
+                                       : zp.dtype() == DType::s8 ? zp.data<int8_t>()[i]
+                                                                 : zp.data<int32_t>()[i]);
+        } else {
+            q.zero_point.assign(q.scale.size(), 0);
+        }
+        if (scale.numel() > 1 || scale.rank() == 1) {
+            int64_t axis = attr_int("axis", 1);
+            if (scale.numel() > 1) {
+                if (axis < 0) axis += data.rank();
+                if (axis < 0 || axis >= data.rank() || data.dim(int(axis)) != scale.numel())
+                    nfail("per-axis scale of " + std::to_string(scale.numel()) + " values does not match axis " +
+                          std::to_string(attr_int("axis", 1)) + " of " + data.describe());
+                q.axis = int(axis);
+            }
+        }
+        if (q.scale.size() == 1) q.axis = -1;
+        data.quant = q;
+        restore();
+        return data;
+    } catch (...) {
+        restore();
+        throw;
+    }
+}
+
+// Weights of Conv (rank 4, OIHW) or Dense (rank 2). kn_layout: the source is {K, N} (MatMul,
+// Gemm transB=0) and is transposed into {N, K}.
+Importer::Weights Importer::weights(int i, bool kn_layout, int rank) {
+    const std::string &n = in_name(i);
+    Weights r;
+    if (qconsts_.count(n)) {
+        r.w = quant_const(qconsts_.at(n));
+        if (r.w.dtype() != DType::u8 && r.w.dtype() != DType::s8)
+            nfail("weights '" + n + "' are " + r.w.describe() + " (only uint8/int8 quantized weights)");
+        r.quantized = true;
+    } else if (is_constant(n, "weights")) {
+        r.w = constant(i, "weights");
+        if (r.w.dtype() != DType::f32)
+            nfail("weights '" + n + "' are " + r.w.describe() +
+                  " without DequantizeLinear (float weights, or integer weights through DequantizeLinear)");
+    } else if (acts_.count(n) || pending_.count(n)) {
+        nfail("weights '" + n + "': only constant weights are supported, it " + not_constant(n));
+    } else {
+        undefined(n, "weights");
+    }
+    if (r.w.rank() != rank)
+        nfail("weights '" + n + "' are " + r.w.describe() + ", expected rank " + std::to_string(rank));
+    int out_axis = kn_layout ? 1 : 0;
+    if (r.w.quant.axis >= 0 && r.w.quant.axis != out_axis)
+        nfail("weights '" + n + "' are quantized per axis " + std::to_string(r.w.quant.axis) +
+              "; only per tensor or per output channel (axis " + std::to_string(out_axis) + ")");
+    if (kn_layout) r.w = transpose_kn(r.w);
+    return r;
+}
+
+// Optional bias (input i) of Conv/Gemm: f32 {OC}, or (QDQ) int32 through DequantizeLinear with
+// scale x_scale * w_scale[oc] and zero point 0, which becomes the s32 bias.
+Tensor Importer::bias(int i, const Weights &w, const QuantParams &xq) {
+    if (!has_in(i)) return {};
+    const std::string &n = in_name(i);
+    const int64_t oc = w.w.dim(0);
+    Tensor b;
+    if (qconsts_.count(n)) {
+        b = quant_const(qconsts_.at(n));
+        if (b.dtype() != DType::s32) nfail("bias '" + n + "' is " + b.describe() + " (quantized bias must be int32)");
+        if (!w.quantized) nfail("bias '" + n + "' is quantized but the weights are float");
+        if (xq.empty()) nfail("bias '" + n + "' is quantized but the input has no quantization (no QuantizeLinear/DequantizeLinear pair)");
+        for (int64_t c = 0; c < b.numel() && c < oc; c++) {
+            if (b.quant.zp_at(size_t(c)) != 0) nfail("bias '" + n + "' has a non-zero zero point");
+            float want = xq.scale_at(0) * w.w.quant.scale_at(size_t(c));
+            float got = b.quant.scale_at(b.quant.scale.size() == 1 ? 0 : size_t(c));
+            if (std::fabs(got - want) > 4 * FLT_EPSILON * want)
+                nfail("bias '" + n + "' scale " + std::to_string(got) + " at channel " + std::to_string(c) +
+                      " is not input scale * weight scale = " + std::to_string(want) +
+                      " (an s32 bias must be in units of x_scale * w_scale)");
+        }
+        b.quant = {};
+    } else if (is_constant(n, "bias")) {
+        b = constant(i, "bias");
+        if (b.dtype() != DType::f32)
+            nfail("bias '" + n + "' is " + b.describe() + " without DequantizeLinear (float bias, or int32 through DequantizeLinear)");
+    } else if (acts_.count(n) || pending_.count(n)) {
+        nfail("bias '" + n + "': only constant bias is supported, it " + not_constant(n));
+    } else {
+        undefined(n, "bias");
+    }
+    if (b.rank() != 1 || b.dim(0) != oc) nfail("bias '" + n + "' is " + b.describe() + ", expected " + std::to_string(oc) + " values");
+    return b;
+}
+
+// ---- ops -------------------------------------------------------------------------------------
+
+void Importer::conv() {
+    check_arity(2, 3);
+    allow_attrs({"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
+    const Act &x = float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::Conv;
+    Weights w = weights(1, false, 4);
+    n.window = window(true, w.w.dim(2), w.w.dim(3));
+    n.bias = bias(2, w, g_.values[x.v].quant);
+    n.weights = w.w;
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+void Importer::qlinear_conv() {
+    check_arity(8, 9);
+    allow_attrs({"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
+    read_quant_input(0, 1, 2, "input");
+    const Act &x = act(0, "input");
+    // Weights: integer constant, scale/zero point per tensor or per output channel.
+    const Tensor &wc = constant(3, "weights");
+    if ((wc.dtype() != DType::u8 && wc.dtype() != DType::s8) || wc.rank() != 4)
+        nfail("weights '" + in_name(3) + "' are " + wc.describe() + ", expected uint8/int8 of rank 4");
+    Weights w;
+    w.w = wc;
+    w.quantized = true;
+    const int64_t oc = wc.dim(0);
+    const Tensor &ws = constant(4, "weight scale");
+    if (ws.dtype() != DType::f32 || ws.rank() > 1 || (ws.numel() != 1 && ws.numel() != oc))
+        nfail("weight scale '" + in_name(4) + "' is " + ws.describe() + ", expected 1 or " + std::to_string(oc) + " floats");
+    QuantParams wq;
+    wq.scale.assign(ws.data<float>(), ws.data<float>() + ws.numel());
+    for (float s : wq.scale)
+        if (!(s > 0.f) || !std::isfinite(s)) nfail("weight scale '" + in_name(4) + "' has a non-positive or non-finite value");
+    if (has_in(5)) {
+        const Tensor &wz = constant(5, "weight zero point");
+        if (wz.dtype() != wc.dtype() || wz.rank() > 1 || wz.numel() != ws.numel())
+            nfail("weight zero point '" + in_name(5) + "' is " + wz.describe() + ", expected " + dtype_name(wc.dtype()) +
+                  " with " + std::to_string(ws.numel()) + " value(s)");
+        for (int64_t i = 0; i < wz.numel(); i++)
+            wq.zero_point.push_back(wz.dtype() == DType::u8 ? wz.data<uint8_t>()[i] : wz.data<int8_t>()[i]);
+    } else {
+        wq.zero_point.assign(wq.scale.size(), 0);
+    }
+    wq.axis = ws.numel() > 1 ? 0 : -1;
+    w.w.quant = wq;
+    GraphNode n;
+    n.op = OpKind::Conv;
+    n.window = window(true, wc.dim(2), wc.dim(3));
+    if (has_in(8)) n.bias = int32_bias(8, oc, "bias");
+    n.weights = w.w;
+    n.inputs = {x.v};
+    DType yt;
+    QuantParams yq = act_quant(6, 7, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+void Importer::batchnorm() {
+    check_arity(5, 5);
+    allow_attrs({"epsilon", "momentum", "training_mode", "spatial", "is_test", "consumed_inputs"});
+    if (attr_int("training_mode", 0) != 0) nfail("training_mode=1 not supported (inference only)");
+    only_first_output();
+    if (attr_int("spatial", 1) != 1) nfail("spatial=0 not supported (only per-channel statistics)");
+    const Act &x = float_act(0, "input");
+    const auto &xs = shape_of(x);
+    if (xs.size() != 4) nfail("input has shape " + shape_str(xs) + "; only rank 4 (NCHW)");
+    const int64_t C = xs[3];
+    const char *names[] = {"scale", "B", "mean", "var"};
+    const float *p[4];
+    for (int i = 0; i < 4; i++) {
+        const Tensor &t = constant(i + 1, names[i]);
+        if (t.dtype() != DType::f32 || t.rank() != 1 || t.dim(0) != C)
+            nfail(std::string(names[i]) + " '" + in_name(i + 1) + "' is " + t.describe() + ", expected " + std::to_string(C) + " floats");
+        p[i] = t.data<float>();
+    }
+    const double eps = attr_float("epsilon", 1e-5f);
+    GraphNode n;
+    n.op = OpKind::BatchNorm;
+    for (int64_t c = 0; c < C; c++) {
+        if (!(double(p[3][c]) + eps > 0)) nfail("var + epsilon is not positive at channel " + std::to_string(c));
+        // y = (x - mean) / sqrt(var + eps) * scale + B, combined in double, rounded once.
+        double s = double(p[0][c]) / std::sqrt(double(p[3][c]) + eps);
+        n.bn_scale.push_back(float(s));
+        n.bn_shift.push_back(float(double(p[1][c]) - double(p[2][c]) * s));
+    }
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+void Importer::relu() {
+    check_arity(1, 1);
+    allow_attrs({"consumed_inputs"});
+    const Act &x = float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::Relu;
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+// Clip: bounds as attributes (opset < 11) or as optional constant scalar inputs (opset >= 11);
+// a missing bound is no bound.
+void Importer::clip() {
+    check_arity(1, 3);
+    allow_attrs({"min", "max"});
+    const Act &x = float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::Clip;
+    n.clip_min = attr_float("min", -INFINITY);
+    n.clip_max = attr_float("max", INFINITY);
+    for (int i : {1, 2}) {
+        if (!has_in(i)) continue;
+        const Tensor &b = constant(i, i == 1 ? "min" : "max");
+        if (b.dtype() != DType::f32 || b.numel() != 1)
+            nfail(std::string(i == 1 ? "min" : "max") + " '" + in_name(i) + "' is " + b.describe() +
+                  ", expected one float");
+        (i == 1 ? n.clip_min : n.clip_max) = b.data<float>()[0];
+    }
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+void Importer::add() {
+    check_arity(2, 2);
+    allow_attrs({});
+    for (int i = 0; i < 2; i++) {
+        const std::string &c = in_name(i);
+        if (!consts_.count(c) && !qconsts_.count(c)) continue;
+        // MatMul + constant bias -> the Dense's bias.
+        const std::string &mm = in_name(1 - i);
+        auto d = dense_no_bias_.find(mm);
+        if (qconsts_.count(c) || d == dense_no_bias_.end() || readers_[mm].size() != 1 || graph_outputs_.count(mm))
+            nfail("adding constant '" + c + "' is only supported as the bias of a MatMul whose output is read by this Add alone");
+        GraphNode &dn = g_.nodes[d->second];
+        const int64_t oc = dn.weights.dim(0);
+        const Tensor &b = constant(i, "bias");
+        bool shape_ok = (b.rank() == 1 && b.dim(0) == oc) || (b.rank() == 2 && b.dim(0) == 1 && b.dim(1) == oc);
+        if (b.dtype() != DType::f32 || !shape_ok)
+            nfail("bias '" + c + "' is " + b.describe() + ", expected f32 [" + std::to_string(oc) + "] or [1," + std::to_string(oc) + "]");
+        Tensor bb(DType::f32, {oc});
+        std::memcpy(bb.raw(), b.raw(), size_t(oc) * 4);
+        dn.bias = bb;
+        dense_no_bias_.erase(d);
+        alias(acts_.at(mm));
+        rename_[acts_.at(mm).v] = node_->output(0);
+        return;
+    }
+    const Act &a = float_act(0, "input A"), &b = float_act(1, "input B");
+    emit(add_node(a, b));
+}
+
+GraphNode Importer::add_node(const Act &a, const Act &b) {
+    GraphNode n;
+    n.op = OpKind::Add;
+    n.inputs = {a.v, b.v};
+    return n;
+}
+
+void Importer::qlinear_add() {
+    check_arity(7, 8);
+    allow_attrs({});
+    read_quant_input(0, 1, 2, "input A");
+    read_quant_input(3, 4, 5, "input B");
+    const Act &a = act(0, "input A"), &b = act(3, "input B");
+    GraphNode n = add_node(a, b);
+    DType yt;
+    QuantParams yq = act_quant(6, 7, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+void Importer::maxpool() {
+    check_arity(1, 1);
+    allow_attrs({"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "storage_order", "auto_pad"});
+    only_first_output();
+    const Act &x = act(0, "input");
+    if (x.repr != DType::f32 && g_.values[x.v].quant.empty()) {
+        // A plain uint8 graph input (e.g. ONNX's test_maxpool_2d_uint8): its real value is its
+        // integer, i.e. scale 1, zero point 0, which is exact for MaxPool.
+        if (!input_values_.count(x.v))
+            nfail("input '" + in_name(0) + "' is " + dtype_name(x.repr) + " with no known scale/zero point");
+        g_.values[x.v].quant = QuantParams::per_tensor(1.f, 0);
+        g_.values[x.v].qtype = x.repr;
+    }
+    GraphNode n;
+    n.op = OpKind::MaxPool;
+    n.window = window(false, 0, 0);
+    n.inputs = {x.v};
+    QuantParams q = g_.values[x.v].quant;
+    DType qt = g_.values[x.v].qtype;
+    int v = emit(std::move(n), x.repr);
+    if (x.repr != DType::f32) set_quant(v, q, qt);  // max commutes with dequantization
+}
+
+void Importer::global_avgpool(bool qlinear) {
+    if (qlinear) {
+        check_arity(5, 5);
+        allow_attrs({"channels_last"});
+        int64_t cl = attr_int("channels_last", 0);
+        if (cl != 0) nfail("channels_last=" + std::to_string(cl) + " not supported (only 0: NCHW)");
+        read_quant_input(0, 1, 2, "input");
+    } else {
+        check_arity(1, 1);
+        allow_attrs({});
+    }
+    const Act &x = qlinear ? act(0, "input") : float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::GlobalAvgPool;
+    n.inputs = {x.v};
+    if (!qlinear) {
+        emit(std::move(n));
+        return;
+    }
+    DType yt;
+    QuantParams yq = act_quant(3, 4, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+// Flatten(axis=1), or Reshape to {N,-1} / {0,-1} / {N,C}: {N,1,1,C} -> {N,C}. Works on float
+// and quantized tensors alike (the quant carries over).
+void Importer::flatten(bool reshape) {
+    const Act &x = act(0, "input");
+    const auto &xs = shape_of(x);
+    if (xs.size() != 4 && xs.size() != 2) nfail("input has shape " + shape_str(xs) + "; only rank 4 (NCHW) or 2");
+    const int64_t N = xs[0], K = xs.size() == 4 ? xs[1] * xs[2] * xs[3] : xs[1];
+    if (reshape) {
+        check_arity(2, 2);
+        allow_attrs({"allowzero"});
+        if (attr_int("allowzero", 0) != 0) nfail("allowzero=1 not supported");
+        const Tensor &s = constant(1, "shape");
+        if (s.dtype() != DType::s32 || s.rank() != 1)
+            nfail("shape '" + in_name(1) + "' must be a 1-D int64 constant, is " + s.describe());
+        std::vector<int64_t> t(s.data<int32_t>(), s.data<int32_t>() + s.numel());
+        bool ok = t.size() == 2 && (t[0] == 0 || t[0] == N || (t[0] == -1 && t[1] == K)) && (t[1] == -1 || t[1] == K);
+        if (!ok)
+            nfail("reshape to " + shape_str(t) + " not supported (only {N,-1}, {0,-1} or {N,C*H*W}: a flatten)");
+    } else {
+        check_arity(1, 1);
+        allow_attrs({"axis"});
+        int64_t axis = attr_int("axis", 1), ax = axis < 0 ? axis + int64_t(xs.size()) : axis;
+        if (ax != 1) nfail("axis=" + std::to_string(axis) + " not supported (only 1)");
+    }
+    if (xs.size() == 2) {  // already {N, K}
+        alias(x);
+        return;
+    }
+    GraphNode n;
+    n.op = OpKind::Flatten;
+    n.inputs = {x.v};
+    QuantParams q = g_.values[x.v].quant;
+    DType qt = g_.values[x.v].qtype;
+    int v = emit(std::move(n), x.repr);
+    if (x.repr != DType::f32) set_quant(v, q, qt);
+}
+
+void Importer::gemm() {
+    check_arity(2, 3);
+    allow_attrs({"alpha", "beta", "transA", "transB", "broadcast"});
+    float alpha = attr_float("alpha", 1.f), beta = attr_float("beta", 1.f);
+    if (alpha != 1.f) nfail("alpha=" + std::to_string(alpha) + " not supported (only 1)");
+    if (has_in(2) && beta != 1.f) nfail("beta=" + std::to_string(beta) + " not supported (only 1)");
+    if (attr_int("transA", 0) != 0) nfail("transA=1 not supported (only 0)");
+    const int64_t transB = attr_int("transB", 0);
+    const Act &x = float_act(0, "input A");
+    GraphNode n;
+    n.op = OpKind::Dense;
+    Weights w = weights(1, transB == 0, 2);
+    const int64_t oc = w.w.dim(0);
+    if (has_in(2) && is_constant(in_name(2), "C")) {
+        // Plain float C: {N}, {1,N}, or a single value broadcast to {N} (exact).
+        const Tensor &c = constant(2, "C");
+        if (c.dtype() != DType::f32) nfail("C '" + in_name(2) + "' is " + c.describe() + " (float, or int32 through DequantizeLinear)");
+        bool row = (c.rank() == 1 && c.dim(0) == oc) || (c.rank() == 2 && c.dim(0) == 1 && c.dim(1) == oc);
+        if (!row && c.numel() != 1)
+            nfail("C '" + in_name(2) + "' is " + c.describe() + "; only a bias per output ([" + std::to_string(oc) +
+                  "], [1," + std::to_string(oc) + "] or one value)");
+        n.bias = Tensor(DType::f32, {oc});
+        for (int64_t j = 0; j < oc; j++) n.bias.data<float>()[j] = c.data<float>()[row ? j : 0];
+    } else {
+        n.bias = bias(2, w, g_.values[x.v].quant);
+    }
+    n.weights = w.w;
+    n.inputs = {x.v};
+    emit(std::move(n));
+}
+
+// com.microsoft QGemm: A (u8/s8) x B (integer constant) + C (int32) -> quantized or float Y.
+void Importer::qgemm() {
+    check_arity(6, 9);
+    allow_attrs({"alpha", "transA", "transB"});
+    if (attr_float("alpha", 1.f) != 1.f) nfail("alpha != 1 not supported");
+    if (attr_int("transA", 0) != 0) nfail("transA=1 not supported (only 0)");
+    const int64_t transB = attr_int("transB", 0);
+    read_quant_input(0, 1, 2, "input A");
+    const Act &x = act(0, "input A");
+    const Tensor &bc = constant(3, "B");
+    if ((bc.dtype() != DType::u8 && bc.dtype() != DType::s8) || bc.rank() != 2)
+        nfail("B '" + in_name(3) + "' is " + bc.describe() + ", expected uint8/int8 of rank 2");
+    const int64_t oc = transB ? bc.dim(0) : bc.dim(1);
+    const Tensor &bs = constant(4, "B scale");
+    if (bs.dtype() != DType::f32 || bs.rank() > 1 || (bs.numel() != 1 && bs.numel() != oc))
+        nfail("B scale '" + in_name(4) + "' is " + bs.describe() + ", expected 1 or " + std::to_string(oc) + " floats");
+    QuantParams wq;
+    wq.scale.assign(bs.data<float>(), bs.data<float>() + bs.numel());
+    for (float s : wq.scale)
+        if (!(s > 0.f) || !std::isfinite(s)) nfail("B scale has a non-positive or non-finite value");
+    if (has_in(5)) {
+        const Tensor &bz = constant(5, "B zero point");
+        if (bz.dtype() != bc.dtype() || bz.numel() != bs.numel())
+            nfail("B zero point '" + in_name(5) + "' is " + bz.describe() + ", expected " + dtype_name(bc.dtype()) +
+                  " with " + std::to_string(bs.numel()) + " value(s)");
+        for (int64_t i = 0; i < bz.numel(); i++)
+            wq.zero_point.push_back(bz.dtype() == DType::u8 ? bz.data<uint8_t>()[i] : bz.data<int8_t>()[i]);
+    } else {
+        wq.zero_point.assign(wq.scale.size(), 0);
+    }
+    wq.axis = bs.numel() > 1 ? (transB ? 0 : 1) : -1;
+    Weights w;
+    w.w = bc;
+    w.w.quant = wq;
+    if (!transB) w.w = transpose_kn(w.w);
+    w.quantized = true;
+    GraphNode n;
+    n.op = OpKind::Dense;
+    if (has_in(6)) n.bias = int32_bias(6, oc, "C");
+    n.weights = w.w;
+    n.inputs = {x.v};
+    if (!has_in(7)) {  // float output
+        emit(std::move(n));
+        return;
+    }
+    DType yt;
+    QuantParams yq = act_quant(7, 8, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+void Importer::matmul(bool qlinear) {
+    GraphNode n;
+    n.op = OpKind::Dense;
+    if (!qlinear) {
+        check_arity(2, 2);
+        allow_attrs({});
+        const Act &x = float_act(0, "input A");
+        Weights w = weights(1, true, 2);
+            n.weights = w.w;
+        n.inputs = {x.v};
+        emit(std::move(n));
+        dense_no_bias_[node_->output(0)] = int(g_.nodes.size()) - 1;
+        return;
+    }
+    // QLinearMatMul: a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp; b {K,N} constant.
+    check_arity(8, 8);
+    allow_attrs({});
+    read_quant_input(0, 1, 2, "input A");
+    const Act &x = act(0, "input A");
+    const Tensor &bc = constant(3, "B");
+    if ((bc.dtype() != DType::u8 && bc.dtype() != DType::s8) || bc.rank() != 2)
+        nfail("B '" + in_name(3) + "' is " + bc.describe() + ", expected uint8/int8 of rank 2");
+    const int64_t oc = bc.dim(1);
+    const Tensor &bs = constant(4, "B scale");
+    if (bs.dtype() != DType::f32 || bs.rank() > 1 || (bs.numel() != 1 && bs.numel() != oc))
+        nfail("B scale '" + in_name(4) + "' is " + bs.describe() + ", expected 1 or " + std::to_string(oc) + " floats");
+    const Tensor &bz = constant(5, "B zero point");
+    if (bz.dtype() != bc.dtype() || bz.numel() != bs.numel())
+        nfail("B zero point '" + in_name(5) + "' is " + bz.describe() + ", expected " + dtype_name(bc.dtype()) +
+              " with " + std::to_string(bs.numel()) + " value(s)");
+    QuantParams wq;
+    wq.scale.assign(bs.data<float>(), bs.data<float>() + bs.numel());
+    for (float s : wq.scale)
+        if (!(s > 0.f) || !std::isfinite(s)) nfail("B scale has a non-positive or non-finite value");
+    for (int64_t i = 0; i < bz.numel(); i++)
+        wq.zero_point.push_back(bz.dtype() == DType::u8 ? bz.data<uint8_t>()[i] : bz.data<int8_t>()[i]);
+    wq.axis = bs.numel() > 1 ? 1 : -1;  // per column of B {K, N}
+    Tensor w = bc;
+    w.quant = wq;
+    w = transpose_kn(w);
+    n.weights = w;
+    n.inputs = {x.v};
+    DType yt;
+    QuantParams yq = act_quant(6, 7, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+void Importer::identity(bool dropout) {
+    if (dropout) {
+        check_arity(1, 3);
+        allow_attrs({"ratio", "seed", "is_test", "consumed_inputs"});
+        only_first_output();
+        if (has_in(2)) {
+            const Tensor &t = constant(2, "training_mode");
+            bool on = t.numel() != 1 || static_cast<const uint8_t *>(t.raw())[0] != 0;
+            if (on) nfail("training_mode must be a constant false (inference only)");
+        }
+    } else {
+        check_arity(1, 1);
+        allow_attrs({});
+    }
+    const std::string &in = in_name(0);
+    if (consts_.count(in)) {
+        if (dropout) nfail("Dropout of a constant is not supported");
+        consts_[node_->output(0)] = consts_.at(in);
+        return;
+    }
+    alias(act(0, "input"));
+}
+
+void Importer::constant_node() {
+    check_arity(0, 0);
+    allow_attrs({"value"});
+    const auto *a = attr("value");
+    if (!a || a->type() != onnx::AttributeProto::TENSOR) nfail("only the 'value' (tensor) form is supported");
+    const std::string &out = node_->output(0);
+    if (acts_.count(out) || consts_.count(out) || pending_.count(out)) nfail("output '" + out + "' is assigned twice");
+    consts_[out] = &a->t();
+}
+
+void Importer::quantize() {
+    check_arity(2, 3);
+    allow_attrs({"axis", "saturate", "block_size"});
+    if (attr_int("block_size", 0) != 0) nfail("block_size != 0 not supported (blocked quantization)");
+    if (attr_int("saturate", 1) != 1) nfail("saturate=0 not supported");
+    const std::string &in = in_name(0);
+    if (consts_.count(in)) nfail("quantizing the constant '" + in + "' is not supported (store integer weights with DequantizeLinear)");
+    const Act &x = float_act(0, "input");
+    // The float tensor is replaced by its quantized form: nothing else may read it as float.
+    if (graph_outputs_.count(in)) nfail("'" + in + "' is quantized and also a graph output (the IR has one representation per value)");
+    for (int r : readers_[in]) {
+        const auto &rn = m_.graph().node(r);
+        if (rn.op_type() != "QuantizeLinear" || !is_std_domain(rn.domain()))
+            nfail("'" + in + "' is quantized here and also read as float by node '" + rn.name() + "' (" + rn.op_type() +
+                  "); the IR has one representation per value");
+    }
+    DType t;
+    QuantParams q = act_quant(1, 2, t);
+    annotate(x.v, q, t, "input");
+    alias({x.v, t});
+}
+
+void Importer::dequantize() {
+    check_arity(2, 3);
+    allow_attrs({"axis", "block_size"});
+    if (attr_int("block_size", 0) != 0) nfail("block_size != 0 not supported (blocked quantization)");
+    const std::string &in = in_name(0), &out = node_->output(0);
+    if (consts_.count(in)) {
+        // Quantized constant: resolved when a Conv / Gemm / MatMul reads it.
+        for (int i = 1; i < 3; i++)
+            if (has_in(i) && !is_constant(in_name(i), i == 1 ? "scale" : "zero point"))
+                nfail("scale / zero point '" + in_name(i) + "' of a constant must be constants");
+        if (acts_.count(out) || consts_.count(out) || qconsts_.count(out) || pending_.count(out))
+            nfail("output '" + out + "' is assigned twice");
+        QConst qc;
+        qc.node = node_;
+        qc.data = in;
+        qc.scale = in_name(1);
+        if (has_in(2)) qc.zp = in_name(2);
+        quant_const(qc);  // check now: errors at load time, naming this node
+        qconsts_[out] = qc;
+        return;
+    }
+    const Act &x = quant_act(0, "input");
+    const Tensor &s = constant(1, "scale");
+    if (s.numel() != 1) nfail("per-axis dequantization of an activation is not supported (scale is " + s.describe() + ")");
+    read_quant_input(0, 1, 2, "input");
+    if (!input_values_.count(x.v) && !rename_.count(x.v)) rename_[x.v] = out;  // consumers read this name
+    alias({x.v, DType::f32});
+}
+
+}  // namespace qh::onnx_detail
