@@ -45,7 +45,10 @@ struct PackedWeights {
     std::vector<int32_t> bias;     // effective bias, oc_pad
     std::vector<int32_t> wzp;      // z_w', oc_pad
     std::vector<float> mult;       // s_x * s_w[oc] / s_out, oc_pad (1.0 if no output scale)
-    std::vector<int8_t> unpacked;  // w' in OIHW, kept for references and checks
+    // w' in OIHW (oc x ic x kh x kw, unpadded): the neutral form. `data` is the kernel list's
+    // blocked layout (every CPU variant and cuda_dp4a); other implementations (registry.h) pack
+    // their own layout from this in their bind.
+    std::vector<int8_t> unpacked;
     int64_t reduction() const { return int64_t(kh) * kw * ic_pad; }
     size_t packed_bytes() const { return size_t(oc_pad) * kh * kw * ic_pad; }
 };

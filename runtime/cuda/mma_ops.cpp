@@ -88,22 +88,6 @@ struct State {
     std::string name, kernel;  // for errors
 };
 
-// OIHW s8 weights back from the CPU packing (runtime/pack.h):
-// packed(i, o, cb, kx, ky, ob) = w[16*ob + o][4*cb + i][ky][kx], Halide dims innermost first.
-std::vector<int8_t> unpack_oihw(const PackedWeights &w) {
-    const int cio = w.ic_pad / 4;
-    std::vector<int8_t> out(size_t(w.oc) * w.ic * w.kh * w.kw);
-    const int8_t *src = w.data.get();
-    for (int oc = 0; oc < w.oc; oc++)
-        for (int ic = 0; ic < w.ic; ic++)
-            for (int ky = 0; ky < w.kh; ky++)
-                for (int kx = 0; kx < w.kw; kx++) {
-                    const int ob = oc / 16, o = oc % 16, cb = ic / 4, i = ic % 4;
-                    const size_t k = i + 4 * (o + 16 * (cb + size_t(cio) * (kx + size_t(w.kw) * (ky + size_t(w.kh) * ob))));
-                    out[((size_t(oc) * w.ic + ic) * w.kh + ky) * w.kw + kx] = src[k];
-                }
-    return out;
-}
 
 }  // namespace
 
@@ -129,10 +113,13 @@ bool variant_ok(const ConvDesc &d, int v, bool fused) {
 }
 
 // Weights, bias, multipliers on the device and the heuristic tile variant for one GEMM-shaped
-// op. `fused`: a fused u8 epilogue follows (no split-K variants there). `oihw` receives the
-// unpacked weights (the im2col formulation packs them once more).
+// op. `fused`: a fused u8 epilogue follows (no split-K variants there). The kernel owns its
+// weight layout: it packs from the neutral form PackedWeights keeps (w.unpacked: OIHW s8, the
+// same weights the kernel list's blocked layout holds; bias / multipliers per channel), never
+// from another kernel's layout. `oihw` refers to that neutral form (the im2col formulation packs
+// it into its own layout too).
 std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, bool fused,
-                                  const std::string &op, std::vector<int8_t> &oihw) {
+                                  const std::string &op, const std::vector<int8_t> *&oihw) {
     init_shared_context();
     auto st = std::make_shared<State>();
     st->d = desc;
@@ -141,9 +128,9 @@ std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, 
     st->variant = qh_cuda_conv2d_pick_variant(d, num_sms());
     if (fused && qh_cuda_conv2d_variant(st->variant).splitk > 1) st->variant = 5;
     if (!variant_ok(d, st->variant, fused)) st->variant = 1;
-    oihw = unpack_oihw(w);
+    oihw = &w.unpacked;
     std::vector<int8_t> packed(size_t(d.oc) * qh_cuda_conv2d_kpad(d));
-    qh_cuda_pack_weights(d, oihw.data(), packed.data());
+    qh_cuda_pack_weights(d, oihw->data(), packed.data());
     st->w.upload(packed.data(), packed.size(), op);
     st->bias.upload(w.bias.data(), sizeof(int32_t) * d.oc, op);
     st->mult.upload(w.mult.data(), sizeof(float) * d.oc, op);
@@ -414,7 +401,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     d.pt = p.pad_top; d.pl = p.pad_left; d.pb = p.pad_bottom; d.pr = p.pad_right;
     d.zx = w.input_zp;
     if (qh_cuda_conv2d_kpad(d) > 65536) return {};  // ops.cpp has checked the shapes
-    std::vector<int8_t> oihw;
+    const std::vector<int8_t> *oihw = nullptr;
     auto st = make_state(d, w, true, p.name, oihw);
     st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
     st->y = reinterpret_cast<uint8_t *>(y.device_handle());
@@ -424,7 +411,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
         res_dev = reinterpret_cast<const uint8_t *>(residual->tensor->device_handle());
         st->res = QhResidual{res_dev, residual->conv_zp, residual->res_zp, residual->conv_mult, residual->res_mult};
     }
-    return bind_gemm(st, p.act, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8", oihw,
+    return bind_gemm(st, p.act, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8", *oihw,
                      {d.ic, d.w, d.h, d.n}, {d.oc, d.ow(), d.oh(), d.n}, res_dev);
 }
 
@@ -436,12 +423,12 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     d.n = int(x.dim(0)); d.h = 1; d.w = 1; d.ic = int(x.dim(1)); d.oc = w.oc;
     d.zx = w.input_zp;
     if (qh_cuda_conv2d_kpad(d) > 65536) return {};
-    std::vector<int8_t> oihw;
+    const std::vector<int8_t> *oihw = nullptr;
     auto st = make_state(d, w, !s32, name, oihw);
     st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
     st->y = reinterpret_cast<uint8_t *>(y.device_handle());
     st->s32 = s32;
-    return bind_gemm(st, act, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8", oihw, {d.ic, 1, 1, d.n},
+    return bind_gemm(st, act, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8", *oihw, {d.ic, 1, 1, d.n},
                      {d.oc, 1, 1, d.n}, nullptr);
 }
 
