@@ -226,8 +226,13 @@ void BoundOp::fail(int rc) const {
 std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w,
                                          const Conv2dParams &p) {
     if (x.rank() != 4) fail(p.name, "input must be NHWC (rank 4), got " + x.describe());
-    int64_t oh = window_output_extent(x.dim(1), w.kh, p.stride_h, p.pad_top, p.pad_bottom);
-    int64_t ow = window_output_extent(x.dim(2), w.kw, p.stride_w, p.pad_left, p.pad_right);
+    if ((p.kernel_h != 0 && p.kernel_h != w.kh) || (p.kernel_w != 0 && p.kernel_w != w.kw))
+        fail(p.name, "kernel " + std::to_string(p.kernel_h) + "x" + std::to_string(p.kernel_w) +
+                         " differs from the weights' " + std::to_string(w.kh) + "x" + std::to_string(w.kw));
+    WindowAttrs win = p;
+    win.kernel_h = w.kh;
+    win.kernel_w = w.kw;
+    const int64_t oh = win.out_h(x.dim(1)), ow = win.out_w(x.dim(2));
     if (oh <= 0 || ow <= 0)
         fail(p.name, "kernel " + std::to_string(w.kh) + "x" + std::to_string(w.kw) +
                          " larger than padded input " + x.describe());
@@ -337,8 +342,7 @@ std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p) {
     QH_EXPECT(p.pad_top < p.kernel_h && p.pad_bottom < p.kernel_h && p.pad_left < p.kernel_w &&
                p.pad_right < p.kernel_w && p.pad_top >= 0 && p.pad_left >= 0,
            p.name, "pads must be >= 0 and smaller than the kernel");
-    int64_t oh = window_output_extent(x.dim(1), p.kernel_h, p.stride_h, p.pad_top, p.pad_bottom);
-    int64_t ow = window_output_extent(x.dim(2), p.kernel_w, p.stride_w, p.pad_left, p.pad_right);
+    const int64_t oh = p.out_h(x.dim(1)), ow = p.out_w(x.dim(2));
     QH_EXPECT(oh > 0 && ow > 0, p.name, "kernel larger than padded input " + x.describe());
     return {x.dim(0), oh, ow, x.dim(3)};
 }

@@ -10,6 +10,7 @@
 #include <functional>
 #include <string>
 
+#include "graph.h"
 #include "pack.h"
 #include "tensor.h"
 
@@ -53,9 +54,11 @@ struct Activation {
     static Activation relu(int32_t zero_point) { return {zero_point, INT32_MAX}; }
 };
 
-struct Conv2dParams {
-    int stride_h = 1, stride_w = 1;
-    int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+// The window is the IR's WindowAttrs (graph.h: one window type, one output-size rule). kernel_h /
+// kernel_w: 0 (the default here) means "the weights' kernel"; otherwise they must equal it.
+struct Conv2dParams : WindowAttrs {
+    Conv2dParams() { kernel_h = kernel_w = 0; }
+    explicit Conv2dParams(const WindowAttrs &w) : WindowAttrs(w) {}
     int dilation_h = 1, dilation_w = 1, group = 1;  // only 1 is supported
     Activation act;
     std::string name = "conv2d";  // layer name for messages
@@ -87,9 +90,9 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
 void dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
            const std::string &name = "dense");
 
-struct PoolParams {
-    int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
-    int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+struct PoolParams : WindowAttrs {  // the IR's window (graph.h)
+    PoolParams() = default;
+    explicit PoolParams(const WindowAttrs &w) : WindowAttrs(w) {}
     std::string name = "maxpool";
 };
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p);

@@ -57,13 +57,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     s.info.op += activation_suffix(p, gr);
     s.info.ops = conv_ops(n, p.v[y].shape);
     s.writes = {y};
-    Conv2dParams cp;
-    cp.stride_h = n.window.stride_h;
-    cp.stride_w = n.window.stride_w;
-    cp.pad_top = n.window.pad_top;
-    cp.pad_left = n.window.pad_left;
-    cp.pad_bottom = n.window.pad_bottom;
-    cp.pad_right = n.window.pad_right;
+    Conv2dParams cp(n.window);
     cp.name = n.name;
     cp.act = fused_activation(p, gr, yq);
     if (gr.add < 0) {

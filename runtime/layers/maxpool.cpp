@@ -29,15 +29,7 @@ void quantize(Program &p, FusedGroup &gr) {
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const int x = n.inputs[0], y = n.output;
-    PoolParams pp;
-    pp.kernel_h = n.window.kernel_h;
-    pp.kernel_w = n.window.kernel_w;
-    pp.stride_h = n.window.stride_h;
-    pp.stride_w = n.window.stride_w;
-    pp.pad_top = n.window.pad_top;
-    pp.pad_left = n.window.pad_left;
-    pp.pad_bottom = n.window.pad_bottom;
-    pp.pad_right = n.window.pad_right;
+    PoolParams pp(n.window);
     pp.name = n.name;
     Step s = node_step(n, "maxpool");
     s.bind = [x, y, pp](Exec &e) { return bind_maxpool(e.T(x), pp, e.T(y)); };
