@@ -7,6 +7,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "graph.h"
 #include "reference_ops.h"
 #include "resource_limits.h"
 #include "resnet_shapes.h"
@@ -122,7 +123,9 @@ Problem parse_shape(const std::string &op, const std::string &text) {
             if (x > INT32_MAX) bad("shape '" + text + "': implied " + f + "=" + std::to_string(x) + " is too large");
             return int(x);
         };
-        auto out_of = [](int64_t in, int64_t k, int64_t s, int64_t pb, int64_t pe) { return (in + pb + pe - k) / s + 1; };
+        auto out_of = [](int64_t in, int64_t k, int64_t s, int64_t pb, int64_t pe) {
+            return window_output_extent(in, k, s, pb, pe);  // the IR's rule (graph.h)
+        };
         // benchdnn: a given output size without a pad implies "same"-style padding.
         auto same = [](int64_t out, int64_t in, int64_t k, int64_t s) {
             return std::max<int64_t>(0, ((out - 1) * s + k - in) / 2);
