@@ -16,16 +16,9 @@
 using namespace qh;
 using qh::testing_graphs::node;
 using qh::testing_graphs::SmallQuantGraph;
+using qh::test::random_input;
 
 namespace {
-
-Tensor random_input(std::vector<int64_t> shape, uint32_t seed) {
-    Tensor t(DType::f32, shape);
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d(0.f, 1.f);
-    for (int64_t i = 0; i < t.numel(); i++) t.data<float>()[i] = d(g);
-    return t;
-}
 
 void set_input(Model &m, const Tensor &x) {
     ASSERT_EQ(m.input(0).shape(), x.shape());

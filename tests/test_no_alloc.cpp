@@ -46,17 +46,10 @@ int posix_memalign(void **p, size_t a, size_t n) {
 
 namespace qh {
 namespace {
+using test::random_input;
 
 // Keeps `p` observable so the allocation is not optimized away.
 void keep(const void *p) { asm volatile("" : : "g"(p) : "memory"); }
-
-Tensor random_input(std::vector<int64_t> shape, uint32_t seed) {
-    Tensor t(DType::f32, std::move(shape));
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d(0.f, 1.f);
-    for (int64_t i = 0; i < t.numel(); i++) t.data<float>()[i] = d(g);
-    return t;
-}
 
 long allocations_in(const std::function<void()> &f) {
     g_allocs = 0;

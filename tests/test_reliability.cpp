@@ -20,6 +20,7 @@
 #include "ops.h"
 #include "resnet.h"
 #include "resource_limits.h"
+#include "test_util.h"
 
 namespace qh::test {
 namespace {
@@ -46,14 +47,6 @@ struct Budget {
     explicit Budget(size_t b) { set_memory_budget(b); }
     ~Budget() { set_memory_budget(0); }
 };
-
-Tensor random_input(std::vector<int64_t> shape, uint32_t seed) {
-    Tensor t(DType::f32, std::move(shape));
-    std::mt19937 g(seed);
-    std::normal_distribution<float> d(0.f, 1.f);
-    for (int64_t i = 0; i < t.numel(); i++) t.data<float>()[i] = d(g);
-    return t;
-}
 
 // x -> QuantizeLinear -> DequantizeLinear -> Relu -> QuantizeLinear -> DequantizeLinear: the
 // 5-node model whose lowering read freed memory (a reference into the value list was kept while

@@ -39,6 +39,15 @@ struct ForceTarget {
         if (::qh::test::ForceTarget qh_force_##tag(tag); true)         \
             if (SCOPED_TRACE("target " + tag); true)
 
+// A float tensor of N(0, 1) values (model inputs in NHWC).
+inline Tensor random_input(std::vector<int64_t> shape, uint32_t seed) {
+    Tensor t(DType::f32, std::move(shape));
+    std::mt19937 g(seed);
+    std::normal_distribution<float> d(0.f, 1.f);
+    for (int64_t i = 0; i < t.numel(); i++) t.data<float>()[i] = d(g);
+    return t;
+}
+
 template <typename T>
 std::vector<T> random_vec(size_t n, int lo, int hi, uint32_t seed) {
     std::mt19937 g(seed);

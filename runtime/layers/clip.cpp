@@ -26,15 +26,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     });
 }
 
-// As Relu: the output keeps the input's quantization unless it has its own.
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    const QuantParams &xq = need_quant(p, n, n.inputs[0]);
-    ValueInfo &y = p.v[n.output];
-    if (y.quant.empty()) y.quant = xq;
-    y.dtype = DType::u8;
-}
-
 float clip_f(float v, const GraphNode &n) { return std::min(std::max(v, n.clip_min), n.clip_max); }
 
 void lower_int8(Program &p, const FusedGroup &gr) {
@@ -44,6 +35,6 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef clip = {OpKind::Clip, "Clip", 1, check, same_shape, lower_fp32, quantize, lower_int8};
+const OpDef clip = {OpKind::Clip, "Clip", 1, check, same_shape, lower_fp32, keep_input_quant, lower_int8};
 
 }  // namespace qh::layers

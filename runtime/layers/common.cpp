@@ -180,5 +180,13 @@ void add_table_step(Program &p, const GraphNode &n, const char *op, const std::a
     p.steps.push_back(std::move(s));
 }
 
+void keep_input_quant(Program &p, FusedGroup &gr) {
+    const GraphNode &n = p.g.nodes[gr.node];
+    const QuantParams &xq = need_quant(p, n, n.inputs[0]);
+    ValueInfo &y = p.v[n.output];
+    if (y.quant.empty()) y.quant = xq;
+    y.dtype = DType::u8;
+}
+
 }  // namespace layers
 }  // namespace qh

@@ -48,6 +48,9 @@ std::string activation_suffix(const Program &p, const FusedGroup &gr);
 // QuantizeLinear(f(DequantizeLinear(q, xq)), yq), in float32 as ONNX computes it; exact for any f.
 std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),
                                   const GraphNode &n);
+// Quantization assignment of a u8 elementwise op (Relu, Clip): the output keeps the input's
+// quantization unless it has its own.
+void keep_input_quant(Program &p, FusedGroup &gr);
 // A host step applying such a table.
 void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut);
 

@@ -17,15 +17,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     add_fp32_step(p, n, "relu", [x, y](Exec &e) { f32::relu(e.T(x), e.T(y)); });
 }
 
-// The output keeps the input's quantization unless it has its own.
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    const QuantParams &xq = need_quant(p, n, n.inputs[0]);
-    ValueInfo &y = p.v[n.output];
-    if (y.quant.empty()) y.quant = xq;
-    y.dtype = DType::u8;
-}
-
 float relu_f(float v, const GraphNode &) { return std::max(0.f, v); }
 
 void lower_int8(Program &p, const FusedGroup &gr) {
@@ -35,6 +26,6 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef relu = {OpKind::Relu, "Relu", 1, check, same_shape, lower_fp32, quantize, lower_int8};
+const OpDef relu = {OpKind::Relu, "Relu", 1, check, same_shape, lower_fp32, keep_input_quant, lower_int8};
 
 }  // namespace qh::layers
