@@ -1,4 +1,4 @@
-// Standalone bench + bit-exactness check of runtime/cuda/mma_conv2d (tensor-core int8 conv).
+// Standalone bench + bit-exactness check of cuda/mma_conv2d (tensor-core int8 conv).
 // For every ResNet-50 v1.5 conv shape (bench/resnet_shapes.h) plus the v1 1x1/2 downsample and
 // ResNet-18's stride-2 3x3 layers, at batch 1, 8 and 256: random u8 input (random zx), random s8
 // weights, every variant checked against a plain C++ reference (all outputs at batch <= 8; at
@@ -19,7 +19,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../runtime/cuda/mma_conv2d.cuh"
+#include "../../cuda/mma_conv2d.cuh"
 #include "../resnet_shapes.h"
 
 #define CK(x)                                                                                        \
