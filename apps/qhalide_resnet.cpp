@@ -17,7 +17,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "onnx_import.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "resource_limits.h"
 
 using namespace qh;

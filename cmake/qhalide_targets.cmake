@@ -28,7 +28,7 @@ set(QH_HALIDE_TARGET_cuda_dp4a "x86-64-linux-cuda-cuda_capability_61")
 # Opt-in GPU tags: built only for the families of qhalide_kernels.cmake that name them (TAGS),
 # never for every family. cuda_mma: Halide stages (im2col packing, requantize / residual-add
 # epilogue) around the tensor-core microkernel, reached through define_extern
-# (runtime/cuda/mma_extern.cpp), so only when nvcc builds that microkernel into libqhalide.
+# (cuda/mma_extern.cpp), so only when nvcc builds that microkernel into libqhalide.
 # The Halide target is cuda_dp4a's: the Halide stages need nothing newer.
 set(QH_OPT_IN_GPU_TAGS "")
 if (QHALIDE_BUILD_CUDA)

@@ -1,7 +1,7 @@
 // conv2d_extern: quantized 2-D convolution (groups = 1) whose accumulator comes from the
-// tensor-core microkernel (runtime/cuda/mma_conv2d.cuh) through Func::define_extern, with the
+// tensor-core microkernel (cuda/mma_conv2d.cuh) through Func::define_extern, with the
 // packing and the epilogue as Halide stages on the GPU. The cuda_mma formulations "extern" (direct)
-// and "extern_im2col" of runtime/cuda/mma_ops.cpp; dense runs on it as a 1x1 conv over 1x1 images.
+// and "extern_im2col" of cuda/mma_ops.cpp; dense runs on it as a 1x1 conv over 1x1 images.
 //
 // Layout contract (Halide dims are innermost first):
 //   input    u8  (c, x, y, n)  NHWC, dense, mins 0: IC channels, W x H pixels, N images
@@ -22,7 +22,7 @@
 //                    with (ic, kx, ky) = ktab(k), z_x outside the image and for k >= K: the
 //                    dense u8 matrix [M = N*OH*OW][Kp].
 //   acc(c, x, y, n)  s32 = sum_k X W, by the extern "C" qh_cuda_mma_conv2d_s32 (DeviceAPI::CUDA,
-//                    runtime/cuda/mma_extern.cpp): direct: the microkernel on the input with
+//                    cuda/mma_extern.cpp): direct: the microkernel on the input with
 //                    padding value z_x; im2col: the microkernel as a 1x1 conv over col (IC = Kp,
 //                    no padding). It computes whole layers only (its bounds query asks for all of
 //                    its inputs; other output regions are an error).

@@ -5,8 +5,8 @@
 #include "gpu_kernels.h"
 #include "kernels.h"
 #if QH_HAVE_CUDA_MMA
-#include "cuda/cuda_context.h"
-#include "cuda/mma_ops.h"
+#include "../cuda/cuda_context.h"
+#include "../cuda/mma_ops.h"
 #endif
 #if QHALIDE_HAS_CUDA
 #include "HalideRuntimeCuda.h"

@@ -17,7 +17,7 @@ namespace qh {
 
 // True when libqhalide was built with the CUDA kernels (QHALIDE_BUILD_CUDA=ON).
 bool cuda_built();
-// True when it also has the tensor-core conv kernels (cuda_mma, runtime/cuda/; nvcc at build time).
+// True when it also has the tensor-core conv kernels (cuda_mma, cuda/; nvcc at build time).
 bool cuda_mma_built();
 // Registers every built-in backend's implementations (runtime/registry.h); the registry calls it
 // once, before its first lookup.
@@ -64,7 +64,7 @@ private:
 };
 
 // Device work recorded once and replayed with one launch (CUDA graphs on the shared stream,
-// runtime/cuda/cuda_context.h; needs the tensor-core build, cuda_mma_built()). Recording runs
+// cuda/cuda_context.h; needs the tensor-core build, cuda_mma_built()). Recording runs
 // nothing: what `work` queues is captured, with the pointers and arguments it uses then, so a
 // replay reruns exactly those kernels on exactly those buffers.
 class DeviceGraph {

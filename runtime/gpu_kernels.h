@@ -2,7 +2,7 @@
 // and the opt-in cuda_mma families), listed apart from the CPU dispatch table (kernels.h):
 // `choose()` must never pick a GPU kernel for a CPU call. A cuda_dp4a kernel has the signature
 // of its family's CPU kernels (same generator, same packed weight layout, runtime/pack.h); the
-// cuda_mma ones (conv2d_extern families) are GPU-only, called by runtime/cuda/mma_ops.cpp. All
+// cuda_mma ones (conv2d_extern families) are GPU-only, called by cuda/mma_ops.cpp. All
 // take buffers with a device allocation of halide_cuda_device_interface() (HalideRuntimeCuda.h);
 // host-only inputs are copied to the device by the kernel, outputs are left device-dirty.
 //

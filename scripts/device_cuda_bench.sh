@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tensor-core int8 conv microkernel (runtime/cuda/mma_conv2d.cu): build here, check + time there.
+# Tensor-core int8 conv microkernel (cuda/mma_conv2d.cu): build here, check + time there.
 #   scripts/device_cuda_bench.sh build        # here: nvcc -> .devcuda/ (git-ignored: /.devcuda/ in
 #                                             #   .git/info/exclude), with the ptxas resource report
 #   scripts/device_cuda_bench.sh run [args]   # on the device (carry .devcuda): mma_rate first (the
@@ -14,11 +14,11 @@ build)
   mkdir -p "$D"
   ARCH="-gencode=arch=compute_90,code=sm_90"
   HOSTF="-Xcompiler -O3,-march=x86-64-v3"
-  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF -Xptxas -v -c runtime/cuda/mma_conv2d.cu -o "$D/mma_conv2d.o" \
+  "$NVCC" -O3 -std=c++17 $ARCH $HOSTF -Xptxas -v -c cuda/mma_conv2d.cu -o "$D/mma_conv2d.o" \
     2>"$D/ptxas.txt"
   grep -E "registers|spill" "$D/ptxas.txt" | sort | uniq -c | head -20
-  # the wgmma variants (runtime/cuda/wgmma_conv2d.cu) need the arch-specific sm_90a target
-  "$NVCC" -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a $HOSTF -Xptxas -v -c runtime/cuda/wgmma_conv2d.cu \
+  # the wgmma variants (cuda/wgmma_conv2d.cu) need the arch-specific sm_90a target
+  "$NVCC" -O3 -std=c++17 -gencode=arch=compute_90a,code=sm_90a $HOSTF -Xptxas -v -c cuda/wgmma_conv2d.cu \
     -o "$D/wgmma_conv2d.o" 2>>"$D/ptxas.txt"
   "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/mma_conv_bench.cu "$D/mma_conv2d.o" "$D/wgmma_conv2d.o" \
     -o "$D/mma_conv_bench"

@@ -34,7 +34,7 @@
 #include "model.h"
 #include "ops.h"
 #include "pack.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "small_quant_graph.h"
 #include "test_util.h"
 

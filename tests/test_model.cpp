@@ -9,7 +9,7 @@
 
 #include "model.h"
 #include "reference_ops.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "small_quant_graph.h"
 #include "test_util.h"
 

@@ -10,7 +10,7 @@
 #include <random>
 
 #include "model.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "test_util.h"
 
 extern "C" {

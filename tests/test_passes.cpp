@@ -7,7 +7,7 @@
 #include "model.h"
 #include "op_def.h"
 #include "passes.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "resource_limits.h"
 #include "small_quant_graph.h"
 

@@ -11,7 +11,7 @@
 #include "options.h"
 #include "pack.h"
 #include "registry.h"
-#include "resnet.h"
+#include "models/resnet.h"
 
 namespace qh::test {
 namespace {

@@ -18,7 +18,7 @@
 #include "onnx_builder.h"
 #include "onnx_import.h"
 #include "ops.h"
-#include "resnet.h"
+#include "models/resnet.h"
 #include "resource_limits.h"
 #include "test_util.h"
 

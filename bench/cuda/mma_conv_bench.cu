@@ -1,4 +1,4 @@
-// Standalone bench + bit-exactness check of runtime/cuda/mma_conv2d (tensor-core int8 conv).
+// Standalone bench + bit-exactness check of cuda/mma_conv2d (tensor-core int8 conv).
 // For every ResNet-50 v1.5 conv shape (bench/resnet_shapes.h) plus the v1 1x1/2 downsample and
 // ResNet-18's stride-2 3x3 layers, at batch 1, 8 and 256: random u8 input (random zx), random s8
 // weights, every variant checked against a plain C++ reference (all outputs at batch <= 8; at
@@ -19,7 +19,8 @@
 #include <thread>
 #include <vector>
 
-#include "../../runtime/cuda/mma_conv2d.cuh"
+#include "../../cuda/mma_conv2d.cuh"
+#include "../../cuda/mma_launch.cuh"  // the layouts other than NHWC
 #include "../resnet_shapes.h"
 
 #define CK(x)                                                                                        \
@@ -542,11 +543,11 @@ int main(int argc, char **argv) {
                     for (int v = 0; v < NV; ++v) {
                         if (!want_v(v) || qh_cuda_conv2d_variant(v).splitk > 1) continue;
                         CK(cudaMemsetAsync(dy, 0xA5, ybytes32, st));
-                        cudaError_t e = qh_cuda_conv2d_u8s8s32_layout_v(d, lay, v, dx[0], dw, dy, ws, st);
+                        cudaError_t e = qh_cuda_conv2d_run(d, v, dx[0], dw, dy, nullptr, nullptr, ws, st, nullptr, lay);
                         if (e == cudaErrorNotSupported) continue;
                         CK(e);
                         long long bad = lcheck32();
-                        double us = time_it([&](int r) { return qh_cuda_conv2d_u8s8s32_layout_v(d, lay, v, dx[r], dw, dy, ws, st); });
+                        double us = time_it([&](int r) { return qh_cuda_conv2d_run(d, v, dx[r], dw, dy, nullptr, nullptr, ws, st, nullptr, lay); });
                         bad += lcheck32();
                         total_bad += bad;
                         total_checked += 2 * (long long)nl;
@@ -559,9 +560,9 @@ int main(int argc, char **argv) {
                     if (bestv >= 0) {
                         QhRequant rq{dbias, dmult, zy, lo, hi};
                         CK(cudaMemsetAsync(dy8, 0xA5, (size_t)M * d.oc, st));
-                        CK(qh_cuda_conv2d_u8s8u8_layout_v(d, lay, bestv, dx[0], dw, rq, dy8, ws, st));
+                        CK(qh_cuda_conv2d_run(d, bestv, dx[0], dw, dy8, &rq, nullptr, ws, st, nullptr, lay));
                         long long bad = lcheck8();
-                        R.fused_us = time_it([&](int r) { return qh_cuda_conv2d_u8s8u8_layout_v(d, lay, bestv, dx[r], dw, rq, dy8, ws, st); });
+                        R.fused_us = time_it([&](int r) { return qh_cuda_conv2d_run(d, bestv, dx[r], dw, dy8, &rq, nullptr, ws, st, nullptr, lay); });
                         total_bad += bad;
                         total_checked += (long long)nl;
                         R.bad += bad;

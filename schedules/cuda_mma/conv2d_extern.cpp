@@ -4,7 +4,7 @@
 // buffer lives on the device only (Halide sees it written by a CUDA extern and read by a CUDA
 // kernel, so it makes no host allocation); the runtime turns on halide_reuse_device_allocations so
 // that the per-run halide_device_malloc / _free of acc and col come from the CUDA runtime's cache
-// instead of cuMemAlloc / cuMemFree (runtime/cuda/mma_ops.cpp).
+// instead of cuMemAlloc / cuMemFree (cuda/mma_ops.cpp).
 //
 // col (im2col only): one block per output pixel (x, y, n: grid dims, so no division recovers
 // them), 128 threads along k, each looping over the Kp / 128 chunks (Kp is a multiple of 128):

@@ -78,10 +78,8 @@ void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w_oihw, int8_t *out);
 // Device workspace the im2col path needs (0 on the direct path).
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d);
 
-// s32 output. `variant` < 0 picks by heuristic. workspace may be null if none is needed; if it is
-// needed and null, it is taken with cudaMallocAsync on the stream and freed after.
-cudaError_t qh_cuda_conv2d_u8s8s32(const ConvDesc &d, const uint8_t *x_dev, const int8_t *w_packed_dev,
-                                   int32_t *y_dev, cudaStream_t stream);
+// s32 output. `variant` indexes the list above. workspace: qh_cuda_conv2d_workspace_bytes(d) bytes
+// of device memory, null only when that is 0 (else cudaErrorInvalidValue); same for every entry.
 cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
                                      const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
                                      cudaStream_t stream);
@@ -114,19 +112,3 @@ cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const ui
                                         const int8_t *w_packed_dev, const QhRequant &rq,
                                         const QhResidual &res, uint8_t *y_dev, void *workspace,
                                         cudaStream_t stream);
-
-// Memory layouts for the tensor-core path (the entry points above are all NHWC, the layout of the
-// graph runtime). x, y (and a residual) share the layout; c = channel, 32-channel blocks:
-//   NHWC:     x[((n*H + y)*W + x)*C + c]
-//   HWNC:     x[((y*W + x)*N + n)*C + c]         (GEMM rows ordered (oy, ox, n))
-//   NC32HW32: x[(((n*(C/32) + c/32)*H + y)*W + x)*32 + c%32]   (needs IC, OC % 32 == 0)
-// The kernel addresses pixels through strides (n, y, x, 32-channel block), so the three are
-// parameter sets of one loader and one epilogue. Direct path only (IC % 64 == 0; other shapes
-// return cudaErrorNotSupported). Weights are packed as above in every layout.
-enum class QhLayout { NHWC = 0, HWNC = 1, NC32HW32 = 2 };
-cudaError_t qh_cuda_conv2d_u8s8s32_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
-                                            const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
-                                            cudaStream_t stream);
-cudaError_t qh_cuda_conv2d_u8s8u8_layout_v(const ConvDesc &d, QhLayout layout, int variant, const uint8_t *x_dev,
-                                           const int8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
-                                           void *workspace, cudaStream_t stream);
