@@ -2,8 +2,10 @@
 // onnx::ModelProto. It is imported (qh::import_onnx_bytes) and prepared at batch 1 with 1 thread,
 // int8 first; a model that int8 refuses (a float model without quantization) runs on the fp32
 // path, and when it has one input it is also calibrated on that input and prepared + run as int8.
-// Every prepared model executes once on deterministic inputs (unless its declared work is over
-// kMaxOps, to keep one input well under the -timeout), and its outputs are read.
+// Every prepared model executes once on deterministic inputs (unless its declared work, plus
+// window x bytes for pooling, is over kMaxOps, to keep one input well under the -timeout),
+// and its outputs are read. A prepared model whose arena + inputs + outputs are over the memory
+// budget is a finding (resource_limits.h promises none is).
 // std::exception from any step is the expected way to refuse; only crashes, sanitizer reports,
 // timeouts and out-of-memory are findings (scripts/fuzz.sh, fuzz/README.md).
 //
@@ -14,6 +16,7 @@
 // and inputs that do not parse, get libFuzzer's byte mutations.
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <exception>
@@ -58,8 +61,21 @@ std::unique_ptr<qh::Model> run(const qh::Graph &g, qh::Precision precision) {
     } catch (const std::exception &) {
         return nullptr;
     }
+    // resource_limits.h: no prepared model's memory (arena + owned tensors) exceeds the budget.
+    double bytes = double(m->arena_bytes());
+    for (int i = 0; i < m->num_inputs(); i++) bytes += double(m->input(i).nbytes());
+    for (int i = 0; i < m->num_outputs(); i++) bytes += double(m->output(i).nbytes());
+    if (bytes > double(qh::memory_budget()))
+        qh::fuzz::fail("prepare accepted a model with " + std::to_string(int64_t(bytes)) +
+                       " bytes of arena + inputs + outputs, over the memory budget of " +
+                       std::to_string(qh::memory_budget()));
     double ops = 0;
     for (auto &l : m->layers()) ops += l.ops;
+    // Pooling counts no arithmetic in LayerInfo::ops; bound its work by window x bytes.
+    int64_t window = 1;
+    for (auto &n : g.nodes)
+        if (n.op == qh::OpKind::MaxPool) window = std::max<int64_t>(window, int64_t(n.window.kernel_h) * n.window.kernel_w);
+    ops += double(window) * bytes;
     if (ops > kMaxOps) return m;
     for (int i = 0; i < m->num_inputs(); i++) fill(m->input(i), uint32_t(i));
     try {
