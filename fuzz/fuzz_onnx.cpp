@@ -49,8 +49,10 @@ void fill(qh::Tensor &t, uint32_t seed) {
     }
 }
 
-// prepare + one execute; returns the prepared model (nullptr when prepare refused).
-std::unique_ptr<qh::Model> run(const qh::Graph &g, qh::Precision precision) {
+// prepare + one execute; returns the prepared model (nullptr when prepare refused). *cheap says
+// whether it was small enough to execute (calibration runs it again).
+std::unique_ptr<qh::Model> run(const qh::Graph &g, qh::Precision precision, bool *cheap = nullptr) {
+    if (cheap) *cheap = false;
     qh::PrepareOptions opt;
     opt.batch = 1;
     opt.threads = 1;
@@ -77,6 +79,7 @@ std::unique_ptr<qh::Model> run(const qh::Graph &g, qh::Precision precision) {
         if (n.op == qh::OpKind::MaxPool) window = std::max<int64_t>(window, int64_t(n.window.kernel_h) * n.window.kernel_w);
     ops += double(window) * bytes;
     if (ops > kMaxOps) return m;
+    if (cheap) *cheap = true;
     for (int i = 0; i < m->num_inputs(); i++) fill(m->input(i), uint32_t(i));
     try {
         m->execute();
@@ -109,8 +112,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     if (run(g, qh::Precision::int8)) return 0;
-    std::unique_ptr<qh::Model> f = run(g, qh::Precision::fp32);
-    if (!f || f->num_inputs() != 1 || g.inputs.size() != 1) return 0;
+    bool cheap = false;
+    std::unique_ptr<qh::Model> f = run(g, qh::Precision::fp32, &cheap);
+    if (!f || !cheap || f->num_inputs() != 1 || g.inputs.size() != 1) return 0;
     // A float model: calibrate on the input the fp32 run used, then int8.
     try {
         qh::Tensor sample(f->input(0).dtype(), f->input(0).shape());
