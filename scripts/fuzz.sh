@@ -77,14 +77,16 @@ fi
 t2=$(date +%s)
 echo "[fuzz] sanitized unit tests: $((t2 - t1)) s"
 
-# Per target: seed corpus, extra options. -timeout: seconds for one input; -rss_limit_mb also
-# bounds a single malloc (libFuzzer's -malloc_limit_mb defaults to it).
+# Per target: seed corpus, extra options. -timeout: seconds for one input; -rss_limit_mb: the
+# whole process; -malloc_limit_mb: one allocation. The targets set the library's memory budget to
+# 256 MiB, and resource_limits.h promises no allocation above it: one over 300 MiB is a finding.
+LIMITS="-rss_limit_mb=2560 -malloc_limit_mb=300"
 opts_for() {
   case "$1" in
-    fuzz_onnx) echo "-timeout=20 -rss_limit_mb=2560 -max_len=65536 -dict=$ROOT/fuzz/onnx.dict" ;;
-    fuzz_npy) echo "-timeout=10 -rss_limit_mb=2048 -max_len=4096 -dict=$ROOT/fuzz/npy.dict" ;;
-    fuzz_image) echo "-timeout=10 -rss_limit_mb=2048 -max_len=65536" ;;
-    fuzz_shape) echo "-timeout=10 -rss_limit_mb=2048 -max_len=256 -dict=$ROOT/fuzz/shape.dict" ;;
+    fuzz_onnx) echo "-timeout=20 $LIMITS -max_len=65536 -dict=$ROOT/fuzz/onnx.dict" ;;
+    fuzz_npy) echo "-timeout=10 $LIMITS -max_len=4096 -dict=$ROOT/fuzz/npy.dict" ;;
+    fuzz_image) echo "-timeout=10 $LIMITS -max_len=65536" ;;
+    fuzz_shape) echo "-timeout=10 $LIMITS -max_len=256 -dict=$ROOT/fuzz/shape.dict" ;;
   esac
 }
 run_target() {
