@@ -2,7 +2,18 @@
 # run-time CPU-feature predicate of each tag lives in runtime/cpu_features.cpp (same tags).
 # x86_avx512vnni uses Halide's avx512_zen4 feature (the only v21 feature that emits vpdpbusd);
 # it implies -mcpu=znver4, so the runtime demands every AVX-512 extension Zen 4 has.
-set(QH_TARGET_TAGS x86_avx512vnni x86_avx2 generic)
+# A cache variable so that a build can have fewer kernels (the sanitizer build: -DQH_TARGET_TAGS=generic;
+# dispatch then picks generic everywhere). Every tag listed must be one of the three below.
+set(QH_TARGET_TAGS x86_avx512vnni x86_avx2 generic CACHE STRING
+    "CPU target tags to build kernels for, in dispatch preference order (must include generic)")
+foreach (tag IN LISTS QH_TARGET_TAGS)
+  if (NOT tag MATCHES "^(x86_avx512vnni|x86_avx2|generic)$")
+    message(FATAL_ERROR "QH_TARGET_TAGS: unknown tag '${tag}' (known: x86_avx512vnni x86_avx2 generic)")
+  endif ()
+endforeach ()
+if (NOT "generic" IN_LIST QH_TARGET_TAGS)
+  message(FATAL_ERROR "QH_TARGET_TAGS must include generic (the fallback of every op and of runtime/kernels.h)")
+endif ()
 set(QH_HALIDE_TARGET_x86_avx512vnni
     "x86-64-linux-sse41-avx-avx2-fma-f16c-avx512-avx512_skylake-avx512_cannonlake-avx512_zen4")
 set(QH_HALIDE_TARGET_x86_avx2 "x86-64-linux-sse41-avx-avx2-fma-f16c")

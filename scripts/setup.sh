@@ -9,7 +9,9 @@ cd "$ROOT"
 APT_PACKAGES=(build-essential python3 python3-venv python3-pip git pkg-config
   libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libprotobuf-dev protobuf-compiler libonnx-dev libonnx-testdata
-  libpng-dev libjpeg-dev libopenblas-dev)
+  libpng-dev libjpeg-dev libopenblas-dev
+  clang libclang-rt-14-dev llvm  # clang + libFuzzer + llvm-symbolizer: scripts/fuzz.sh
+  valgrind)  # the valgrind_qdq_relu_model test
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -44,6 +46,7 @@ export PATH="$VENV/bin:$PATH"
 # The CUDA toolkit (nvcc) is not on PATH by default; CMake finds it through CUDACXX.
 if [ -z "${CUDACXX:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDACXX=/usr/local/cuda/bin/nvcc; fi
 HALIDE_ROOT="$("$VENV/bin/python" -c 'import halide; print(halide.install_dir())')"
+[ -n "${QHALIDE_SETUP_ONLY:-}" ] && exit 0  # packages and .venv only (scripts/fuzz.sh)
 BUILD_TYPE="${QHALIDE_BUILD_TYPE:-Release}"
 if [ ! -f build/build.ninja ]; then
   cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DHalide_ROOT="$HALIDE_ROOT"
