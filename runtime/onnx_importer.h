@@ -310,7 +310,10 @@ private:
         std::vector<int64_t> shape;
         try {
             shape = output_shape(n, in);
+            checked_numel(shape, "output '" + printable(out) + "'");  // later arithmetic on shapes stays in range
         } catch (const ShapeError &e) {
+            nfail(e.what());
+        } catch (const std::length_error &e) {
             nfail(e.what());
         }
         int v = g_.add_node(std::move(n), out);

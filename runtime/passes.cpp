@@ -257,23 +257,18 @@ void lower(Program &p) {
         for (const GraphNode &n : p.g.nodes) op_def(n.op).lower_fp32(p, n);
         return;
     }
-    for (auto [ext, id] : p.quantize_in) {
+    // A quantize / dequantize step from value `from` to value `to`, named after `named`.
+    auto convert = [&p](const char *op, int from, int to, int named, BoundOp (*bind)(const Tensor &, Tensor &)) {
         Step s;
-        s.info = {p.v[id].name, "quantize", "", 0};
-        s.reads = {ext};
-        s.writes = {id};
-        s.bind = [ext, id](Exec &e) { return bind_quantize(e.T(ext), e.T(id)); };
+        s.info = {p.v[named].name, op, "", 0};
+        s.reads = {from};
+        s.writes = {to};
+        s.bind = [from, to, bind](Exec &e) { return bind(e.T(from), e.T(to)); };
         p.steps.push_back(std::move(s));
-    }
+    };
+    for (const auto &q : p.quantize_in) convert("quantize", q.first, q.second, q.second, bind_quantize);
     for (const FusedGroup &gr : p.groups) op_def(p.g.nodes[gr.node].op).lower_int8(p, gr);
-    for (auto [id, ext] : p.dequantize_out) {
-        Step d;
-        d.info = {p.v[id].name, "dequantize", "", 0};
-        d.reads = {id};
-        d.writes = {ext};
-        d.bind = [id, ext](Exec &e) { return bind_dequantize(e.T(id), e.T(ext)); };
-        p.steps.push_back(std::move(d));
-    }
+    for (const auto &d : p.dequantize_out) convert("dequantize", d.first, d.second, d.first, bind_dequantize);
 }
 
 // ---------------------------------------------------------------------------------------------

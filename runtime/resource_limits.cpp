@@ -41,22 +41,25 @@ std::string shape_text(const std::vector<int64_t> &s) {
 }  // namespace
 
 int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what, int64_t limit) {
-    int64_t n = 1;
     bool zero = false;
     for (int64_t d : shape) {
         if (d < 0) throw std::length_error(what + ": negative dimension in shape " + shape_text(shape));
         if (d > std::numeric_limits<int32_t>::max())
             throw std::length_error(what + ": dimension " + std::to_string(d) + " of shape " + shape_text(shape) +
                                     " does not fit in int32");
-        if (d == 0) zero = true;
+        zero |= d == 0;
     }
-    if (zero) return 0;
+    // The non-zero dims' product must fit the limit even when a zero dim empties the tensor, so
+    // that any partial product of a checked shape (strides, flattened sizes) stays in range.
+    int64_t n = 1;
     for (int64_t d : shape) {
+        if (d == 0) continue;
         if (__builtin_mul_overflow(n, d, &n) || n > limit)
             throw std::length_error(what + ": shape " + shape_text(shape) + " has more than " + std::to_string(limit) +
-                                    " elements (the limit per tensor)");
+                                    " elements (the limit per tensor" + (zero ? ", counting the non-zero dims" : "") +
+                                    ")");
     }
-    return n;
+    return zero ? 0 : n;
 }
 
 namespace {

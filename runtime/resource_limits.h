@@ -28,7 +28,8 @@ constexpr int64_t kMaxTensorElements = int64_t(1) << 31;
 int64_t checked_mul(int64_t a, int64_t b, const std::string &what);
 int64_t checked_add(int64_t a, int64_t b, const std::string &what);
 // Element count of `shape` after checking every dimension is >= 0 and fits in int32 and the
-// product stays <= limit; throws std::length_error naming `what` and the shape otherwise.
+// product of the non-zero dimensions stays <= limit (also for an empty tensor, so every partial
+// product of a checked shape fits); throws std::length_error naming `what` and the shape otherwise.
 int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what,
                       int64_t limit = kMaxTensorElements);
 

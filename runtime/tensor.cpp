@@ -68,7 +68,11 @@ Tensor Tensor::wrap_device(Device d, DType t, std::vector<int64_t> shape, uint64
 
 const char *device_name(Device d) { return d == Device::cuda ? "cuda" : "cpu"; }
 
+// Every constructor checked the shape (checked_numel): the product of non-zero dims fits; a
+// zero dim makes the tensor empty whatever the other dims are (they are not multiplied).
 int64_t Tensor::numel() const {
+    for (auto d : shape_)
+        if (d == 0) return 0;
     int64_t n = 1;
     for (auto d : shape_) n *= d;
     return n;

@@ -279,11 +279,18 @@ TEST(RunCli, HugeDeclaredNpyShapeIsRefused) {
 }
 
 TEST(RunCli, ZeroSizedNpyWithHugeDimsIsCheckedAgainstTheModel) {
-    // Every dim fits int32 and there are 0 elements: the layout loop must not walk the dims.
+    // 0 elements, but the other dims multiply past the per-tensor limit: refused by the reader
+    // (every partial product of a checked shape fits, runtime/resource_limits.h).
     const std::string p = scratch("empty.npy");
     write_file(p, npy("{'descr': '|u1', 'fortran_order': False, 'shape': (2147483647, 2147483647, 2147483647, 0), }"));
     auto r = run({QH_RUN, kMaxPoolU8, "--input", "x=" + p, "--output-dir", scratch("out")}, std::chrono::seconds(30));
-    expect_error(r, 1, "qhalide-run: error: '" + p + "' is u8[2147483647,2147483647,2147483647,0] (rank 4), graph input "
+    expect_error(r, 1, "qhalide-run: error: " + p + ": .npy shape: shape [2147483647,2147483647,2147483647,0] has more "
+                       "than 2147483648 elements (the limit per tensor, counting the non-zero dims)");
+    // Within the limit and empty: the layout loop must not walk the 2^31 index combinations.
+    const std::string q = scratch("empty2.npy");
+    write_file(q, npy("{'descr': '|u1', 'fortran_order': False, 'shape': (65536, 32768, 1, 0), }"));
+    r = run({QH_RUN, kMaxPoolU8, "--input", "x=" + q, "--output-dir", scratch("out")}, std::chrono::seconds(30));
+    expect_error(r, 1, "qhalide-run: error: '" + q + "' is u8[65536,32768,1,0] (rank 4), graph input "
                        "'x' expects u8[N,1,5,5] (rank 4, ONNX layout, N >= 1)");
 }
 
