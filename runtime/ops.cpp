@@ -156,7 +156,7 @@ std::shared_ptr<DotState> dot_state(const Buf<uint8_t> &in, const PackedWeights 
     auto st = std::make_shared<DotState>();
     st->in = in;
     st->res = dummy_u8_4d();
-    st->wts = Buf<int8_t>(w.data.get(), wdims);
+    st->wts = Buf<int8_t>(const_cast<int8_t *>(w.blocked()), wdims);
     st->bias = Buf<int32_t>(const_cast<int32_t *>(w.bias.data()), w.oc_pad);
     st->wzp = Buf<int32_t>(const_cast<int32_t *>(w.wzp.data()), w.oc_pad);
     st->mult = Buf<float>(const_cast<float *>(w.mult.data()), w.oc_pad);

@@ -1,6 +1,7 @@
 #include "pack.h"
 
 #include <cmath>
+#include <mutex>
 
 #include <cstdlib>
 #include <cstring>
@@ -79,22 +80,6 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
         for (int64_t i = 0; i < per_oc; i++) p.unpacked[o * per_oc + i] = int8_t(raw(o * per_oc + i) - shift);
     }
 
-    size_t bytes = p.packed_bytes();
-    int8_t *d = (int8_t *)std::aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!d) throw std::bad_alloc();
-    std::memset(d, 0, bytes);
-    p.data = std::shared_ptr<int8_t>(d, std::free);
-    const int CB = p.ic_pad / 4;
-    for (int o = 0; o < w.oc; o++)
-        for (int c = 0; c < w.ic; c++)
-            for (int ky = 0; ky < w.kh; ky++)
-                for (int kx = 0; kx < w.kw; kx++) {
-                    int64_t src = ((int64_t(o) * w.ic + c) * w.kh + ky) * w.kw + kx;
-                    int64_t dst = ((((int64_t(o / 16) * w.kh + ky) * w.kw + kx) * CB + c / 4) * 16 +
-                                   o % 16) * 4 + c % 4;
-                    d[dst] = p.unpacked[src];
-                }
-
     p.bias.assign(p.oc_pad, 0);
     p.mult.assign(p.oc_pad, 1.0f);
     for (int o = 0; o < w.oc; o++) {
@@ -112,6 +97,28 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
         }
     }
     return p;
+}
+
+const int8_t *PackedWeights::blocked() const {
+    std::call_once(blocked_->once, [this] {
+        const size_t bytes = packed_bytes();
+        int8_t *d = (int8_t *)std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+        if (!d) throw std::length_error("weights '" + name + "': out of memory for the " + std::to_string(bytes) +
+                                        "-byte blocked layout");
+        std::memset(d, 0, bytes);
+        const int CB = ic_pad / 4;
+        for (int o = 0; o < oc; o++)
+            for (int c = 0; c < ic; c++)
+                for (int ky = 0; ky < kh; ky++)
+                    for (int kx = 0; kx < kw; kx++) {
+                        const int64_t src = ((int64_t(o) * ic + c) * kh + ky) * kw + kx;
+                        const int64_t dst =
+                            ((((int64_t(o / 16) * kh + ky) * kw + kx) * CB + c / 4) * 16 + o % 16) * 4 + c % 4;
+                        d[dst] = unpacked[src];
+                    }
+        blocked_->data = std::shared_ptr<int8_t>(d, std::free);
+    });
+    return blocked_->data.get();
 }
 
 }  // namespace qh

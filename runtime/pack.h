@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -41,7 +42,6 @@ struct PackedWeights {
     int oc_pad = 0, ic_pad = 0;
     bool has_zero_point = false;  // use the z8 kernel family
     int input_zp = 0;             // z_x folded into bias
-    std::shared_ptr<int8_t> data;  // oc_pad * kh * kw * ic_pad bytes, 64-byte aligned
     std::vector<int32_t> bias;     // effective bias, oc_pad
     std::vector<int32_t> wzp;      // z_w', oc_pad
     std::vector<float> mult;       // s_x * s_w[oc] / s_out, oc_pad (1.0 if no output scale)
@@ -51,6 +51,18 @@ struct PackedWeights {
     std::vector<int8_t> unpacked;
     int64_t reduction() const { return int64_t(kh) * kw * ic_pad; }
     size_t packed_bytes() const { return size_t(oc_pad) * kh * kw * ic_pad; }
+    // The kernel list's blocked layout [OCO][KH][KW][CIO][16][4] (packed_bytes(), 64-byte
+    // aligned, zero padding): made from `unpacked` by the first bind that needs it (every CPU
+    // variant, cuda_dp4a), once, thread-safe, then shared by every copy of these weights. An
+    // implementation with its own layout (cuda_mma) never makes it.
+    const int8_t *blocked() const;
+
+private:
+    struct Blocked {
+        std::once_flag once;
+        std::shared_ptr<int8_t> data;
+    };
+    std::shared_ptr<Blocked> blocked_ = std::make_shared<Blocked>();
 };
 
 // Packs weights for inputs quantized with (x_scale, x_zp) and results requantized to

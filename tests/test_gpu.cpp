@@ -208,7 +208,7 @@ ConvSetup make_conv(const ConvCase &tc, ConvFamily fam, uint32_t seed) {
     s.ow = (tc.w + 2 * tc.pad - tc.kw) / tc.stride + 1;
     s.x = random_buffer<uint8_t>({tc.c, tc.w, tc.h, tc.n}, 0, 255, seed + 1);
     const auto &pw = s.pw;
-    s.w = Buffer<int8_t>(pw.data.get(), {4, 16, pw.ic_pad / 4, pw.kw, pw.kh, pw.oc_pad / 16});
+    s.w = Buffer<int8_t>(const_cast<int8_t *>(pw.blocked()), {4, 16, pw.ic_pad / 4, pw.kw, pw.kh, pw.oc_pad / 16});
     s.bias = Buffer<int32_t>(const_cast<int32_t *>(pw.bias.data()), {pw.oc_pad});
     s.wzp = Buffer<int32_t>(const_cast<int32_t *>(pw.wzp.data()), {pw.oc_pad});
     s.mult = Buffer<float>(const_cast<float *>(pw.mult.data()), {pw.oc_pad});
@@ -307,7 +307,7 @@ TEST_P(GpuDense, BitExactWithGenericCpu) {
     wd.scale = {0.003f};
     qh::PackedWeights pw = qh::pack_weights(wd, 0.01f, tc.x_zp, s32 ? 0.f : 0.4f);
     Buffer<> x = random_buffer<uint8_t>({tc.k, tc.b}, 0, 255, g());
-    Buffer<> w = Buffer<int8_t>(pw.data.get(), {4, 16, pw.ic_pad / 4, pw.oc_pad / 16});
+    Buffer<> w = Buffer<int8_t>(const_cast<int8_t *>(pw.blocked()), {4, 16, pw.ic_pad / 4, pw.oc_pad / 16});
     Buffer<> bb = Buffer<int32_t>(pw.bias.data(), {pw.oc_pad});
     Buffer<> wz = Buffer<int32_t>(pw.wzp.data(), {pw.oc_pad});
     Buffer<> m = Buffer<float>(pw.mult.data(), {pw.oc_pad});

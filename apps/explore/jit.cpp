@@ -176,14 +176,14 @@ std::unique_ptr<Kernel> Kernel::build(const Workload &wl, const RunOptions &o, I
         const PackedWeights &w = wl.w;
         if (p.op == "conv2d") {
             im.in = Runtime::Buffer<uint8_t>(x, {p.ic, p.iw, p.ih, p.mb});
-            im.wts = Runtime::Buffer<int8_t>(w.data.get(),
+            im.wts = Runtime::Buffer<int8_t>(const_cast<int8_t *>(w.blocked()),
                                              {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16});
             static uint8_t dummy[1] = {0};
             im.res = Runtime::Buffer<uint8_t>(dummy, {1, 1, 1, 1});
             osz = {p.oc, p.ow, p.oh, p.mb};
         } else {
             im.in = Runtime::Buffer<uint8_t>(x, {p.ic, p.mb});
-            im.wts = Runtime::Buffer<int8_t>(w.data.get(), {4, 16, w.ic_pad / 4, w.oc_pad / 16});
+            im.wts = Runtime::Buffer<int8_t>(const_cast<int8_t *>(w.blocked()), {4, 16, w.ic_pad / 4, w.oc_pad / 16});
             osz = {p.oc, p.mb};
         }
         im.bias = Runtime::Buffer<int32_t>(const_cast<int32_t *>(w.bias.data()), w.oc_pad);
