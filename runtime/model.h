@@ -5,12 +5,15 @@
 //   calibrate(g, samples, {});               // float models only: sets every value's quant
 //   auto m = Model::prepare(g, {.batch = 16, .threads = 2});
 //   copy an input into m->input(0); m->execute(); read m->output(0)   (many times)
+//   auto ctx = m->create_context();  // one per thread: ctx->input(0), ctx->execute(), ...
+//   std::vector<Tensor> y = m->run({x});  // reentrant, from any thread
 //   Model::prepare(g, {.batch = 16, .device = Device::cuda})  runs the same plan on the GPU
 //
-// prepare() does, once: BatchNorm folding, shape inference for the batch, lowering to kernels
-// (int8: Conv[+Relu] -> conv2d, Conv+Add[+Relu] -> conv2d_add, Dense -> dense, ...; weights
-// quantized per output channel if they are float, and packed), memory planning of every
-// intermediate into one arena, and the thread count. execute() only runs kernels: no
+// prepare() runs the named passes of runtime/passes.h once: BatchNorm folding, shape inference
+// for the batch, fusion (Conv[+Relu|Clip] -> conv2d, Conv+Add[+Relu] -> conv2d_add, ...),
+// quantization assignment, lowering through each op's definition (weights quantized per output
+// channel if they are float), memory planning of every intermediate into one arena; then it
+// allocates and binds the default execution context. execute() only runs kernels: no
 // allocation, no graph walking.
 #pragma once
 #include <functional>
