@@ -212,11 +212,16 @@ std::vector<FusedGroup> fuse(const Graph &g) {
 void assign_quantization(Program &p) {
     const Graph &g = p.g;
     auto &v = p.v;
+    // s8 activations (ONNX Runtime's default QInt8) are stored as u8 with zero point + 128: the
+    // same real values, and QuantizeLinear's round / saturate commute with the shift, so a float
+    // graph input's quantize step and a float output's dequantize step stay exact. Only integers
+    // that cross the API (a graph input or output declared as an integer tensor) cannot shift.
     for (size_t id = 0; id < g.values.size(); id++) {
         if (g.values[id].qtype != DType::s8 || v[id].quant.empty()) continue;
-        if (v[id].quant.zero_point.size() > 1 || v[id].external)
+        if (v[id].quant.zero_point.size() > 1 || (v[id].external && g.values[id].dtype != DType::f32))
             throw std::runtime_error("model '" + g.name + "', value '" + v[id].name +
-                                     "': s8 quantization is supported per tensor on intermediate values only");
+                                     "': s8 quantization is supported per tensor, on values the caller reads or "
+                                     "writes as float");
         v[id].quant = u8_quant(g.values[id]);
     }
     // Graph inputs: u8 as given, or f32 written by the caller into an external tensor and quantized.

@@ -358,6 +358,47 @@ TEST(OnnxImport, FloatRelu6IsFusedAfterCalibration) {
     }
 }
 
+// ONNX Runtime's default quantize_static output quantizes activations to int8 (QInt8), the graph
+// input too: the input's quantize step writes u8 with zero point + 128, bit-exact with int8
+// QuantizeLinear, and the rest of the model is the QDQ model above.
+TEST(OnnxImport, QdqS8GraphInputIsExact) {
+    Model m = qdq_model();
+    for (int i = 0; i < m.g->initializer_size(); i++) {
+        TP *t = m.g->mutable_initializer(i);
+        if (t->name() == "x_z") {
+            t->set_data_type(TP::INT8);
+            t->set_raw_data(std::string(1, char(-5)));
+        }
+    }
+    Graph g = m.import();
+    EXPECT_EQ(g.values[g.inputs[0]].qtype, DType::s8);
+    std::vector<float> xs(75);
+    std::vector<uint8_t> xnhwc(75);  // the s8 integers + 128, NHWC
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 25; p++) {
+            xs[c * 25 + p] = std::sin(0.7f * float(c * 25 + p)) * 2.8f;
+            xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, -5, -128, 127) + 128);
+        }
+    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
+    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
+    const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
+    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    auto acc = ref::conv2d_acc(p, xnhwc, 123, w, zw, bias);
+    auto model = qh::Model::prepare(g, {});
+    for (int c = 0; c < 3; c++)
+        for (int q = 0; q < 25; q++) model->input(0).data<float>()[q * 3 + c] = xs[c * 25 + q];
+    model->execute();
+    int saturated = 0;
+    for (int i = 0; i < 100; i++) {
+        int32_t yq = ref::requantize(acc[i], (0.02f * ws[i % 4]) / 0.05f, -3, -128, 127);
+        float r = std::max(0.f, ref::dequantize(yq, 0.05f, -3));
+        EXPECT_EQ(model->output(0).data<float>()[i], ref::dequantize(ref::quantize(r, 0.04f, 0, 0, 255), 0.04f, 0))
+            << "element " << i;
+        saturated += xnhwc[i % 75] == 0 || xnhwc[i % 75] == 255;
+    }
+    EXPECT_GT(saturated, 0) << "the input should reach int8 saturation";
+}
+
 // The QDQ model end to end (s8 intermediate shifted to u8; Conv and Relu stay apart because
 // their outputs have different quantization): bit-exact with the literal QDQ semantics
 // (requantize to y's s8, dequantize, Relu, quantize to r) computed with the reference ops.

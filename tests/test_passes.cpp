@@ -213,7 +213,7 @@ TEST(Passes, AssignQuantization) {
     EXPECT_TRUE(p.dequantize_out.empty());
     EXPECT_EQ(p.out_ids[0], fc);
 
-    // s8 quant runs as u8 with the zero point shifted by 128; not on graph inputs.
+    // s8 quant runs as u8 with the zero point shifted by 128.
     SmallQuantGraph s8;
     GraphValue &r1 = s8.g.values[s8.g.find_value("relu1")];
     r1.quant = QuantParams::per_tensor(0.1f, -125);
@@ -222,11 +222,21 @@ TEST(Passes, AssignQuantization) {
     q.groups = fuse(q.g);
     assign_quantization(q);
     EXPECT_EQ(q.v[q.g.find_value("relu1")].quant.zp_at(0), 3);
+    // A float graph input quantized to int8 (ONNX Runtime's QInt8) runs shifted too: its quantize
+    // step writes u8 with zero point + 128.
     s8.g.values[0].qtype = DType::s8;
+    s8.g.values[0].quant.zero_point = {-3};
+    const int32_t zx = -3;
+    Program in = program(s8.g);
+    in.groups = fuse(in.g);
+    assign_quantization(in);
+    EXPECT_EQ(in.v[0].quant.zp_at(0), zx + 128);
+    // Integers the caller hands over (a u8 graph input declared int8-quantized) cannot shift.
+    s8.g.values[0].dtype = DType::u8;
     Program bad = program(s8.g);
     bad.groups = fuse(bad.g);
-    EXPECT_NE(error_of([&] { assign_quantization(bad); }).find("value 'x': s8 quantization is supported per tensor on "
-                                                              "intermediate values only"),
+    EXPECT_NE(error_of([&] { assign_quantization(bad); }).find("value 'x': s8 quantization is supported per tensor, "
+                                                              "on values the caller reads or writes as float"),
               std::string::npos);
 
     // A value without quant: the node that needs it is named.
