@@ -20,6 +20,7 @@
 #include "ops.h"
 #include "models/resnet.h"
 #include "resource_limits.h"
+#include "small_quant_graph.h"
 #include "test_util.h"
 
 namespace qh::test {
@@ -105,25 +106,31 @@ TEST(Reliability, KernelBufferOver2GiBIsRefusedBeforeHalide) {
                                     {"tensor f32[1,65536,16384,1] is 4294967296 bytes, more than a kernel buffer's limit"});
 }
 
+// x `in` -> Conv "conv" (weights, bias) [-> MaxPool "pool", a pool x pool window, stride pool]:
+// the float graph the size and number checks below build.
+Graph conv_graph(const std::string &name, std::vector<int64_t> in, Tensor weights, Tensor bias = {}, int pool = 0) {
+    using testing_graphs::node;
+    Graph g;
+    g.name = name;
+    int x = g.add_value("x", std::move(in));
+    g.inputs = {x};
+    GraphNode c = node(OpKind::Conv, "conv", {x});
+    c.weights = std::move(weights);
+    c.bias = std::move(bias);
+    int y = g.add_node(c);
+    if (pool > 0) {
+        GraphNode p = node(OpKind::MaxPool, "pool", {y});
+        p.window.kernel_h = p.window.kernel_w = p.window.stride_h = p.window.stride_w = pool;
+        y = g.add_node(p);
+    }
+    g.outputs = {y};
+    return g;
+}
+
 // A float model whose one intermediate (1 GiB) exceeds the budget: refused before the arena is
 // allocated, naming the budget.
 TEST(Reliability, ArenaOverTheMemoryBudgetIsAnError) {
-    Graph g;
-    g.name = "big";
-    int x = g.add_value("x", {1, 2048, 2048, 3});
-    g.inputs = {x};
-    GraphNode c;
-    c.op = OpKind::Conv;
-    c.name = "conv";
-    c.inputs = {x};
-    c.weights = Tensor(DType::f32, {64, 3, 1, 1});
-    int y = g.add_node(c);
-    GraphNode p;
-    p.op = OpKind::MaxPool;
-    p.name = "pool";
-    p.inputs = {y};
-    p.window.kernel_h = p.window.kernel_w = p.window.stride_h = p.window.stride_w = 2;
-    g.outputs = {g.add_node(p)};
+    Graph g = conv_graph("big", {1, 2048, 2048, 3}, Tensor(DType::f32, {64, 3, 1, 1}), {}, 2);
     Budget b(256 << 20);
     PrepareOptions o;
     o.precision = Precision::fp32;
@@ -180,16 +187,7 @@ TEST(Reliability, HugeDeclaredShapesAreRefused) {
 }
 
 TEST(Reliability, EmptyWeightsAreAnError) {
-    Graph g;
-    g.name = "empty";
-    int x = g.add_value("x", {1, 4, 4, 3});
-    g.inputs = {x};
-    GraphNode c;
-    c.op = OpKind::Conv;
-    c.name = "conv";
-    c.inputs = {x};
-    c.weights = Tensor(DType::f32, {0, 3, 1, 1});
-    g.outputs = {g.add_node(c)};
+    Graph g = conv_graph("empty", {1, 4, 4, 3}, Tensor(DType::f32, {0, 3, 1, 1}));
     expect_error<std::runtime_error>([&] { Model::prepare(g, {}); },
                                      {"node 'conv' (Conv): weights f32[0,3,1,1] have an empty dimension"});
 }
@@ -236,37 +234,23 @@ TEST(Reliability, LongChainImportsAndPreparesInLinearTime) {
 // Non-finite numbers from a file never reach a float -> integer conversion: weights, bias, scales
 // and calibration ranges are checked where they are quantized.
 TEST(Reliability, NonFiniteWeightsScalesAndRangesAreErrors) {
-    auto conv_graph = [](float w0, float bias0) {
-        Graph g;
-        g.name = "nan";
-        int x = g.add_value("x", {1, 4, 4, 3});
-        g.values[x].quant = QuantParams::per_tensor(0.1f, 0);
-        g.inputs = {x};
-        GraphNode c;
-        c.op = OpKind::Conv;
-        c.name = "conv";
-        c.inputs = {x};
-        c.weights = Tensor(DType::f32, {2, 3, 1, 1});
-        for (int k = 0; k < 6; k++) c.weights.data<float>()[k] = 0.5f;
-        c.weights.data<float>()[0] = w0;
-        c.bias = Tensor(DType::f32, {2});
-        c.bias.data<float>()[0] = bias0;
-        int y = g.add_node(c);
-        g.values[y].quant = QuantParams::per_tensor(0.2f, 0);
-        GraphNode p;
-        p.op = OpKind::MaxPool;
-        p.name = "pool";
-        p.inputs = {y};
-        g.outputs = {g.add_node(p)};
+    auto quantized = [](float w0, float bias0) {
+        Tensor w(DType::f32, {2, 3, 1, 1}), b(DType::f32, {2});
+        for (int k = 0; k < 6; k++) w.data<float>()[k] = 0.5f;
+        w.data<float>()[0] = w0;
+        b.data<float>()[0] = bias0;
+        Graph g = conv_graph("nan", {1, 4, 4, 3}, w, b, 1);
+        g.values[g.find_value("x")].quant = QuantParams::per_tensor(0.1f, 0);
+        g.values[g.find_value("conv")].quant = QuantParams::per_tensor(0.2f, 0);
         return g;
     };
-    EXPECT_NO_THROW(Model::prepare(conv_graph(0.25f, 1.f), {}));
-    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(NAN, 1.f), {}); },
+    EXPECT_NO_THROW(Model::prepare(quantized(0.25f, 1.f), {}));
+    expect_error<std::runtime_error>([&] { Model::prepare(quantized(NAN, 1.f), {}); },
                                      {"node 'conv' (Conv): weights f32[2,3,1,1] hold a NaN or infinity at element 0"});
-    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(INFINITY, 1.f), {}); }, {"NaN or infinity"});
-    expect_error<std::runtime_error>([&] { Model::prepare(conv_graph(0.25f, NAN), {}); },
+    expect_error<std::runtime_error>([&] { Model::prepare(quantized(INFINITY, 1.f), {}); }, {"NaN or infinity"});
+    expect_error<std::runtime_error>([&] { Model::prepare(quantized(0.25f, NAN), {}); },
                                      {"node 'conv' (Conv): bias nan of output channel 0 cannot be quantized"});
-    Graph bad_scale = conv_graph(0.25f, 1.f);
+    Graph bad_scale = quantized(0.25f, 1.f);
     bad_scale.values[bad_scale.inputs[0]].quant = QuantParams::per_tensor(-1.f, 0);
     expect_error<std::runtime_error>([&] { Model::prepare(bad_scale, {}); },
                                      {"value 'x' has scale -1.000000 (must be finite and positive)"});
