@@ -180,6 +180,26 @@ TEST(OnnxImport, QdqConvPerChannel) {
     EXPECT_EQ(g.outputs[0], g.nodes[1].output);
 }
 
+// qdq_model()'s conv on the reference ops, for input x (NCHW, 3x5x5 floats) quantized with scale
+// 0.02 and zero point zx into [lo, hi] (u8: 0..255; s8: -128..127, stored shifted to u8 as the
+// runtime does): the NHWC u8 input and the s32 accumulators {1,5,5,4}.
+struct QdqConvReference {
+    std::vector<uint8_t> xnhwc;
+    std::vector<int64_t> acc;
+    static constexpr float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};  // qdq_model's weight scales
+};
+QdqConvReference qdq_conv_reference(const std::vector<float> &xs, int32_t zx, int32_t lo, int32_t hi) {
+    QdqConvReference r;
+    r.xnhwc.resize(75);
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 25; p++) r.xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, zx, lo, hi) - lo);
+    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
+    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
+    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
+    r.acc = ref::conv2d_acc(p, r.xnhwc, zx - lo, w, zw, bias);
+    return r;
+}
+
 // Clip (opset 11+: bounds as constant inputs) in the QDQ model in place of the Relu. With the
 // clip output quantized like its input it is fused into the conv's clamp (conv2d+clip); with its
 // own quantization it runs as a lookup table. Both bit-exact with the literal QDQ semantics.
@@ -208,15 +228,12 @@ TEST(OnnxImport, QdqClipFusedOrTableIsExact) {
         EXPECT_EQ(ops(g), (std::vector<OpKind>{OpKind::Conv, OpKind::Clip}));
         EXPECT_EQ(g.nodes[1].clip_min, -0.5f);
         EXPECT_EQ(g.nodes[1].clip_max, 3.f);
-        std::vector<uint8_t> xnhwc(75);
-        for (int c = 0; c < 3; c++)
-            for (int p = 0; p < 25; p++)
-                xnhwc[p * 3 + c] = uint8_t(ref::quantize(std::sin(0.7f * float(c * 25 + p)) * 2.5f, 0.02f, 128, 0, 255));
-        std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
-        for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
-        const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
-        ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
-        auto acc = ref::conv2d_acc(p, xnhwc, 128, w, zw, bias);
+        std::vector<float> xs(75);
+        for (size_t i = 0; i < xs.size(); i++) xs[i] = std::sin(0.7f * float(i)) * 2.5f;
+        const QdqConvReference ref_conv = qdq_conv_reference(xs, 128, 0, 255);
+        const auto &xnhwc = ref_conv.xnhwc;
+        const auto &acc = ref_conv.acc;
+        const auto &ws = QdqConvReference::ws;
         auto model = qh::Model::prepare(g, {});
         for (int i = 0; i < 75; i++) model->input(0).data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
         model->execute();
@@ -291,17 +308,11 @@ TEST(OnnxImport, QdqS8GraphInputIsExact) {
     Graph g = m.import();
     EXPECT_EQ(g.values[g.inputs[0]].qtype, DType::s8);
     std::vector<float> xs(75);
-    std::vector<uint8_t> xnhwc(75);  // the s8 integers + 128, NHWC
-    for (int c = 0; c < 3; c++)
-        for (int p = 0; p < 25; p++) {
-            xs[c * 25 + p] = std::sin(0.7f * float(c * 25 + p)) * 2.8f;
-            xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, -5, -128, 127) + 128);
-        }
-    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
-    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
-    const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
-    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
-    auto acc = ref::conv2d_acc(p, xnhwc, 123, w, zw, bias);
+    for (size_t i = 0; i < xs.size(); i++) xs[i] = std::sin(0.7f * float(i)) * 2.8f;
+    const QdqConvReference ref_conv = qdq_conv_reference(xs, -5, -128, 127);  // the s8 integers + 128, NHWC
+    const auto &xnhwc = ref_conv.xnhwc;
+    const auto &acc = ref_conv.acc;
+    const auto &ws = QdqConvReference::ws;
     auto model = qh::Model::prepare(g, {});
     for (int c = 0; c < 3; c++)
         for (int q = 0; q < 25; q++) model->input(0).data<float>()[q * 3 + c] = xs[c * 25 + q];
@@ -324,16 +335,10 @@ TEST(OnnxImport, QdqModelRunsEndToEnd) {
     Graph g = qdq_model().import();
     std::vector<float> xs(75);
     for (size_t i = 0; i < xs.size(); i++) xs[i] = std::sin(0.7f * float(i)) * 2.5f;
-    std::vector<uint8_t> xq;  // NHWC = NCHW transposed
-    std::vector<uint8_t> xnhwc(75);
-    for (int c = 0; c < 3; c++)
-        for (int p = 0; p < 25; p++)
-            xnhwc[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.02f, 128, 0, 255));
-    std::vector<int32_t> w(4 * 27), zw(4, 0), bias = {100, -200, 300, -400};
-    for (size_t i = 0; i < w.size(); i++) w[i] = int32_t(i % 255) - 127;
-    const float ws[4] = {0.01f, 0.02f, 0.03f, 0.04f};
-    ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
-    auto acc = ref::conv2d_acc(p, xnhwc, 128, w, zw, bias);
+    const QdqConvReference ref_conv = qdq_conv_reference(xs, 128, 0, 255);  // NHWC = NCHW transposed
+    const auto &xnhwc = ref_conv.xnhwc;
+    const auto &acc = ref_conv.acc;
+    const auto &ws = QdqConvReference::ws;
     auto m = qh::Model::prepare(g, {});
     Tensor &in = m->input(0);
     for (int i = 0; i < 75; i++) in.data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
