@@ -8,20 +8,13 @@
 #include "cpu_features.h"
 #include "jit.h"
 #include "problem.h"
+#include "test_util.h"
 #include "tune.h"
 
 namespace qh::explore {
 namespace {
 
-std::string error_of(const std::function<void()> &f) {
-    try {
-        f();
-    } catch (const std::exception &e) {
-        return e.what();
-    }
-    return "";
-}
-
+using qh::test::error_of;
 TEST(ShapeString, FullConv) {
     Problem p = parse_shape("conv2d", "mb2ic64ih56iw28oc128oh28ow14kh3kw3sh2sw2ph1pw1");
     EXPECT_EQ(p.mb, 2); EXPECT_EQ(p.ic, 64); EXPECT_EQ(p.ih, 56); EXPECT_EQ(p.iw, 28);

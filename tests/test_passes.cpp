@@ -10,6 +10,7 @@
 #include "models/resnet.h"
 #include "resource_limits.h"
 #include "small_quant_graph.h"
+#include "test_util.h"
 
 using namespace qh;
 using qh::testing_graphs::node;
@@ -17,15 +18,7 @@ using qh::testing_graphs::SmallQuantGraph;
 
 namespace {
 
-std::string error_of(const std::function<void()> &f) {
-    try {
-        f();
-    } catch (const std::exception &e) {
-        return e.what();
-    }
-    return "";
-}
-
+using qh::test::error_of;
 Program program(const Graph &g, int batch = 1, Precision precision = Precision::int8) {
     PrepareOptions opt;
     opt.batch = batch;

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <random>
 #include <regex>
@@ -38,6 +39,16 @@ struct ForceTarget {
     for (const std::string &tag : ::qh::test::runnable_targets())      \
         if (::qh::test::ForceTarget qh_force_##tag(tag); true)         \
             if (SCOPED_TRACE("target " + tag); true)
+
+// The message of the exception f throws, "" if it throws none.
+inline std::string error_of(const std::function<void()> &f) {
+    try {
+        f();
+    } catch (const std::exception &e) {
+        return e.what();
+    }
+    return "";
+}
 
 // A float tensor of N(0, 1) values (model inputs in NHWC).
 inline Tensor random_input(std::vector<int64_t> shape, uint32_t seed) {
