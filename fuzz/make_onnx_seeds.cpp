@@ -1,6 +1,6 @@
 // Writes the generated part of the fuzz_onnx seed corpus: small valid models in every style the
 // importer knows (float, QDQ, QOperator): the importer tests' models (tests/onnx_test_models.h)
-// and two more below, built with tests/onnx_builder.h.
+// and one more below, built with tests/onnx_builder.h.
 //   build-asan/fuzz/fuzz_make_onnx_seeds fuzz/corpus/fuzz_onnx
 #include <onnx/onnx_pb.h>
 
@@ -17,19 +17,6 @@ namespace {
 
 using namespace qh::test;
 using Model = OnnxBuilder;
-
-// Reshape as flatten + Gemm, u8 graph input.
-Model reshape_model() {
-    Model m("reshape_net");
-    m.input("x", {2, 8, 1, 1});
-    m.i64("shape", {2}, {0, -1});
-    m.node("Reshape", {"x", "shape"}, {"r"}, "reshape");
-    m.f32("W", {3, 8}, ramp(24, 0.f, 0.1f));
-    auto &fc = m.node("Gemm", {"r", "W"}, {"y"}, "fc");
-    attr(fc, "transB", int64_t(1));
-    m.output("y");
-    return m;
-}
 
 // QOperator dense: QuantizeLinear -> QLinearMatMul -> QGemm (com.microsoft) -> DequantizeLinear.
 Model qmatmul_model() {

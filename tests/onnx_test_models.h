@@ -134,4 +134,17 @@ inline OnnxBuilder qop_model(float add_a_scale = 0.1f) {
     return m;
 }
 
+// x {2,8,1,1} -> Reshape(shape {0,-1}: a flatten) -> Gemm transB=1 -> y
+inline OnnxBuilder reshape_model() {
+    OnnxBuilder m("reshape_net");
+    m.input("x", {2, 8, 1, 1});
+    m.i64("shape", {2}, {0, -1});
+    m.node("Reshape", {"x", "shape"}, {"r"}, "reshape");
+    m.f32("W", {3, 8}, ramp(24, 0.f, 0.1f));
+    auto &fc = m.node("Gemm", {"r", "W"}, {"y"}, "fc");
+    attr(fc, "transB", int64_t(1));
+    m.output("y");
+    return m;
+}
+
 }  // namespace qh::test

@@ -122,14 +122,7 @@ TEST(OnnxImport, FloatNetwork) {
 }
 
 TEST(OnnxImport, FromFileAndReshapeAsFlatten) {
-    Model m("reshape_net");
-    m.input("x", {2, 8, 1, 1});
-    m.i64("shape", {2}, {0, -1});
-    m.node("Reshape", {"x", "shape"}, {"r"}, "reshape");
-    m.f32("W", {3, 8}, ramp(24, 0.f, 0.1f));
-    auto &fc = m.node("Gemm", {"r", "W"}, {"y"}, "fc");
-    attr(fc, "transB", int64_t(1));
-    m.output("y");
+    Model m = reshape_model();
     fs::path p = fs::temp_directory_path() / "qh_test_reshape_net.onnx";
     {
         std::ofstream f(p, std::ios::binary);
