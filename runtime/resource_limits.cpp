@@ -1,6 +1,7 @@
 #include "resource_limits.h"
 
 #include "options.h"
+#include "tensor.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -32,20 +33,12 @@ int64_t checked_add(int64_t a, int64_t b, const std::string &what) {
     return r;
 }
 
-namespace {
-std::string shape_text(const std::vector<int64_t> &s) {
-    std::string r = "[";
-    for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
-    return r + "]";
-}
-}  // namespace
-
 int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what, int64_t limit) {
     bool zero = false;
     for (int64_t d : shape) {
-        if (d < 0) throw std::length_error(what + ": negative dimension in shape " + shape_text(shape));
+        if (d < 0) throw std::length_error(what + ": negative dimension in shape " + shape_str(shape));
         if (d > std::numeric_limits<int32_t>::max())
-            throw std::length_error(what + ": dimension " + std::to_string(d) + " of shape " + shape_text(shape) +
+            throw std::length_error(what + ": dimension " + std::to_string(d) + " of shape " + shape_str(shape) +
                                     " does not fit in int32");
         zero |= d == 0;
     }
@@ -55,7 +48,7 @@ int64_t checked_numel(const std::vector<int64_t> &shape, const std::string &what
     for (int64_t d : shape) {
         if (d == 0) continue;
         if (__builtin_mul_overflow(n, d, &n) || n > limit)
-            throw std::length_error(what + ": shape " + shape_text(shape) + " has more than " + std::to_string(limit) +
+            throw std::length_error(what + ": shape " + shape_str(shape) + " has more than " + std::to_string(limit) +
                                     " elements (the limit per tensor" + (zero ? ", counting the non-zero dims" : "") +
                                     ")");
     }
