@@ -1,5 +1,7 @@
 # The one list of kernels. Each family is built for every target tag; its name follows
-# <op>_<src><wei><dst> (weights: s8 = symmetric s8, z8 = 8-bit with zero points), kernels are
+# <op>_<src><wei><dst> (weights: s8 = symmetric s8, z8 = 8-bit with zero points, s4 = symmetric
+# s4; u4 src/dst = packed u4 storage, two channels per byte; a conv2d_add's residual has the
+# dst's type unless a fourth field names it: conv2d_add_u4s4u4u8 = u8 residual), kernels are
 # <family>__<tag>. From this list come the static library, the dispatch table
 # (build/generated/qh_kernel_table.inc) and therefore the tests and benchmarks.
 #
@@ -10,11 +12,28 @@ qh_kernel_family(conv2d_u8s8s32       conv2d          dst_type=int32)
 qh_kernel_family(conv2d_u8z8u8        conv2d          dst_type=uint8 weight_zp=true)
 qh_kernel_family(conv2d_u8z8s32       conv2d          dst_type=int32 weight_zp=true)
 qh_kernel_family(conv2d_add_u8s8u8    conv2d          dst_type=uint8 residual=true)
+# INT4 (generators/conv2d_generator.cpp: the s4 blocked layout and the u4 storage contract).
+# W4A8: u8 activations x s4 weights; W4A4: u4 storage in and out (u8 at the edges of a 4-bit
+# region: a 4-bit-range value stored as u8 runs on the u8 families with act_max = 15).
+qh_kernel_family(conv2d_u8s4u8        conv2d          weight_bits=4)
+qh_kernel_family(conv2d_add_u8s4u8    conv2d          weight_bits=4 residual=true)
+qh_kernel_family(conv2d_u4s4u4        conv2d          weight_bits=4 src_bits=4 dst_bits=4)
+qh_kernel_family(conv2d_add_u4s4u4    conv2d          weight_bits=4 src_bits=4 dst_bits=4 residual=true)
+qh_kernel_family(conv2d_u8s4u4        conv2d          weight_bits=4 dst_bits=4)
+qh_kernel_family(conv2d_add_u8s4u4    conv2d          weight_bits=4 dst_bits=4 residual=true)
+qh_kernel_family(conv2d_u4s4u8        conv2d          weight_bits=4 src_bits=4)
+qh_kernel_family(conv2d_add_u4s4u8    conv2d          weight_bits=4 src_bits=4 residual=true)
+qh_kernel_family(conv2d_add_u8s4u4u8  conv2d          weight_bits=4 dst_bits=4 res_bits=8 residual=true)
+qh_kernel_family(conv2d_add_u4s4u4u8  conv2d          weight_bits=4 src_bits=4 dst_bits=4 res_bits=8 residual=true)
+qh_kernel_family(conv2d_add_u8s4u8u4  conv2d          weight_bits=4 res_bits=4 residual=true)
+qh_kernel_family(conv2d_add_u4s4u8u4  conv2d          weight_bits=4 src_bits=4 res_bits=4 residual=true)
 qh_kernel_family(dense_u8s8u8         dense           dst_type=uint8)
 qh_kernel_family(dense_u8s8s8         dense           dst_type=int8)
 qh_kernel_family(dense_u8s8s32        dense           dst_type=int32)
 qh_kernel_family(dense_u8z8u8         dense           dst_type=uint8 weight_zp=true)
 qh_kernel_family(dense_u8z8s32        dense           dst_type=int32 weight_zp=true)
+qh_kernel_family(dense_u8s4u8         dense           weight_bits=4)
+qh_kernel_family(dense_u8s4s32        dense           dst_type=int32 weight_bits=4)
 qh_kernel_family(maxpool_u8u8         maxpool         data_type=uint8)
 qh_kernel_family(maxpool_s8s8         maxpool         data_type=int8)
 qh_kernel_family(global_avgpool_u8u8  global_avgpool  dst_type=uint8)

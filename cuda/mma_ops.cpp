@@ -394,7 +394,10 @@ BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor
 
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
                     const Residual *residual) {
-    if (w.has_zero_point || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
+    // u8 tensors only: u4 storage (two channels per byte) is the Halide kernels' (or a later
+    // int4 tensor-core path's); 4-bit weights run here from their s8 neutral form.
+    if (w.has_zero_point || x.dtype() != DType::u8 || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
+    if (residual && residual->tensor->dtype() != DType::u8) return {};
     ConvDesc d;
     d.n = int(x.dim(0)); d.h = int(x.dim(1)); d.w = int(x.dim(2)); d.ic = int(x.dim(3));
     d.oc = w.oc; d.kh = w.kh; d.kw = w.kw; d.sh = p.stride_h; d.sw = p.stride_w;
@@ -418,7 +421,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
                    const std::string &name) {
     const bool s32 = y.dtype() == DType::s32;
-    if (w.has_zero_point || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
+    if (w.has_zero_point || x.dtype() != DType::u8 || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
     ConvDesc d;  // a 1x1 conv over N images of 1x1 pixels
     d.n = int(x.dim(0)); d.h = 1; d.w = 1; d.ic = int(x.dim(1)); d.oc = w.oc;
     d.zx = w.input_zp;

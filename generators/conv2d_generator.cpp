@@ -19,6 +19,20 @@
 // Bounds (int32 must not overflow): |sum X W'| <= 255*128*K, so K <= 32768 for symmetric
 // weights and K <= 16384 with weight zero points; the runtime checks both (runtime/ops.cpp).
 //
+// Int4 (generator params; one packed format: two values per byte, low nibble first):
+//  - src_bits=4: the input is u4 storage, NHWC with an even channel count, channel 2i in the low
+//    nibble of byte i of its pixel (input's c extent is IC/2 bytes); unpacked once per tile row
+//    into the padded u8 stage, so the reduction below is unchanged.
+//  - weight_bits=4: s4 weights in the blocked layout with output-channel blocks paired:
+//      weights(i, o, cb, kx, ky, p) byte, low nibble = block ob = 2p, high nibble = block 2p + 1
+//    (last dim OCO/2). The kernel never sign-extends: as a byte, (b << 4) is 16 * w_lo and
+//    (b & 0xF0) is 16 * w_hi exactly (two's complement), so one 64-byte load gives the s8
+//    operands of two vpdpbusd with one shift and two ands, and acc16 = 16 * sum X W' (bias added
+//    after acc16 >> 4, exact). Bound: |acc16| <= 16 * 255 * 8 * K < 2^31 for K <= 65536.
+//  - dst_bits=4: u4 storage output (c extent OC/2 bytes), values clamped to [0, 15] by the
+//    epilogue and packed in pairs.
+//  - res_bits (residual only): the residual's storage, u4 (4) or u8 (8); 0 = the dst's.
+//
 // Epilogue: s32 output = acc. u8/s8 output = clamp(round(acc * mult[oc]) + z_y, act_min, act_max)
 // With `residual`: c = clamp(round(acc * mult[oc]) + z_c, 0, 255) is the conv's own u8 result
 // (scale s_c), then y = clamp(round((c - z_c) * mc + (r - z_r) * mr) + z_y, act_min, act_max)
@@ -38,6 +52,10 @@ public:
     GeneratorParam<bool> weight_zp{"weight_zp", false};
     GeneratorParam<bool> residual{"residual", false};
     GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
+    GeneratorParam<int> src_bits{"src_bits", 8};     // 4: u4 storage input
+    GeneratorParam<int> weight_bits{"weight_bits", 8};  // 4: s4 weights, paired blocks
+    GeneratorParam<int> dst_bits{"dst_bits", 8};     // 4: u4 storage output (dst_type uint8)
+    GeneratorParam<int> res_bits{"res_bits", 0};     // residual storage: 4 or 8 (0: as dst_bits)
 
     Input<Buffer<uint8_t, 4>> input{"input"};
     Input<int32_t> input_zp{"input_zp"};
@@ -66,12 +84,27 @@ public:
         Var c("c"), x("x"), y("y"), n("n"), oci("oci"), oco("oco");
         s.c = c; s.x = x; s.y = y; s.n = n; s.oci = oci; s.oco = oco;
 
-        Expr IC = input.dim(0).extent(), W = input.dim(1).extent(), H = input.dim(2).extent();
+        const bool src4 = src_bits == 4, w4 = weight_bits == 4, dst4 = dst_bits == 4;
+        if (src_bits != 8 && !src4) throw std::runtime_error("src_bits must be 8 or 4");
+        if (weight_bits != 8 && !w4) throw std::runtime_error("weight_bits must be 8 or 4");
+        if (dst_bits != 8 && !dst4) throw std::runtime_error("dst_bits must be 8 or 4");
+        if (dst4 && Type(dst_type) != UInt(8)) throw std::runtime_error("dst_bits=4 needs dst_type=uint8");
+        if (w4 && weight_zp) throw std::runtime_error("weight_bits=4 weights are symmetric (no weight_zp)");
+
+        Expr IC = input.dim(0).extent() * (src4 ? 2 : 1), W = input.dim(1).extent();
+        Expr H = input.dim(2).extent();
         Expr CIO = weights.dim(2).extent(), KW = weights.dim(3).extent();
         Expr KH = weights.dim(4).extent();
 
+        Func unpacked("unpacked");  // (c, x, y, n) u8 values of the input
+        if (src4) {
+            Expr b = input(c / 2, x, y, n);
+            unpacked(c, x, y, n) = select(c % 2 == 0, b & 15, b >> 4);
+        } else {
+            unpacked(c, x, y, n) = input(c, x, y, n);
+        }
         Func bc = BoundaryConditions::constant_exterior(
-            input, cast<uint8_t>(input_zp), {{0, IC}, {0, W}, {0, H}, {Expr(), Expr()}});
+            unpacked, cast<uint8_t>(input_zp), {{0, IC}, {0, W}, {0, H}, {Expr(), Expr()}});
         s.padded = Func("padded");  // a schedulable stage with our own Vars
         s.padded(c, x, y, n) = bc(c, x, y, n);
         s.r = RDom(0, qh::kICB, 0, CIO, 0, KW, 0, KH, "r");
@@ -79,13 +112,24 @@ public:
         const RDom &r = s.r;
         Expr ix = x * stride_x + r.z - pad_x, iy = y * stride_y + r.w - pad_y;
         Expr xv = s.padded(qh::kICB * r.y + r.x, ix, iy, n);
-        Expr wv = weights(r.x, oci, r.y, r.z, r.w, oco);
+        Expr wv;
+        if (w4) {  // 16 * w, see the contract above
+            Expr wb = reinterpret<uint8_t>(weights(r.x, oci, r.y, r.z, r.w, oco / 2));
+            wv = reinterpret<int8_t>(select(oco % 2 == 0, wb << 4, wb & 0xF0));
+        } else {
+            wv = weights(r.x, oci, r.y, r.z, r.w, oco);
+        }
 
         s.acc = Func("acc");
-        s.acc(oci, oco, x, y, n) = bias(oco * qh::kOCB + oci);
+        if (w4) {
+            s.acc(oci, oco, x, y, n) = 0;
+        } else {
+            s.acc(oci, oco, x, y, n) = bias(oco * qh::kOCB + oci);
+        }
         s.acc(oci, oco, x, y, n) += cast<int32_t>(widening_mul(xv, wv));
 
         Expr a = s.acc(c % qh::kOCB, c / qh::kOCB, x, y, n);
+        if (w4) a = (a >> 4) + bias(c);
         if (weight_zp) {
             s.has_xsum = true;
             s.xsum = Func("xsum");
@@ -95,17 +139,27 @@ public:
         }
 
         Type t = dst_type;
+        Expr lo = act_min, hi = dst4 ? min(act_max, 15) : Expr(act_max);
         Expr out;
         if (t == Int(32)) {
             out = a;
         } else if (!residual) {
-            out = cast(t, qh::requantize(a, mult(c), output_zp, t, act_min, act_max));
+            out = cast(t, qh::requantize(a, mult(c), output_zp, t, lo, hi));
         } else {
             Expr cq = qh::requantize(a, mult(c), conv_zp, UInt(8), 0, 255);
-            Expr rv = cast<int32_t>(res(c, x, y, n));
+            const bool res4 = res_bits == 0 ? dst4 : res_bits == 4;
+            Expr rb = res(res4 ? c / 2 : c, x, y, n);
+            if (res4) rb = select(c % 2 == 0, rb & 15, rb >> 4);
+            Expr rv = cast<int32_t>(rb);
             out = cast(t, qh::quantized_add(cq, conv_zp, mult_conv, rv, res_zp, mult_res,
-                                            output_zp, t, act_min, act_max,
+                                            output_zp, t, lo, hi,
                                             get_target().has_gpu_feature()));
+        }
+        if (dst4) {  // byte c of a pixel = channels 2c (low nibble) and 2c + 1
+            Func value("value");
+            value(c, x, y, n) = out;
+            s.out_pack = 2;
+            out = value(2 * c, x, y, n) | (value(2 * c + 1, x, y, n) << 4);
         }
         output(c, x, y, n) = out;
         s.output = output;

@@ -6,7 +6,9 @@
 //            w[oc = 16*ob + o][k = 4*kb + i], zero padded; OCO*16 is a multiple of 64
 //   bias/wzp/mult  (16*OCO)             as in conv2d (zero points folded into bias)
 //   output   u8/s8/s32 (oc, b)
-// Same math, bounds and epilogue as conv2d (generators/conv2d_generator.cpp) with a 1x1 window.
+// Same math, bounds and epilogue as conv2d (generators/conv2d_generator.cpp) with a 1x1 window,
+// including weight_bits=4: s4 weights with paired output-channel blocks (weights(i, o, kb, p):
+// low nibble block 2p, high nibble block 2p + 1), accumulated as 16 * w and shifted back.
 #include "Halide.h"
 #include "qh_math.h"
 #include "stages.h"
@@ -21,6 +23,7 @@ public:
     GeneratorParam<std::string> knobs{"knobs", ""};
     GeneratorParam<bool> weight_zp{"weight_zp", false};
     GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
+    GeneratorParam<int> weight_bits{"weight_bits", 8};  // 4: s4 weights, paired blocks
 
     Input<Buffer<uint8_t, 2>> input{"input"};
     Input<int32_t> input_zp{"input_zp"};
@@ -48,12 +51,26 @@ public:
         s.padded(k, b) = bc(k, b);
         s.r = RDom(0, qh::kICB, 0, KO, "r");
         Expr xv = s.padded(qh::kICB * s.r.y + s.r.x, b);
-        Expr wv = weights(s.r.x, oci, s.r.y, oco);
+        const bool w4 = weight_bits == 4;
+        if (weight_bits != 8 && !w4) throw std::runtime_error("weight_bits must be 8 or 4");
+        if (w4 && weight_zp) throw std::runtime_error("weight_bits=4 weights are symmetric (no weight_zp)");
+        Expr wv;
+        if (w4) {
+            Expr wb = reinterpret<uint8_t>(weights(s.r.x, oci, s.r.y, oco / 2));
+            wv = reinterpret<int8_t>(select(oco % 2 == 0, wb << 4, wb & 0xF0));
+        } else {
+            wv = weights(s.r.x, oci, s.r.y, oco);
+        }
 
         s.acc = Func("acc");
-        s.acc(oci, oco, b) = bias(oco * qh::kOCB + oci);
+        if (w4) {
+            s.acc(oci, oco, b) = 0;
+        } else {
+            s.acc(oci, oco, b) = bias(oco * qh::kOCB + oci);
+        }
         s.acc(oci, oco, b) += cast<int32_t>(widening_mul(xv, wv));
         Expr a = s.acc(c % qh::kOCB, c / qh::kOCB, b);
+        if (w4) a = (a >> 4) + bias(c);
         if (weight_zp) {
             s.has_xsum = true;
             s.xsum = Func("xsum");

@@ -53,6 +53,7 @@ struct Conv2dStages {
     Halide::RDom r;       // r.x: ic within block of 4, r.y: ic block, r.z: kx, r.w: ky
     Halide::Expr padded_channels;  // 4 * CIO, the extent of padded's c
     bool has_xsum = false;
+    int out_pack = 1;  // output elements per byte of `output`'s c (2: u4 storage, dst_bits=4)
 };
 
 // conv2d_extern: output(oc, x, y, n) = epilogue(acc(oc, x, y, n) + bias(oc)), where acc is a

@@ -6,7 +6,9 @@
 //    cannot run it: a kernel never runs an instruction the CPU lacks);
 //  - KernelOptions::log (set_kernel_log(true), env QHALIDE_LOG_KERNELS=1) prints each choice.
 #pragma once
+#include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <vector>
 
 #include "cpu_features.h"
@@ -41,6 +43,33 @@ namespace kernels {
 #undef QH_FAMILY_END
 }  // namespace kernels
 
+// A family's variants by name, for ops that choose the family from the call's types
+// (conv2d_<src><wei><dst> ...): nullptr if this library has no such family; throws if Fn is not
+// the family's function type.
+namespace detail {
+struct FamilyRef {
+    const void *variants = nullptr;
+    const std::type_info *type = nullptr;
+};
+inline FamilyRef find_family_ref(const std::string &name) {
+#define QH_FAMILY_BEGIN(f) \
+    if (name == #f) return {&kernels::f(), &typeid(kernels::f##_fn)};
+#define QH_VARIANT(f, t)
+#define QH_FAMILY_END(f)
+#include "qh_kernel_table.inc"
+#undef QH_FAMILY_BEGIN
+#undef QH_VARIANT
+#undef QH_FAMILY_END
+    return {};
+}
+}  // namespace detail
+template <typename Fn>
+const KernelVariants<Fn> *find_family(const std::string &name) {
+    const detail::FamilyRef r = detail::find_family_ref(name);
+    if (!r.variants) return nullptr;
+    if (*r.type != typeid(Fn)) throw std::logic_error("kernel family " + name + ": signature differs from the caller's");
+    return static_cast<const KernelVariants<Fn> *>(r.variants);
+}
 // Names of every kernel in the library ("conv2d_u8s8u8__x86_avx512vnni", ...).
 std::vector<std::string> all_kernel_names();
 

@@ -97,6 +97,27 @@ Device op_device(const std::string &op, std::initializer_list<const Tensor *> ts
 std::vector<int> nhwc_dims(const Tensor &t) {  // Halide order: c, x, y, n
     return {(int)t.dim(3), (int)t.dim(2), (int)t.dim(1), (int)t.dim(0)};
 }
+// Halide dims of an activation's storage: a u4 tensor's c dimension counts bytes (two channels
+// each; the channel count is even, checked by the binds).
+std::vector<int> nhwc_storage_dims(const Tensor &t) {
+    std::vector<int> d = nhwc_dims(t);
+    if (t.dtype() == DType::u4) d[0] /= 2;
+    return d;
+}
+// Type field of a kernel family name (<op>_<src><wei><dst>).
+const char *type_field(DType t) { return dtype_name(t); }
+std::string weight_field(const PackedWeights &w) {
+    return w.has_zero_point ? "z8" : w.weight_bits == 4 ? "s4" : "s8";
+}
+// The family `name` of an op whose family follows from the call's types; a clear error if this
+// library has none (e.g. an int4 combination that was not built).
+template <typename Fn>
+const KernelVariants<Fn> &family_or_fail(const std::string &op, const std::string &name) {
+    const KernelVariants<Fn> *v = find_family<Fn>(name);
+    if (!v) fail(op, "no kernel family " + name + " in this library (cmake/qhalide_kernels.cmake lists the "
+                     "type combinations built)");
+    return *v;
+}
 
 void record(const std::string &family, const std::string &kernel) {
     std::lock_guard<std::mutex> l(g_last_mu);
@@ -169,14 +190,20 @@ std::shared_ptr<DotState> dot_state(const Buf<uint8_t> &in, const PackedWeights 
     return st;
 }
 
+// Packed weight blocks along output channels: 16 channels each, two per byte row for s4.
+int weight_blocks(const PackedWeights &w) { return w.oc_pad / (w.weight_bits == 4 ? 32 : 16); }
+
 std::shared_ptr<DotState> conv_state(const Tensor &x, const PackedWeights &w, const Tensor &y, Device d) {
-    return dot_state(view<uint8_t>(x, nhwc_dims(x)), w,
-                     {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16}, view_any(y, nhwc_dims(y)), d);
+    return dot_state(view<uint8_t>(x, nhwc_storage_dims(x)), w,
+                     {4, 16, w.ic_pad / 4, w.kw, w.kh, weight_blocks(w)},
+                     view_as(y, dtype_halide(y.dtype()), nhwc_storage_dims(y)), d);
 }
 
 void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
                 const Conv2dParams &p, const Tensor &y) {
-    expect_tensor(x, op, "input", {DType::u8}, 4);
+    expect_tensor(x, op, "input", {DType::u8, DType::u4}, 4);
+    QH_EXPECT(x.dtype() != DType::u4 || x.dim(3) % 2 == 0, op,
+              "u4 input " + x.describe() + " needs an even channel count (pixels are whole bytes)");
     QH_EXPECT(p.group == 1, op, "group=" + std::to_string(p.group) + " unsupported (only 1)");
     QH_EXPECT(p.dilation_h == 1 && p.dilation_w == 1, op, "dilation unsupported (only 1)");
     QH_EXPECT(p.stride_h >= 1 && p.stride_w >= 1, op, "strides must be >= 1");
@@ -242,37 +269,33 @@ std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
     const std::string &op = p.name;
     check_conv(op, x, w, p, y);
-    expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32}, 4);
+    expect_tensor(y, op, "output", {DType::u8, DType::s8, DType::s32, DType::u4}, 4);
+    QH_EXPECT(y.dtype() != DType::u4 || y.dim(3) % 2 == 0, op,
+              "u4 output " + y.describe() + " needs an even channel count (pixels are whole bytes)");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
+    QH_EXPECT(!(w.has_zero_point && y.dtype() == DType::s8), op,
+              "s8 output with asymmetric weights '" + w.name + "' is not supported (use u8 or s32)");
     const Device d = op_device(op, {&x, &y});
+    const std::string family =
+        std::string("conv2d_") + type_field(x.dtype()) + weight_field(w) + type_field(y.dtype());
     if (BoundOp b = bind_registered(GemmCall{"conv2d", x, w, &p, p.act, nullptr, 0, 0, 0.f, 0.f, y, op})) {
-        record(w.has_zero_point ? "conv2d_u8z8u8" : "conv2d_u8s8u8", b.kernel());
+        record(family, b.kernel());
         return b;
     }
     auto st = conv_state(x, w, y, d);
-    const std::string key = conv_key(x, w, p, y);
-    auto bind = [&](const auto &variants) {
-        return bind_conv_kernel(op, pick_shaped(variants, key, d), st, w, p, zp0(y), {});
-    };
-    switch (y.dtype()) {
-    case DType::u8:
-        return w.has_zero_point ? bind(kernels::conv2d_u8z8u8()) : bind(kernels::conv2d_u8s8u8());
-    case DType::s8:
-        QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights '" + w.name +
-                                          "' is not supported (use u8 or s32)");
-        return bind(kernels::conv2d_u8s8s8());
-    default:
-        return w.has_zero_point ? bind(kernels::conv2d_u8z8s32())
-                                : bind(kernels::conv2d_u8s8s32());
-    }
+    using Fn = kernels::conv2d_u8s8u8_fn;
+    return bind_conv_kernel(op, pick_shaped(family_or_fail<Fn>(op, family), conv_key(x, w, p, y), d), st, w, p,
+                            zp0(y), {});
 }
 
 BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
                         const ResidualParams &rp, const Tensor &residual, Tensor &y) {
     const std::string &op = p.name;
     check_conv(op, x, w, p, y);
-    expect_tensor(y, op, "output", {DType::u8}, 4);
-    expect_tensor(residual, op, "residual", {DType::u8}, 4);
+    expect_tensor(y, op, "output", {DType::u8, DType::u4}, 4);
+    expect_tensor(residual, op, "residual", {DType::u8, DType::u4}, 4);
+    QH_EXPECT(y.dtype() != DType::u4 || y.dim(3) % 2 == 0, op,
+              "u4 output " + y.describe() + " needs an even channel count (pixels are whole bytes)");
     QH_EXPECT(residual.shape() == y.shape(), op, "residual " + residual.describe() +
                                                   " must have the output's shape " +
                                                   shape_str(y.shape()));
@@ -285,15 +308,20 @@ BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dPar
     const float sy = y.quant.scale[0];
     const ResidualArgs r{rp.conv_zp, zp0(residual), rp.conv_scale / sy,
                          residual.quant.scale[0] / sy};
+    // A residual stored unlike the output is the family's fourth type field.
+    const std::string family = std::string("conv2d_add_") + type_field(x.dtype()) + weight_field(w) +
+                               type_field(y.dtype()) +
+                               (residual.dtype() != y.dtype() ? type_field(residual.dtype()) : "");
     if (BoundOp b = bind_registered(
             GemmCall{"conv2d_add", x, w, &p, p.act, &residual, r.conv_zp, r.res_zp, r.conv_mult, r.res_mult, y, op})) {
-        record("conv2d_add_u8s8u8", b.kernel());
+        record(family, b.kernel());
         return b;
     }
     auto st = conv_state(x, w, y, d);
-    st->res = view<uint8_t>(residual, nhwc_dims(y));
-    return bind_conv_kernel(op, pick_shaped(kernels::conv2d_add_u8s8u8(), conv_key(x, w, p, y), d),
-                            st, w, p, zp0(y), r);
+    st->res = view<uint8_t>(residual, nhwc_storage_dims(residual));
+    using Fn = kernels::conv2d_u8s8u8_fn;
+    return bind_conv_kernel(op, pick_shaped(family_or_fail<Fn>(op, family), conv_key(x, w, p, y), d), st, w, p,
+                            zp0(y), r);
 }
 
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
@@ -309,30 +337,22 @@ BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &ac
     QH_EXPECT(zp0(x) == w.input_zp, op, "input zero point differs from the packed weights'");
     if (y.dtype() != DType::s32) expect_per_tensor(y, op, "output");
     const Device d = op_device(op, {&x, &y});
+    QH_EXPECT(!(w.has_zero_point && y.dtype() == DType::s8), op, "s8 output with asymmetric weights is not supported");
+    const std::string family = std::string("dense_") + type_field(x.dtype()) + weight_field(w) + type_field(y.dtype());
     if (BoundOp b = bind_registered(GemmCall{"dense", x, w, nullptr, act, nullptr, 0, 0, 0.f, 0.f, y, op})) {
-        record(y.dtype() == DType::s32 ? "dense_u8s8s32" : "dense_u8s8u8", b.kernel());
+        record(family, b.kernel());
         return b;
     }
     auto st = dot_state(view<uint8_t>(x, {(int)x.dim(1), (int)x.dim(0)}), w,
-                        {4, 16, w.ic_pad / 4, w.oc_pad / 16},
+                        {4, 16, w.ic_pad / 4, weight_blocks(w)},
                         view_any(y, {(int)y.dim(1), (int)y.dim(0)}), d);
     const int zx = w.input_zp, zy = zp0(y), lo = act.min, hi = act.max;
-    auto bind = [&](const auto &variants) {
-        const auto k = pick_shaped(variants, dense_shape_key((int)x.dim(0), w.ic, w.oc), d);
-        const auto fn = k.fn;
-        return BoundOp(op, k.name, [=] {
-            return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, st->out);
-        });
-    };
-    switch (y.dtype()) {
-    case DType::u8:
-        return w.has_zero_point ? bind(kernels::dense_u8z8u8()) : bind(kernels::dense_u8s8u8());
-    case DType::s8:
-        QH_EXPECT(!w.has_zero_point, op, "s8 output with asymmetric weights is not supported");
-        return bind(kernels::dense_u8s8s8());
-    default:
-        return w.has_zero_point ? bind(kernels::dense_u8z8s32()) : bind(kernels::dense_u8s8s32());
-    }
+    using Fn = kernels::dense_u8s8u8_fn;
+    const auto k = pick_shaped(family_or_fail<Fn>(op, family), dense_shape_key((int)x.dim(0), w.ic, w.oc), d);
+    const auto fn = k.fn;
+    return BoundOp(op, k.name, [=] {
+        return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, st->out);
+    });
 }
 
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p) {

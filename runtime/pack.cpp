@@ -16,8 +16,9 @@ namespace {
 }  // namespace
 
 PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, float out_scale) {
-    if (w.dtype != DType::u8 && w.dtype != DType::s8)
-        fail(w, std::string("dtype ") + dtype_name(w.dtype) + " unsupported (expected u8 or s8)");
+    if (w.dtype != DType::u8 && w.dtype != DType::s8 && w.dtype != DType::u4 && w.dtype != DType::s4)
+        fail(w, std::string("dtype ") + dtype_name(w.dtype) + " unsupported (expected u8, s8, u4 or s4)");
+    if (w.bits != 8 && w.bits != 4) fail(w, "bits must be 8 or 4, got " + std::to_string(w.bits));
     if (!w.data) fail(w, "no data");
     if (w.oc <= 0 || w.ic <= 0 || w.kh <= 0 || w.kw <= 0)
         fail(w, "shape must be positive, got O=" + std::to_string(w.oc) + " I=" +
@@ -49,12 +50,20 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
     const int64_t K = p.reduction();
     const int64_t per_oc = int64_t(w.ic) * w.kh * w.kw;
     auto raw = [&](int64_t i) -> int32_t {
-        return w.dtype == DType::u8 ? ((const uint8_t *)w.data)[i] : ((const int8_t *)w.data)[i];
+        const uint8_t *b = (const uint8_t *)w.data;
+        switch (w.dtype) {
+        case DType::u8: return b[i];
+        case DType::s8: return int8_t(b[i]);
+        case DType::u4: return (b[i / 2] >> (4 * (i % 2))) & 15;
+        default: return int32_t((b[i / 2] >> (4 * (i % 2))) & 15) - (((b[i / 2] >> (4 * (i % 2))) & 8) ? 16 : 0);
+        }
     };
     auto zp = [&](int o) -> int32_t {
         return w.zero_point.empty() ? 0 : w.zero_point[w.zero_point.size() == 1 ? 0 : o];
     };
-    int32_t lo_t = w.dtype == DType::u8 ? 0 : -128, hi_t = w.dtype == DType::u8 ? 255 : 127;
+    const bool is_unsigned = w.dtype == DType::u8 || w.dtype == DType::u4;
+    const bool is4 = w.dtype == DType::u4 || w.dtype == DType::s4;
+    int32_t lo_t = is_unsigned ? 0 : is4 ? -8 : -128, hi_t = is_unsigned ? (is4 ? 15 : 255) : (is4 ? 7 : 127);
     for (int o = 0; o < w.oc; o++)
         if (zp(o) < lo_t || zp(o) > hi_t)
             fail(w, "zero point " + std::to_string(zp(o)) + " outside " + dtype_name(w.dtype));
@@ -67,7 +76,15 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
             fits = v >= -128 && v <= 127;
         }
     p.has_zero_point = !fits;
-    int64_t limit = fits ? kMaxReductionSymmetric : kMaxReductionWeightZp;
+    // s4 when asked for (or the weights are 4-bit) and every w - z_w is a nibble.
+    bool nibbles = fits && (w.bits == 4 || is4);
+    for (int o = 0; o < w.oc && nibbles; o++)
+        for (int64_t i = 0; i < per_oc && nibbles; i++) {
+            int32_t v = raw(o * per_oc + i) - zp(o);
+            nibbles = v >= -8 && v <= 7;
+        }
+    p.weight_bits = nibbles ? 4 : 8;
+    int64_t limit = nibbles ? kMaxReductionInt4 : fits ? kMaxReductionSymmetric : kMaxReductionWeightZp;
     if (K > limit)
         fail(w, "reduction KH*KW*ICpad = " + std::to_string(K) + " exceeds the int32 accumulator "
                 "bound " + std::to_string(limit));
@@ -75,7 +92,7 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
     p.unpacked.resize(size_t(w.oc) * per_oc);
     p.wzp.assign(p.oc_pad, 0);
     for (int o = 0; o < w.oc; o++) {
-        int32_t shift = fits ? zp(o) : (w.dtype == DType::u8 ? 128 : 0);
+        int32_t shift = fits ? zp(o) : (w.dtype == DType::u8 ? 128 : 0);  // u4 always fits s8
         if (!fits) p.wzp[o] = zp(o) - shift;
         for (int64_t i = 0; i < per_oc; i++) p.unpacked[o * per_oc + i] = int8_t(raw(o * per_oc + i) - shift);
     }
@@ -107,14 +124,21 @@ const int8_t *PackedWeights::blocked() const {
                                         "-byte blocked layout");
         std::memset(d, 0, bytes);
         const int CB = ic_pad / 4;
+        const bool w4 = weight_bits == 4;
         for (int o = 0; o < oc; o++)
             for (int c = 0; c < ic; c++)
                 for (int ky = 0; ky < kh; ky++)
                     for (int kx = 0; kx < kw; kx++) {
                         const int64_t src = ((int64_t(o) * ic + c) * kh + ky) * kw + kx;
+                        const int ob = w4 ? o / 32 : o / 16;
                         const int64_t dst =
-                            ((((int64_t(o / 16) * kh + ky) * kw + kx) * CB + c / 4) * 16 + o % 16) * 4 + c % 4;
-                        d[dst] = unpacked[src];
+                            ((((int64_t(ob) * kh + ky) * kw + kx) * CB + c / 4) * 16 + o % 16) * 4 + c % 4;
+                        if (!w4) {
+                            d[dst] = unpacked[src];
+                        } else {  // block o / 16 even: low nibble, odd: high nibble
+                            const int shift = (o / 16) % 2 ? 4 : 0;
+                            d[dst] = int8_t(uint8_t(d[dst]) | uint8_t((unpacked[src] & 15) << shift));
+                        }
                     }
         blocked_->data = std::shared_ptr<int8_t>(d, std::free);
     });

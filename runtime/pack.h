@@ -25,11 +25,17 @@ namespace qh {
 // |sum| <= 2 * 255 * 128 * K for symmetric weights, 255 * 255 * K + 255 * 128 * K with z8).
 constexpr int64_t kMaxReductionSymmetric = 32768;
 constexpr int64_t kMaxReductionWeightZp = 16384;
+// s4 weights: the kernels accumulate 16 * w (generators/conv2d_generator.cpp), |acc16| <= 16 * 255
+// * 8 * K.
+constexpr int64_t kMaxReductionInt4 = 65536;
 
 struct WeightsDesc {
     std::string name = "weights";  // for error messages (layer / tensor name)
-    DType dtype = DType::s8;       // u8 or s8
+    DType dtype = DType::s8;       // u8, s8, or u4 / s4 (packed two per byte, flat order)
     const void *data = nullptr;    // OIHW (dense: O x I with kh = kw = 1)
+    // 4: pack as s4 (the kernels' weight_bits=4 layout) when every w - z_w fits in [-8, 7];
+    // 8: s8. u4/s4 weights ask for 4 whatever this says.
+    int bits = 8;
     int oc = 0, ic = 0, kh = 1, kw = 1;
     std::vector<int32_t> zero_point;  // empty, 1 or oc values
     std::vector<float> scale;         // 1 or oc values (unused for s32 outputs)
@@ -41,6 +47,7 @@ struct PackedWeights {
     int oc = 0, ic = 0, kh = 1, kw = 1;
     int oc_pad = 0, ic_pad = 0;
     bool has_zero_point = false;  // use the z8 kernel family
+    int weight_bits = 8;          // 4: symmetric s4 weights (the *s4* kernel families)
     int input_zp = 0;             // z_x folded into bias
     std::vector<int32_t> bias;     // effective bias, oc_pad
     std::vector<int32_t> wzp;      // z_w', oc_pad
@@ -50,11 +57,12 @@ struct PackedWeights {
     // their own layout from this in their bind.
     std::vector<int8_t> unpacked;
     int64_t reduction() const { return int64_t(kh) * kw * ic_pad; }
-    size_t packed_bytes() const { return size_t(oc_pad) * kh * kw * ic_pad; }
+    size_t packed_bytes() const { return size_t(oc_pad) * kh * kw * ic_pad * weight_bits / 8; }
     // The kernel list's blocked layout [OCO][KH][KW][CIO][16][4] (packed_bytes(), 64-byte
     // aligned, zero padding): made from `unpacked` by the first bind that needs it (every CPU
     // variant, cuda_dp4a), once, thread-safe, then shared by every copy of these weights. An
-    // implementation with its own layout (cuda_mma) never makes it.
+    // implementation with its own layout (cuda_mma) never makes it. With weight_bits = 4 it is
+    // [OCO/2][KH][KW][CIO][16][4] bytes, block 2p in the low nibble and 2p + 1 in the high one.
     const int8_t *blocked() const;
 
 private:

@@ -32,7 +32,8 @@ void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile
     Func out = s.output;
     Var xo("xo"), xi("xi"), yo("yo"), yi("yi"), co("co"), ci("ci"), cg("cg"), yn("yn"),
         task("task");
-    const int OB = 16 * t.tile_oc;
+    // Output channels per tile, in elements of `out`'s c (bytes of pairs for u4 storage).
+    const int OB = 16 * t.tile_oc / s.out_pack;
     if (ctx.auto_schedule) return;
 
     // Loop nest, outermost first: task = (cg: group of oc_tiles_per_task register tiles of
@@ -45,7 +46,7 @@ void conv2d_dot_tiles(Conv2dStages &s, const ScheduleContext &ctx, const DotTile
         .reorder(ci, xi, yi, co, xo, yo, s.n, cg)
         .fuse(yo, s.n, yn)
         .fuse(yn, cg, task)
-        .vectorize(ci, 16)
+        .vectorize(ci, 16 / s.out_pack)
         .unroll(ci)
         .unroll(xi)
         .unroll(yi);

@@ -42,7 +42,7 @@ void conv2d(Conv2dStages &s, const ScheduleContext &ctx) {
     Func out = s.output;
     Var cb("cb"), ci("ci"), cbo("cbo"), cbi("cbi"), xo("xo"), xi("xi"), xoo("xoo"), xoi("xoi"),
         yo("yo"), yi("yi"), yn("yn");
-    out.split(s.c, cb, ci, kOCB, TailStrategy::GuardWithIf)
+    out.split(s.c, cb, ci, kOCB / s.out_pack, TailStrategy::GuardWithIf)  // one 16-channel block
         .split(cb, cbo, cbi, toc / kOCB, TailStrategy::GuardWithIf)
         .split(s.x, xo, xi, tx, TailStrategy::GuardWithIf)
         .split(xo, xoo, xoi, tdx, TailStrategy::GuardWithIf)
