@@ -17,6 +17,8 @@
 #include "kernels.h"
 #include "model.h"
 #include "onnx_import.h"
+#include "mixed_precision.h"
+#include "precision.h"
 #include "models/resnet.h"
 #include "resource_limits.h"
 
@@ -28,9 +30,11 @@ struct Options {
     std::string model = "resnet50", image = std::string(QH_ASSETS_DIR) + "/sample.jpg";
     std::string labels = std::string(QH_ASSETS_DIR) + "/imagenet_labels.txt";
     int batch = 1, threads = 0, iters = 10, warmup = 2, calib_samples = 4;
-    std::string precision = "int8", calibration = "minmax", target, dump_logits;
+    std::string precision = "int8", calibration = "minmax", calibration4 = "mse", target, dump_logits, bits,
+                write_bits;
     std::vector<std::string> calib_files;
-    double percentile = 99.99;
+    double percentile = 99.99, size_budget = 0, latency_budget = 0;
+    std::string frontier, mixed_low = "w4a4";
     bool json = false, profile = false, no_graph = false;
 };
 
@@ -128,6 +132,16 @@ int run(const Options &o) {
     const std::string image_name = "the image '" + o.image + "'";
     check_input(gin.name, gin.dtype, one_shape, one, image_name);
     const Precision prec = o.precision == "fp32" ? Precision::fp32 : Precision::int8;
+    // Per-layer bits: a uniform 4-bit precision keeps the first conv and the last dense at int8;
+    // --bits then sets layers one by one (mixed: from int8).
+    if (o.precision == "w4a8" || o.precision == "w4a4") set_uniform_precision(g, parse_precision(o.precision));
+    if (!o.bits.empty()) apply_bit_config(g, read_bit_config(o.bits));
+    const bool auto_mixed = o.precision == "mixed" && o.bits.empty();
+    if (auto_mixed && (o.size_budget > 0) == (o.latency_budget > 0))
+        throw std::invalid_argument("--precision mixed needs --bits FILE, or one of --size-budget / --latency-budget");
+    if (auto_mixed && !gin.quant.empty())
+        throw std::invalid_argument("--precision mixed with a budget needs a float model (it calibrates each layer at "
+                                    "8 and 4 bits)");
 
     bool needs_calibration = prec == Precision::int8 && gin.quant.empty();
     if (needs_calibration) {
@@ -147,9 +161,40 @@ int run(const Options &o) {
         co.method = o.calibration == "percentile" ? CalibrationOptions::Method::percentile
                                                   : CalibrationOptions::Method::minmax;
         co.percentile = o.percentile;
+        co.method4 = o.calibration4 == "percentile" ? CalibrationOptions::Method::percentile
+                     : o.calibration4 == "minmax"   ? CalibrationOptions::Method::minmax
+                                                    : CalibrationOptions::Method::mse;
         co.threads = o.threads;
         co.progress = [&](int d, int t) { progress_bar("calibrating", d, t); };
-        calibrate(g, samples, co);
+        if (!auto_mixed) {
+            calibrate(g, samples, co);
+        } else {  // HAWQ-style automatic choice (runtime/mixed_precision.h)
+            MixedOptions mo;
+            mo.low = parse_precision(o.mixed_low);
+            mo.batch = o.batch;
+            mo.threads = o.threads;
+            mo.device = device;
+            co.progress = nullptr;
+            mo.calibration = co;
+            mo.progress = [](const std::string &what, int d, int t) { progress_bar(what.c_str(), d, t); };
+            const MixedAnalysis a = analyze_mixed_precision(g, samples, mo);
+            const MixedObjective obj = o.size_budget > 0 ? MixedObjective::size : MixedObjective::latency;
+            const auto frontier = pareto_frontier(a.layers, obj);
+            const FrontierPoint pick = choose_mixed(a.layers, obj, o.size_budget > 0 ? o.size_budget : o.latency_budget);
+            if (!o.frontier.empty()) {
+                for (const auto &[ext, text] : {std::pair<std::string, std::string>{".json", frontier_json(a, obj, frontier)},
+                                                {".svg", frontier_svg(a, obj, frontier)}}) {
+                    std::FILE *f = std::fopen((o.frontier + ext).c_str(), "w");
+                    if (!f) throw std::runtime_error("cannot write '" + o.frontier + ext + "'");
+                    std::fputs(text.c_str(), f);
+                    std::fclose(f);
+                }
+            }
+            std::fprintf(stderr, "mixed precision: %zu of %zu layers at %s, predicted cost %.4g (%s), predicted error %.4g\n",
+                         pick.low_layers.size(), a.layers.size(), o.mixed_low.c_str(), pick.cost,
+                         obj == MixedObjective::size ? "weight bytes" : "ms", pick.error);
+            g = mixed_graph(a, pick.low_layers);
+        }
     }
 
     PrepareOptions po;
@@ -159,6 +204,17 @@ int run(const Options &o) {
     po.device = device;
     po.device_graph = !o.no_graph;
     auto m = Model::prepare(g, po);
+    if (!o.write_bits.empty()) {
+        std::FILE *f = std::fopen(o.write_bits.c_str(), "w");
+        if (!f) throw std::runtime_error("cannot write '" + o.write_bits + "'");
+        std::fputs(bit_config_text(g).c_str(), f);
+        std::fclose(f);
+    }
+    int layers8 = 0, layers_w4a8 = 0, layers_w4a4 = 0;
+    for (int i : quantizable_layers(g)) {
+        const LayerPrecision lp = effective_precision(g, g.nodes[i]);
+        (lp == LayerPrecision::w4a4 ? layers_w4a4 : lp == LayerPrecision::w4a8 ? layers_w4a8 : layers8)++;
+    }
     Tensor x = io::repeat_batch(one, o.batch);
     check_input(m->input_name(0), m->input(0).dtype(), m->input(0).shape(), x, image_name);
     std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
@@ -198,6 +254,10 @@ int run(const Options &o) {
                     json_str(builtin ? o.model : g.name).c_str(), precision_name(prec), device_name(device), o.batch,
                     o.threads);
         if (builtin) std::printf("  \"weights\": \"synthetic\",\n");
+        if (prec == Precision::int8)
+            std::printf("  \"layers_int8\": %d,\n  \"layers_w4a8\": %d,\n  \"layers_w4a4\": %d,\n  \"weight_bytes\": %zu,\n"
+                        "  \"arena_bytes\": %zu,\n",
+                        layers8, layers_w4a8, layers_w4a4, m->weight_bytes(), m->arena_bytes());
         std::printf("  \"latency_ms\": {\"median\": %.3f, \"min\": %.3f},\n  \"images_per_s\": %.2f,\n", med, mn,
                     med > 0 ? o.batch * 1000.0 / med : 0);
         if (device != Device::cpu) std::printf("  \"device_graph\": %s,\n", json_str(m->device_graph()).c_str());
@@ -222,9 +282,12 @@ int run(const Options &o) {
     }
     std::printf("model: %s%s\n", printable(o.model).c_str(),
                 builtin ? " (built-in, synthetic weights: classes are meaningless)" : "");
-    std::printf("precision: %s  device: %s  batch: %d  threads: %s  arena: %.1f MiB\n", precision_name(prec),
-                device_name(device), o.batch, o.threads ? std::to_string(o.threads).c_str() : "all",
-                m->arena_bytes() / 1048576.0);
+    std::printf("precision: %s  device: %s  batch: %d  threads: %s  arena: %.1f MiB\n",
+                prec == Precision::fp32 ? "fp32" : o.precision.c_str(), device_name(device), o.batch,
+                o.threads ? std::to_string(o.threads).c_str() : "all", m->arena_bytes() / 1048576.0);
+    if (prec == Precision::int8)
+        std::printf("layers: %d int8, %d w4a8, %d w4a4  weights: %.2f MiB\n", layers8, layers_w4a8, layers_w4a4,
+                    m->weight_bytes() / 1048576.0);
     if (device != Device::cpu)
         std::printf("(GPU timing: each run copies the f32 input to the device, runs every layer, copies the "
                     "logits back and synchronizes; device graph: %s)\n", m->device_graph().c_str());
@@ -264,8 +327,29 @@ int main(int argc, char **argv) {
     app.add_option("--threads", o.threads, "threads (0: all cores)")->capture_default_str();
     app.add_option("--iters", o.iters, "timed runs")->check(CLI::Range(1, 100000))->capture_default_str();
     app.add_option("--warmup", o.warmup, "untimed runs first")->check(CLI::Range(0, 1000))->capture_default_str();
-    app.add_option("--precision", o.precision, "int8 or fp32 (our float reference path)")
-        ->check(CLI::IsMember({"int8", "fp32"}))->capture_default_str();
+    app.add_option("--precision", o.precision,
+                   "int8; w4a8 (s4 weights, u8 activations) or w4a4 (s4 weights, 4-bit activations) on every "
+                   "conv/dense but the first conv and the last dense; mixed (per layer, --bits); or fp32 (our "
+                   "float reference path)")
+        ->check(CLI::IsMember({"int8", "w4a8", "w4a4", "mixed", "fp32"}))->capture_default_str();
+    app.add_option("--bits", o.bits,
+                   "bit configuration file: '<layer> <int8|w4a8|w4a4>' per line, '* <precision>' for all "
+                   "(applied after --precision; qhalide-mixed writes them)");
+    app.add_option("--size-budget", o.size_budget,
+                   "--precision mixed: weight bytes at most this fraction of int8's, least predicted error "
+                   "(per-layer sensitivity on the calibration inputs, exact knapsack)")
+        ->check(CLI::Range(0.0, 1.0));
+    app.add_option("--latency-budget", o.latency_budget,
+                   "--precision mixed: summed per-layer time (measured here with our kernels) at most this "
+                   "fraction of int8's")
+        ->check(CLI::Range(0.0, 10.0));
+    app.add_option("--mixed-low", o.mixed_low, "--precision mixed: the low precision, w4a4 or w4a8")
+        ->check(CLI::IsMember({"w4a4", "w4a8"}))->capture_default_str();
+    app.add_option("--frontier", o.frontier, "--precision mixed: write the Pareto frontier to PREFIX.json and PREFIX.svg");
+    app.add_option("--write-bits", o.write_bits, "write the layers' effective precisions as a bit configuration file");
+    app.add_option("--calibration4", o.calibration4, "4-bit activations: mse (clipping with least squared error), "
+                                                      "percentile or minmax")
+        ->check(CLI::IsMember({"mse", "percentile", "minmax"}))->capture_default_str();
     app.add_option("--calibration", o.calibration, "float models: minmax or percentile")
         ->check(CLI::IsMember({"minmax", "percentile"}))->capture_default_str();
     app.add_option("--percentile", o.percentile, "percentile calibration: clip at this percentile")

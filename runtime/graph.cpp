@@ -7,6 +7,16 @@
 
 namespace qh {
 
+const char *precision_name(LayerPrecision p) {
+    switch (p) {
+    case LayerPrecision::automatic: return "auto";
+    case LayerPrecision::int8: return "int8";
+    case LayerPrecision::w4a8: return "w4a8";
+    case LayerPrecision::w4a4: return "w4a4";
+    }
+    return "?";
+}
+
 const char *op_name(OpKind k) {
     try {
         return op_def(k).name;

@@ -57,13 +57,21 @@ struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
     int64_t out_w(int64_t in_w) const { return window_output_extent(in_w, kernel_w, stride_w, pad_left, pad_right); }
 };
 
+// Precision of one Conv or Dense layer (HAWQ-V3's per-layer bit configuration): its weights and
+// the activation it reads. `automatic`: what the model itself says (int8 for float/int8 weights,
+// 4-bit weights for INT4/UINT4 ONNX weights); w4a8: s4 weights, u8 input; w4a4: s4 weights and a
+// 4-bit input activation. The input's bits are the value's (GraphValue::qtype): calibrate()
+// makes a value 4-bit when every Conv/Dense that reads it asks for w4a4 (assign_bits).
+enum class LayerPrecision { automatic, int8, w4a8, w4a4 };
+const char *precision_name(LayerPrecision p);
+
 struct GraphValue {
     std::string name;
     std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K}; others are inferred
     DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
                                  // (f32, or u8 for a model that takes quantized input)
     QuantParams quant;           // per tensor; empty = float (no quantization known here)
-    DType qtype = DType::u8;     // integer type `quant` refers to (u8 or s8)
+    DType qtype = DType::u8;     // integer type `quant` refers to (u8, s8, or 4-bit u4 / s4)
 };
 
 struct GraphNode {
@@ -79,6 +87,7 @@ struct GraphNode {
     Tensor weights, bias;
     std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
     float clip_min = -INFINITY, clip_max = INFINITY;  // Clip (an infinite bound: no bound)
+    LayerPrecision precision = LayerPrecision::automatic;  // Conv, Dense
 };
 
 struct Graph {

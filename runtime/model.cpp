@@ -389,6 +389,12 @@ const Tensor *Model::value(int id) const {
 const std::vector<LayerInfo> &Model::layers() const { return impl_->main->layers(); }
 void Model::set_profiling(bool on) { impl_->main->set_profiling(on); }
 size_t Model::arena_bytes() const { return impl_->arena_size; }
+size_t Model::weight_bytes() const {
+    size_t b = 0;
+    for (const PackedWeights &w : impl_->packed)
+        b += w.packed_bytes() + (w.bias.size() + w.wzp.size() + w.mult.size()) * 4;
+    return b;
+}
 Precision Model::precision() const { return impl_->opt.precision; }
 int Model::batch() const { return impl_->opt.batch; }
 Device Model::device() const { return impl_->opt.device; }

@@ -52,11 +52,16 @@ struct PrepareOptions {
     // implementation of the registry, cuda_mma's formulation / tuning. Unset fields take the
     // process defaults (the environment).
     KernelOptions kernels;
+    // 4-bit activations stored packed (u4, two channels per byte) between kernels that have u4
+    // families (passes.h choose_u4_storage); off: u8 storage with the 4-bit range. The same
+    // values either way (a test checks it); only bytes and kernels differ.
+    bool pack_4bit = true;
 };
 
 // One executed step (a fused layer) with what it ran and, when profiling, its time.
 struct LayerInfo {
     std::string name;    // the IR node (last node of a fused group)
+    std::string layer;   // the group's first node (the Conv / Dense a bit configuration names)
     std::string op;      // e.g. "conv2d+relu", "conv2d_add+relu", "dense", "quantize"
     std::string kernel;  // the AOT kernel bound at prepare, or the host code ("fp32 reference", ...)
     double ops = 0;      // arithmetic operations per execute (2 per MAC), 0 for data movement
@@ -125,6 +130,9 @@ public:
     const std::vector<LayerInfo> &layers() const;
     void set_profiling(bool on);
     size_t arena_bytes() const;
+    // Bytes of the int8/int4 weights as the CPU kernels read them (blocked layout at its bit
+    // width, with the per-channel bias, weight zero points and multipliers); 0 on the fp32 path.
+    size_t weight_bytes() const;
     Precision precision() const;
     int batch() const;
     Device device() const;
@@ -144,7 +152,10 @@ Graph fold_batchnorm(const Graph &g);  // Conv -> BatchNorm becomes one Conv (fl
 std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch);
 
 struct CalibrationOptions {
-    enum class Method { minmax, percentile } method = Method::minmax;
+    // minmax: the observed range; percentile: clipped to [100-p, p] percentiles; mse: the clipping
+    // (a fraction of the observed range) with the least squared quantization error on the samples.
+    enum class Method { minmax, percentile, mse } method = Method::minmax;
+    Method method4 = Method::mse;  // for 4-bit values (four_bit_values), where clipping matters
     double percentile = 99.99;  // percentile method: clip to [100-p, p] percentiles
     int threads = 0;
     // Per-value overrides, applied after calibration (value name -> u8 quant params).
@@ -156,7 +167,14 @@ struct CalibrationOptions {
 // included, scale = range / 255) on every activation value except the graph outputs, which
 // stay float (the last Dense then runs with s32 output and exact dequantization).
 void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOptions &opt);
-// u8 quant params of a real range [lo, hi] (widened to include 0), as ONNX Runtime computes them.
-QuantParams quant_from_range(float lo, float hi);
+// Quant params of a real range [lo, hi] (widened to include 0) on [0, qmax] (255: u8, 15: u4), as
+// ONNX Runtime computes them.
+QuantParams quant_from_range(float lo, float hi, int qmax = 255);
+// Which values calibrate() makes 4-bit (qtype u4) under the nodes' LayerPrecision: some Conv/Dense
+// reading it is w4a4 and none is int8/w4a8 (through MaxPool/Flatten/Relu/Clip, which keep or
+// follow their input's quantization; Add and GlobalAvgPool read any), and its producer can write
+// the 4-bit range (Conv, Dense, Add; not a graph input or GlobalAvgPool: those stay 8-bit, and
+// their w4a4 readers run as w4a8 on them). Graph outputs stay float.
+std::vector<bool> four_bit_values(const Graph &g);
 
 }  // namespace qh

@@ -29,10 +29,12 @@ std::vector<bool> output_flags(const Graph &g) {
 
 QuantParams u8_quant(const GraphValue &gv) {
     QuantParams q = gv.quant;
-    if (gv.qtype == DType::s8)
-        for (int32_t &z : q.zero_point) z += 128;
+    if (gv.qtype == DType::s8 || gv.qtype == DType::s4)
+        for (int32_t &z : q.zero_point) z += gv.qtype == DType::s8 ? 128 : 8;
     return q;
 }
+
+bool is_4bit(DType t) { return t == DType::u4 || t == DType::s4; }
 
 // Every activation quantization is checked here once, where lowering first reads it: a scale
 // that is not finite and positive, or a zero point outside u8 (after the s8 shift), has no
@@ -47,9 +49,9 @@ const QuantParams &need_quant(const Program &p, const GraphNode &n, int id) {
             node_error(p.g, n, "value '" + printable(p.v[id].name) + "' has scale " + std::to_string(sc) +
                                    " (must be finite and positive)");
     for (int32_t z : q.zero_point)
-        if (z < 0 || z > 255)
+        if (z < 0 || z > p.v[id].qmax)
             node_error(p.g, n, "value '" + printable(p.v[id].name) + "' has zero point " + std::to_string(z) +
-                                   " (u8 range 0..255)");
+                                   (p.v[id].qmax == 15 ? " (u4 range 0..15)" : " (u8 range 0..255)"));
     return q;
 }
 
@@ -154,6 +156,7 @@ Program make_program(const Graph &g, const std::vector<std::vector<int64_t>> &sh
         vi.shape = shapes.at(i);
         vi.dtype = DType::f32;
         vi.quant = opt.precision == Precision::int8 ? g.values[i].quant : QuantParams{};
+        if (!vi.quant.empty() && is_4bit(g.values[i].qtype)) vi.qmax = 15;
         p.v.push_back(vi);
     }
     for (int id : g.inputs) p.v[id].external = true;
@@ -186,7 +189,9 @@ std::vector<FusedGroup> fuse(const Graph &g) {
         gr.output = n.output;
         if (n.op == OpKind::Conv) {  // Conv -> Add (other operand already computed)
             const int out = n.output;
-            if (cons[out].size() == 1 && !is_output[out] && g.nodes[cons[out][0]].op == OpKind::Add) {
+            // (conv2d_add requantizes the conv's own result to 8 bits: a 4-bit one stays a step)
+            if (cons[out].size() == 1 && !is_output[out] && g.nodes[cons[out][0]].op == OpKind::Add &&
+                !(is_4bit(g.values[out].qtype) && !g.values[out].quant.empty())) {
                 const GraphNode &a = g.nodes[cons[out][0]];
                 int other = a.inputs[0] == out ? a.inputs[1] : a.inputs[0];
                 if (other != out && producer[other] < int(i)) {
@@ -209,6 +214,76 @@ std::vector<FusedGroup> fuse(const Graph &g) {
     return groups;
 }
 
+// Whether node n's weights will be packed as s4 (runtime/pack.h: symmetric nibbles), as
+// pack_node decides: float weights of a w4a8/w4a4 layer, or 4-bit weights whose w - z_w fit.
+bool packs_4bit(const GraphNode &n) {
+    if (n.op != OpKind::Conv && n.op != OpKind::Dense) return false;
+    const Tensor &w = n.weights;
+    if (w.dtype() == DType::f32)
+        return n.precision == LayerPrecision::w4a8 || n.precision == LayerPrecision::w4a4;
+    const bool ask = is_4bit(w.dtype()) || n.precision == LayerPrecision::w4a8 || n.precision == LayerPrecision::w4a4;
+    if (!ask || w.dtype() == DType::s32 || w.dtype() == DType::f32) return false;
+    const int64_t oc = w.dim(0), per = w.numel() / oc;
+    const uint8_t *b = static_cast<const uint8_t *>(w.raw());
+    for (int64_t o = 0; o < oc; o++) {
+        const int32_t z = w.quant.zp_at(size_t(w.quant.zero_point.size() > 1 ? o : 0));
+        for (int64_t k = 0; k < per; k++) {
+            const int64_t i = o * per + k;
+            int32_t v;
+            switch (w.dtype()) {
+            case DType::u8: v = b[i]; break;
+            case DType::s8: v = int8_t(b[i]); break;
+            default: {
+                v = (b[i / 2] >> (4 * (i % 2))) & 15;
+                if (w.dtype() == DType::s4 && v >= 8) v -= 16;
+            }
+            }
+            if (v - z < -8 || v - z > 7) return false;
+        }
+    }
+    return true;
+}
+
+// A 4-bit value is stored packed (u4: two channels per byte) where a kernel family exists for
+// its producer and every consumer: produced by a Conv group with s4 weights, read only as the
+// input of Conv groups with s4 weights or as the residual of a conv2d_add with s4 weights (its
+// families take either storage for the residual, independently of the output's); an even
+// channel count (whole-byte pixels); not a graph input
+// or output. Everything else keeps u8 storage with the 4-bit range [0, 15]: the same values, so
+// the choice never changes a result, only bytes.
+void choose_u4_storage(Program &p) {
+    if (!p.opt.pack_4bit) return;
+    const Graph &g = p.g;
+    auto &v = p.v;
+    std::vector<int> producer(v.size(), -1);  // group index
+    for (size_t k = 0; k < p.groups.size(); k++) producer[p.groups[k].output] = int(k);
+    struct Use {
+        int group;
+        bool residual;
+    };
+    std::vector<std::vector<Use>> uses(v.size());
+    for (size_t k = 0; k < p.groups.size(); k++) {
+        const FusedGroup &gr = p.groups[k];
+        for (int in : g.nodes[gr.node].inputs) uses[in].push_back({int(k), false});
+        if (gr.add >= 0) uses[gr.residual].push_back({int(k), true});
+    }
+    auto conv4 = [&](int k) {
+        const GraphNode &n = g.nodes[p.groups[k].node];
+        return n.op == OpKind::Conv && packs_4bit(n);
+    };
+    std::vector<bool> u4(v.size(), false);
+    for (size_t id = 0; id < g.values.size(); id++) {
+        if (v[id].qmax != 15 || v[id].external || v[id].dtype != DType::u8 || v[id].alias >= 0) continue;
+        if (v[id].shape.size() != 4 || v[id].shape[3] % 2 != 0) continue;
+        if (producer[id] < 0 || !conv4(producer[id]) || uses[id].empty()) continue;
+        bool ok = true;
+        for (const Use &u : uses[id]) ok = ok && conv4(u.group);
+        u4[id] = ok;
+    }
+    for (size_t id = 0; id < u4.size(); id++)
+        if (u4[id]) v[id].dtype = DType::u4;
+}
+
 void assign_quantization(Program &p) {
     const Graph &g = p.g;
     auto &v = p.v;
@@ -217,10 +292,11 @@ void assign_quantization(Program &p) {
     // graph input's quantize step and a float output's dequantize step stay exact. Only integers
     // that cross the API (a graph input or output declared as an integer tensor) cannot shift.
     for (size_t id = 0; id < g.values.size(); id++) {
-        if (g.values[id].qtype != DType::s8 || v[id].quant.empty()) continue;
+        if ((g.values[id].qtype != DType::s8 && g.values[id].qtype != DType::s4) || v[id].quant.empty()) continue;
         if (v[id].quant.zero_point.size() > 1 || (v[id].external && g.values[id].dtype != DType::f32))
-            throw std::runtime_error("model '" + g.name + "', value '" + v[id].name +
-                                     "': s8 quantization is supported per tensor, on values the caller reads or "
+            throw std::runtime_error("model '" + g.name + "', value '" + v[id].name + "': " +
+                                     dtype_name(g.values[id].qtype) +
+                                     " quantization is supported per tensor, on values the caller reads or "
                                      "writes as float");
         v[id].quant = u8_quant(g.values[id]);
     }
@@ -241,6 +317,7 @@ void assign_quantization(Program &p) {
         p.quantize_in.push_back({ext, id});
     }
     for (FusedGroup &gr : p.groups) op_def(g.nodes[gr.node].op).quantize(p, gr);
+    choose_u4_storage(p);
     // Graph outputs are f32 for the caller: the quantized ones are dequantized into an external
     // tensor (unless the graph declares them u8).
     for (size_t k = 0; k < g.outputs.size(); k++) {
@@ -265,7 +342,8 @@ void lower(Program &p) {
     // A quantize / dequantize step from value `from` to value `to`, named after `named`.
     auto convert = [&p](const char *op, int from, int to, int named, BoundOp (*bind)(const Tensor &, Tensor &)) {
         Step s;
-        s.info = {p.v[named].name, op, "", 0};
+        s.info.name = s.info.layer = p.v[named].name;
+        s.info.op = op;
         s.reads = {from};
         s.writes = {to};
         s.bind = [from, to, bind](Exec &e) { return bind(e.T(from), e.T(to)); };

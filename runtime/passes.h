@@ -34,7 +34,13 @@ std::vector<FusedGroup> fuse(const Graph &g);
 // f32 get a quantize from an f32 external tensor, quantized graph outputs the caller wants as
 // f32 a dequantize into one; every group's output gets its dtype and quant (op_def quantize).
 // Errors name the node whose input or output has no quantization.
+// 4-bit values (qtype u4/s4: the range [0, 15] after the s4 shift) are then stored packed (u4)
+// where every kernel touching them has a u4 family, else as u8 (choose_u4_storage).
 void assign_quantization(Program &p);
+void choose_u4_storage(Program &p);
+// Whether a Conv/Dense node's weights pack as s4 (pack.h): float weights of a w4a8/w4a4 layer,
+// or integer weights asked to be 4-bit whose w - z_w all fit in [-8, 7].
+bool packs_4bit(const GraphNode &n);
 
 // Steps: fp32: op_def(n.op).lower_fp32 per node; int8: the input quantize steps, lower_int8 per
 // group, the output dequantize steps.

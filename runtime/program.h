@@ -27,6 +27,7 @@ struct ValueInfo {
     std::vector<int64_t> shape;
     DType dtype = DType::f32;
     QuantParams quant;
+    int qmax = 255;  // quantized range [0, qmax]: 15 for 4-bit values (stored u8 or u4)
     int alias = -1;         // shares the storage of this value (Flatten, GAP's {N,C} view)
     bool external = false;  // graph input/output: own memory, never in the arena
     int first = -1, last = -1;  // steps that write first / read last (root values)
@@ -106,8 +107,9 @@ bool same_quant(const QuantParams &a, const QuantParams &b);
 std::vector<bool> output_flags(const Graph &g);
 // The u8 quantization a value runs with: s8 (ONNX Runtime's default QInt8) becomes u8 exactly,
 // q + 128 with zero point z + 128 representing the same real values (round and saturate
-// commute with the shift). Empty if the value has no quant.
+// commute with the shift); s4 likewise becomes u4 (+8). Empty if the value has no quant.
 QuantParams u8_quant(const GraphValue &v);
+bool is_4bit(DType t);  // u4 or s4
 // v[id].quant, or an error naming node n: the value has none.
 const QuantParams &need_quant(const Program &p, const GraphNode &n, int id);
 

@@ -30,7 +30,7 @@ float clip_f(float v, const GraphNode &n) { return std::min(std::max(v, n.clip_m
 
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
-    add_table_step(p, n, "clip", u8_table(p.v[n.inputs[0]].quant, p.v[n.output].quant, clip_f, n));
+    add_table_step(p, n, "clip", u8_table(p.v[n.inputs[0]].quant, p.v[n.output].quant, clip_f, n, p.v[n.output].qmax));
 }
 
 }  // namespace

@@ -21,8 +21,9 @@ std::string check_weights(const GraphNode &n, int rank) {
     if (w.rank() != rank) return "weights must have rank " + std::to_string(rank) + ", have " + w.describe();
     for (int d = 0; d < w.rank(); d++)
         if (w.dim(d) < 1) return "weights " + w.describe() + " have an empty dimension";
-    if (w.dtype() != DType::f32 && w.dtype() != DType::u8 && w.dtype() != DType::s8)
-        return std::string("weights dtype ") + dtype_name(w.dtype()) + " not supported (f32, u8, s8)";
+    if (w.dtype() != DType::f32 && w.dtype() != DType::u8 && w.dtype() != DType::s8 && w.dtype() != DType::u4 &&
+        w.dtype() != DType::s4)
+        return std::string("weights dtype ") + dtype_name(w.dtype()) + " not supported (f32, u8, s8, u4, s4)";
     if (w.dtype() != DType::f32 && w.quant.empty()) return "integer weights without scale/zero point";
     if (n.bias.rank() > 0) {
         if (n.bias.rank() != 1 || n.bias.dim(0) != w.dim(0))
@@ -52,6 +53,7 @@ std::vector<int64_t> same_shape(const GraphNode &, const ShapeInputs &in) { retu
 Step node_step(const GraphNode &n, const char *op, const char *kernel) {
     Step s;
     s.info.name = n.name;
+    s.info.layer = n.name;
     s.info.op = op;
     s.info.kernel = kernel;
     s.reads = n.inputs;
@@ -65,7 +67,7 @@ void add_fp32_step(Program &p, const GraphNode &n, const char *op, std::function
     p.steps.push_back(std::move(s));
 }
 
-std::vector<float> weight_scales(const Tensor &w) {
+std::vector<float> weight_scales(const Tensor &w, int qmax) {
     std::vector<float> s;
     const int64_t oc = w.dim(0);
     if (w.dtype() == DType::f32) {
@@ -73,7 +75,7 @@ std::vector<float> weight_scales(const Tensor &w) {
         for (int64_t o = 0; o < oc; o++) {
             float m = 0;
             for (int64_t k = 0; k < per; k++) m = std::max(m, std::fabs(w.data<float>()[o * per + k]));
-            s.push_back(m > 0 ? m / 127.f : 1.f);
+            s.push_back(m > 0 ? m / float(qmax) : 1.f);
         }
     } else {
         for (int64_t o = 0; o < (w.quant.scale.size() == 1 ? 1 : oc); o++) s.push_back(w.quant.scale_at(int(o)));
@@ -95,13 +97,16 @@ const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams
             if (!std::isfinite(w.data<float>()[k]))
                 node_error(p.g, n, "weights " + w.describe() + " hold a NaN or infinity at element " + std::to_string(k) +
                                        " (cannot be quantized)");
-    d.scale = weight_scales(w);
+    // Float weights: symmetric per output channel, [-127, 127] or, for a w4a8 / w4a4 layer, [-7, 7].
+    const float qmax = float(weight_qmax(n));
+    d.bits = qmax == 7.f ? 4 : 8;
+    d.scale = weight_scales(w, int(qmax));
     std::vector<int8_t> q;
     if (w.dtype() == DType::f32) {
         q.resize(w.numel());
         for (int o = 0; o < oc; o++)
             for (int64_t k = 0; k < per; k++)
-                q[o * per + k] = int8_t(std::clamp(std::nearbyint(w.data<float>()[o * per + k] / d.scale[o]), -127.f, 127.f));
+                q[o * per + k] = int8_t(std::clamp(std::nearbyint(w.data<float>()[o * per + k] / d.scale[o]), -qmax, qmax));
         d.dtype = DType::s8;
         d.data = q.data();
     } else {
@@ -143,18 +148,20 @@ void lower_view(Program &p, const GraphNode &n, const char *kernel) {
 }
 
 namespace {
-// QuantizeLinear of a real value to u8 in float32 (round half to even, saturate); infinite
-// values saturate.
-int32_t quantize_u8(float v, const QuantParams &q) {
-    return int32_t(std::clamp(std::nearbyint(v / q.scale_at(0)) + float(q.zp_at(0)), 0.f, 255.f));
+// QuantizeLinear of a real value to [0, qmax] in float32 (round half to even, saturate);
+// infinite values saturate.
+int32_t quantize_u8(float v, const QuantParams &q, int qmax) {
+    return int32_t(std::clamp(std::nearbyint(v / q.scale_at(0)) + float(q.zp_at(0)), 0.f, float(qmax)));
 }
 }  // namespace
 
 Activation fused_activation(const Program &p, const FusedGroup &gr, const QuantParams &yq) {
-    if (gr.act < 0) return {};
+    const int qmax = p.v[gr.output].qmax;  // 15 for a 4-bit output: the clamp keeps it in range
+    Activation r{0, qmax};
+    if (gr.act < 0) return r;
     const GraphNode &a = p.g.nodes[gr.act];
-    if (a.op == OpKind::Relu) return Activation::relu(yq.zp_at(0));
-    return {quantize_u8(a.clip_min, yq), quantize_u8(a.clip_max, yq)};
+    if (a.op == OpKind::Relu) return {yq.zp_at(0), qmax};
+    return {quantize_u8(a.clip_min, yq, qmax), quantize_u8(a.clip_max, yq, qmax)};
 }
 
 std::string activation_suffix(const Program &p, const FusedGroup &gr) {
@@ -163,9 +170,9 @@ std::string activation_suffix(const Program &p, const FusedGroup &gr) {
 }
 
 std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),
-                                  const GraphNode &n) {
+                                  const GraphNode &n, int qmax) {
     std::array<uint8_t, 256> lut;
-    for (int q = 0; q < 256; q++) lut[q] = uint8_t(quantize_u8(f(float(q - xq.zp_at(0)) * xq.scale_at(0), n), yq));
+    for (int q = 0; q < 256; q++) lut[q] = uint8_t(quantize_u8(f(float(q - xq.zp_at(0)) * xq.scale_at(0), n), yq, qmax));
     return lut;
 }
 
@@ -184,7 +191,10 @@ void keep_input_quant(Program &p, FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const QuantParams &xq = need_quant(p, n, n.inputs[0]);
     ValueInfo &y = p.v[n.output];
-    if (y.quant.empty()) y.quant = xq;
+    if (y.quant.empty()) {
+        y.quant = xq;
+        y.qmax = p.v[n.inputs[0]].qmax;
+    }
     y.dtype = DType::u8;
 }
 

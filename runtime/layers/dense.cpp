@@ -39,7 +39,7 @@ void quantize(Program &p, FusedGroup &gr) {
     QuantParams aq;
     aq.axis = 1;
     aq.zero_point = {0};
-    const std::vector<float> ws = weight_scales(n.weights);
+    const std::vector<float> ws = weight_scales(n.weights, weight_qmax(n));
     for (int64_t o = 0; o < n.weights.dim(0); o++) aq.scale.push_back(xq.scale_at(0) * weight_scale(ws, o));
     gr.aux = p.add_internal(n.name + ":s32", p.v[y].shape, DType::s32, aq);
     p.v[y].dtype = DType::f32;
@@ -67,7 +67,8 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     s.bind = [x, acc, w, name](Exec &e) { return bind_dense(e.T(x), *w, {}, e.T(acc), name); };
     p.steps.push_back(std::move(s));
     Step d;
-    d.info = {n.name, "dequantize", "", 0};
+    d.info.name = d.info.layer = n.name;
+    d.info.op = "dequantize";
     d.reads = {acc};
     d.writes = {y};
     d.bind = [acc, y](Exec &e) { return bind_dequantize(e.T(acc), e.T(y)); };

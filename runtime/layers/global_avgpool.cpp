@@ -23,6 +23,8 @@ void quantize(Program &p, FusedGroup &gr) {
     need_quant(p, n, n.inputs[0]);
     const int y = n.output;
     const QuantParams yq = need_quant(p, n, y);
+    if (p.v[y].qmax != 255)
+        node_error(p.g, n, "a 4-bit output is not supported (the global_avgpool kernel writes the u8 range)");
     p.v[y].dtype = DType::u8;
     gr.aux = p.add_internal(p.v[y].name + ":nc", {p.v[y].shape[0], p.v[y].shape[3]}, DType::u8, yq);
     p.v[gr.aux].alias = y;

@@ -31,10 +31,15 @@ void add_fp32_step(Program &p, const GraphNode &n, const char *op, std::function
 // Weight scales as the packer uses them: float weights quantized symmetric per output channel
 // (s[o] = max|w[o]| / 127, 1 for an all-zero channel); integer weights: their scale(s), one or
 // one per output channel.
-std::vector<float> weight_scales(const Tensor &w);
+// Per-output-channel scales of float weights (max |w| / qmax, symmetric), or the quant's scales.
+std::vector<float> weight_scales(const Tensor &w, int qmax = 127);
+// The symmetric range float weights of node n are quantized to: 7 for w4a8 / w4a4 layers, else 127.
+inline int weight_qmax(const GraphNode &n) {
+    return n.precision == LayerPrecision::w4a8 || n.precision == LayerPrecision::w4a4 ? 7 : 127;
+}
 inline float weight_scale(const std::vector<float> &s, int64_t o) { return s.size() == 1 ? s[0] : s[o]; }
 // Conv/Dense weights packed for the kernels (pack.h): integer weights as given, float weights
-// quantized with weight_scales; float bias quantized to int32 in units of x_scale * w_scale[oc]
+// quantized with weight_scales (4-bit, [-7, 7], for w4a8 / w4a4 layers); float bias quantized to int32 in units of x_scale * w_scale[oc]
 // (round half even, saturated). out_scale 0: s32 output.
 const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale);
 
@@ -47,7 +52,7 @@ std::string activation_suffix(const Program &p, const FusedGroup &gr);
 // 256-entry table of a u8 -> u8 elementwise op on a quantized tensor: lut[q] =
 // QuantizeLinear(f(DequantizeLinear(q, xq)), yq), in float32 as ONNX computes it; exact for any f.
 std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),
-                                  const GraphNode &n);
+                                  const GraphNode &n, int qmax = 255);
 // Quantization assignment of a u8 elementwise op (Relu, Clip): the output keeps the input's
 // quantization unless it has its own.
 void keep_input_quant(Program &p, FusedGroup &gr);

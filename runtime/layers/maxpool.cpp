@@ -23,6 +23,7 @@ void quantize(Program &p, FusedGroup &gr) {
     if (!y.quant.empty() && !same_quant(y.quant, xq))
         node_error(p.g, n, "MaxPool must keep its input's quantization (output scale/zero point differ)");
     y.quant = xq;
+    y.qmax = p.v[n.inputs[0]].qmax;  // a 4-bit input stays 4-bit
     y.dtype = DType::u8;
 }
 

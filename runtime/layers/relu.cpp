@@ -21,7 +21,7 @@ float relu_f(float v, const GraphNode &) { return std::max(0.f, v); }
 
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
-    add_table_step(p, n, "relu", u8_table(p.v[n.inputs[0]].quant, p.v[n.output].quant, relu_f, n));
+    add_table_step(p, n, "relu", u8_table(p.v[n.inputs[0]].quant, p.v[n.output].quant, relu_f, n, p.v[n.output].qmax));
 }
 
 }  // namespace
