@@ -33,6 +33,12 @@ enum class OpKind {
     GlobalAvgPool,  // in: x {N,H,W,C} -> {N,1,1,C}
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
     Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
+    // ONNX QuantizeLinear / DequantizeLinear where they cannot be folded into a value's quant
+    // (a graph of just Q or DQ, per-axis scales, 4-bit or int8 integers crossing the API):
+    // the integers are a tensor of type q_type, quantized with q_params (per tensor, or per
+    // axis q_params.axis of the IR layout).
+    QuantizeLinear,    // in: x (real); out: its integers, saturate(round_half_even(x / s) + z)
+    DequantizeLinear,  // in: integers of type q_type; out: (q - z) * s in float32
 };
 const char *op_name(OpKind k);
 
@@ -79,6 +85,10 @@ struct GraphNode {
     Tensor weights, bias;
     std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
     float clip_min = -INFINITY, clip_max = INFINITY;  // Clip (an infinite bound: no bound)
+    // QuantizeLinear / DequantizeLinear: the integer type (u8, s8, u4, s4) and its scale / zero
+    // point, one value or one per index of axis q_params.axis (NHWC / {N,K} / rank-1 layout).
+    DType q_type = DType::u8;
+    QuantParams q_params;
 };
 
 struct Graph {
