@@ -3,10 +3,11 @@
 //
 // Semantics. A Graph is a list of nodes in topological order over values. Every value has *real*
 // (float) semantics; a value may carry quantization parameters (`quant`), which says "this value
-// is represented as u8 (or s8) with real = scale * (q - zero_point)". There are no
-// Quantize/Dequantize nodes: importers fold QuantizeLinear/DequantizeLinear pairs into the `quant`
-// of the value they annotate (QDQ), and QLinear* ops into plain ops whose inputs/outputs carry
-// quant (QOperator). A float model simply has no quant anywhere until calibrate() adds it.
+// is represented as u8 (or s8, u4, s4) with real = scale * (q - zero_point)". Importers fold
+// QuantizeLinear/DequantizeLinear pairs into the `quant` of the value they annotate (QDQ), and
+// QLinear* ops into plain ops whose inputs/outputs carry quant (QOperator). A float model simply
+// has no quant anywhere until calibrate() adds it. Only where a Q or DQ cannot be folded is it a
+// node (OpKind::QuantizeLinear / DequantizeLinear: integers that cross the API, per-axis scales).
 //
 // Layout contract: activations are NHWC ({N, H, W, C}) or {N, K} after Flatten, whatever the
 // source format; importers of NCHW formats transpose shapes, not data (weights stay OIHW).
@@ -67,9 +68,10 @@ struct GraphValue {
     std::string name;
     std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K}; others are inferred
     DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
-                                 // (f32, or u8 for a model that takes quantized input)
+                                 // (f32, or u8 for a model that takes quantized input; s8/u4/s4
+                                 // for inputs of DequantizeLinear and outputs of QuantizeLinear)
     QuantParams quant;           // per tensor; empty = float (no quantization known here)
-    DType qtype = DType::u8;     // integer type `quant` refers to (u8 or s8)
+    DType qtype = DType::u8;     // integer type `quant` refers to (u8, s8, u4 or s4)
 };
 
 struct GraphNode {
