@@ -25,11 +25,42 @@ using namespace qh;
 
 namespace {
 
+// 4-bit tensors (u4 / s4, two per byte, element 2i in the low nibble) as one value per byte
+// (u8 / s8), and back with a range check: .npy has no 4-bit type.
+int nibble(const uint8_t *b, int64_t i, bool is_signed) {
+    int v = (b[i / 2] >> (4 * (i & 1))) & 15;
+    return is_signed && v > 7 ? v - 16 : v;
+}
+
+Tensor unpack4(const Tensor &t) {
+    if (dtype_bits(t.dtype()) != 4) return t;
+    const bool sg = t.dtype() == DType::s4;
+    Tensor r(sg ? DType::s8 : DType::u8, t.shape(), t.quant);
+    const auto *b = static_cast<const uint8_t *>(t.raw());
+    for (int64_t i = 0, n = t.numel(); i < n; i++) r.data<int8_t>()[i] = int8_t(nibble(b, i, sg));
+    return r;
+}
+
+Tensor pack4(const Tensor &t, DType to, const std::string &file) {
+    const bool sg = to == DType::s4;
+    Tensor r(to, t.shape(), t.quant);
+    auto *o = static_cast<uint8_t *>(r.raw());
+    for (int64_t i = 0, n = t.numel(); i < n; i++) {
+        int v = sg ? int(t.data<int8_t>()[i]) : int(t.data<uint8_t>()[i]);
+        if (v < (sg ? -8 : 0) || v > (sg ? 7 : 15))
+            throw std::runtime_error("'" + printable(file) + "': value " + std::to_string(v) + " at element " +
+                                     std::to_string(i) + " does not fit " + dtype_name(to));
+        o[i / 2] |= uint8_t((v & 15) << (4 * (i & 1)));
+    }
+    return r;
+}
+
 // Rank-4 transpose: output dim d is input dim perm[d]; other ranks are returned unchanged. The
 // loop runs once per element (an odometer over the output indices), so its cost is bounded by
 // the tensor's real size whatever its dims are (e.g. {2^31-1, 3, 32, 0}: no iterations).
 Tensor permute4(const Tensor &t, const std::array<int, 4> &perm) {
     if (t.rank() != 4) return t;
+    if (dtype_bits(t.dtype()) == 4) return pack4(permute4(unpack4(t), perm), t.dtype(), "(transpose)");
     std::array<int64_t, 4> in{t.dim(0), t.dim(1), t.dim(2), t.dim(3)}, in_stride{}, out_dims{};
     for (int d = 0; d < 4; d++) out_dims[d] = in[perm[d]];
     Tensor r(t.dtype(), {out_dims[0], out_dims[1], out_dims[2], out_dims[3]}, t.quant);
@@ -65,14 +96,16 @@ Tensor to_runtime_layout(const Tensor &t, const GraphValue &v, const std::string
     std::string declared = std::string(dtype_name(v.dtype)) + "[N";
     for (size_t i = 1; i < onnx.size(); i++) declared += "," + std::to_string(onnx[i]);
     declared += "]";
-    bool ok = t.dtype() == v.dtype && size_t(t.rank()) == onnx.size() && t.rank() >= 1 && t.dim(0) >= 1;
+    // A 4-bit input may come as one value per byte (.npy has no 4-bit type).
+    const bool widened = (v.dtype == DType::u4 && t.dtype() == DType::u8) || (v.dtype == DType::s4 && t.dtype() == DType::s8);
+    bool ok = (t.dtype() == v.dtype || widened) && size_t(t.rank()) == onnx.size() && t.rank() >= 1 && t.dim(0) >= 1;
     for (size_t i = 1; ok && i < onnx.size(); i++) ok = t.dim(int(i)) == onnx[i];
     if (!ok)
         throw std::runtime_error("'" + printable(file) + "' is " + t.describe() + " (rank " + std::to_string(t.rank()) +
                                  "), graph input '" + printable(v.name) + "' expects " + declared + " (rank " +
                                  std::to_string(onnx.size()) + ", ONNX layout, N >= 1)");
     checked_numel(t.shape(), "'" + printable(file) + "'");
-    return permute4(t, {0, 2, 3, 1});
+    return permute4(widened ? pack4(t, v.dtype, file) : t, {0, 2, 3, 1});
 }
 
 bool is_pb(const std::string &path) { return path.size() > 3 && path.substr(path.size() - 3) == ".pb"; }
@@ -198,9 +231,9 @@ int main(int argc, char **argv) {
         std::filesystem::create_directories(out_dir);
         for (int i = 0; i < m->num_outputs(); i++) {
             std::string path = out_dir + "/" + file_name_of(m->output_name(i)) + ".npy";
-            io::save_npy(path, nhwc_to_nchw(m->output(i)));
-            std::printf("%s %s -> %s\n", printable(m->output_name(i)).c_str(), m->output(i).describe().c_str(),
-                        printable(path).c_str());
+            io::save_npy(path, unpack4(nhwc_to_nchw(m->output(i))));
+            std::printf("%s %s -> %s%s\n", printable(m->output_name(i)).c_str(), m->output(i).describe().c_str(),
+                        printable(path).c_str(), dtype_bits(m->output(i).dtype()) == 4 ? " (one value per byte)" : "");
         }
         int mismatches = 0;
         for (const auto &arg : expects) {
@@ -213,6 +246,7 @@ int main(int argc, char **argv) {
             if (k < 0)
                 throw std::runtime_error("--expect '" + printable(arg) + "': the model has no output '" + printable(name) + "'");
             Tensor got = nhwc_to_nchw(m->output(k));
+            if (dtype_bits(want.dtype()) == 8) got = unpack4(got);  // a 4-bit output against a .npy
             bool same = got.dtype() == want.dtype() && got.shape() == want.shape() &&
                         std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0;
             std::printf("%s: %s (got %s, expected %s)\n", printable(name).c_str(), same ? "bit-exact" : "MISMATCH",

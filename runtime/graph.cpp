@@ -2,6 +2,7 @@
 
 #include "op_def.h"
 
+#include <algorithm>
 #include <stdexcept>
 #include <unordered_set>
 
@@ -68,24 +69,38 @@ void Graph::validate() const {
     }
     if (inputs.empty()) throw std::runtime_error("graph '" + name + "': no inputs");
     if (outputs.empty()) throw std::runtime_error("graph '" + name + "': no outputs");
+    // Graph inputs that only QuantizeLinear / DequantizeLinear nodes read may have rank 1; those
+    // only DequantizeLinear nodes read may be integers of any of their types, with the node's
+    // quantization instead of their own.
+    std::vector<bool> only_qdq(values.size(), true), only_dq(values.size(), true);
+    for (const GraphNode &n : nodes)
+        for (int v : n.inputs)
+            if (v >= 0 && size_t(v) < values.size()) {
+                only_dq[v] = only_dq[v] && n.op == OpKind::DequantizeLinear;
+                only_qdq[v] = only_qdq[v] && (n.op == OpKind::DequantizeLinear || n.op == OpKind::QuantizeLinear);
+            }
     for (int i : inputs) {
         if (i < 0 || size_t(i) >= values.size()) throw std::runtime_error("graph '" + name + "': bad input id");
         const GraphValue &v = values[i];
-        if (v.shape.size() != 4 && v.shape.size() != 2)
+        if (v.shape.size() != 4 && v.shape.size() != 2 && !(v.shape.size() == 1 && only_qdq[i]))
             throw std::runtime_error("graph '" + name + "', input '" + v.name +
-                                     "': needs a shape of rank 4 (NHWC) or 2, has rank " +
-                                     std::to_string(v.shape.size()));
+                                     "': needs a shape of rank 4 (NHWC) or 2 (rank 1 only for QuantizeLinear / "
+                                     "DequantizeLinear), has rank " + std::to_string(v.shape.size()));
         for (size_t d = 1; d < v.shape.size(); d++)
             if (v.shape[d] < 1)
                 throw std::runtime_error("graph '" + name + "', input '" + v.name + "': shape " + shape_str(v.shape) +
                                          " has an empty or negative dimension");
-        if (v.dtype != DType::f32 && v.dtype != DType::u8)
-            throw std::runtime_error("graph '" + name + "', input '" + v.name + "': dtype " +
-                                     dtype_name(v.dtype) + " not supported (f32 or u8)");
-        if (v.dtype == DType::u8 && v.quant.empty())
+        if (v.dtype != DType::f32 && v.dtype != DType::u8 && !only_dq[i])
+            throw std::runtime_error("graph '" + name + "', input '" + v.name + "': dtype " + dtype_name(v.dtype) +
+                                     " not supported (f32 or u8; integers of other types only through "
+                                     "DequantizeLinear)");
+        if (v.dtype == DType::s32)
+            throw std::runtime_error("graph '" + name + "', input '" + v.name + "': dtype s32 not supported");
+        if (v.dtype == DType::u8 && v.quant.empty() && !only_dq[i])
             throw std::runtime_error("graph '" + name + "', input '" + v.name + "': u8 input without quantization parameters");
         defined[i] = true;
     }
+    std::vector<int> producer(values.size(), -1);
     for (const GraphNode &n : nodes) {
         const OpDef &def = op_def(n.op);
         if (int(n.inputs.size()) != def.arity)
@@ -99,7 +114,20 @@ void Graph::validate() const {
         defined[n.output] = true;
         const std::string what = def.check(n);
         if (!what.empty()) fail(n, what);
+        producer[n.output] = int(&n - nodes.data());
+        if (n.op == OpKind::DequantizeLinear) {  // its integers: a graph input or a QuantizeLinear's output
+            const int x = n.inputs[0];
+            const int p = producer[x];
+            const DType t = p < 0 ? values[x].dtype : nodes[p].op == OpKind::QuantizeLinear ? nodes[p].q_type : DType::f32;
+            if (t != n.q_type)
+                fail(n, "input '" + values[x].name + "' must be " + dtype_name(n.q_type) +
+                            " integers: a graph input of that type or a QuantizeLinear's output");
+        }
     }
+    for (const GraphNode &n : nodes)  // a QuantizeLinear's integers go to the caller or a DequantizeLinear
+        if (n.op == OpKind::QuantizeLinear && !only_dq[n.output] &&
+            std::find(outputs.begin(), outputs.end(), n.output) == outputs.end())
+            fail(n, "its integers '" + values[n.output].name + "' must be a graph output or read by DequantizeLinear only");
     for (int o : outputs) {
         if (o < 0 || size_t(o) >= values.size() || !defined[o])
             throw std::runtime_error("graph '" + name + "': output is never computed");

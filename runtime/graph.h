@@ -3,10 +3,11 @@
 //
 // Semantics. A Graph is a list of nodes in topological order over values. Every value has *real*
 // (float) semantics; a value may carry quantization parameters (`quant`), which says "this value
-// is represented as u8 (or s8) with real = scale * (q - zero_point)". There are no
-// Quantize/Dequantize nodes: importers fold QuantizeLinear/DequantizeLinear pairs into the `quant`
-// of the value they annotate (QDQ), and QLinear* ops into plain ops whose inputs/outputs carry
-// quant (QOperator). A float model simply has no quant anywhere until calibrate() adds it.
+// is represented as u8 (or s8, u4, s4) with real = scale * (q - zero_point)". Importers fold
+// QuantizeLinear/DequantizeLinear pairs into the `quant` of the value they annotate (QDQ), and
+// QLinear* ops into plain ops whose inputs/outputs carry quant (QOperator). A float model simply
+// has no quant anywhere until calibrate() adds it. Only where a Q or DQ cannot be folded is it a
+// node (OpKind::QuantizeLinear / DequantizeLinear: integers that cross the API, per-axis scales).
 //
 // Layout contract: activations are NHWC ({N, H, W, C}) or {N, K} after Flatten, whatever the
 // source format; importers of NCHW formats transpose shapes, not data (weights stay OIHW).
@@ -33,6 +34,12 @@ enum class OpKind {
     GlobalAvgPool,  // in: x {N,H,W,C} -> {N,1,1,C}
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
     Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
+    // ONNX QuantizeLinear / DequantizeLinear where they cannot be folded into a value's quant
+    // (a graph of just Q or DQ, per-axis scales, 4-bit or int8 integers crossing the API):
+    // the integers are a tensor of type q_type, quantized with q_params (per tensor, or per
+    // axis q_params.axis of the IR layout).
+    QuantizeLinear,    // in: x (real); out: its integers, saturate(round_half_even(x / s) + z)
+    DequantizeLinear,  // in: integers of type q_type; out: (q - z) * s in float32
 };
 const char *op_name(OpKind k);
 
@@ -69,7 +76,8 @@ struct GraphValue {
     std::string name;
     std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K}; others are inferred
     DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
-                                 // (f32, or u8 for a model that takes quantized input)
+                                 // (f32, or u8 for a model that takes quantized input; s8/u4/s4
+                                 // for inputs of DequantizeLinear and outputs of QuantizeLinear)
     QuantParams quant;           // per tensor; empty = float (no quantization known here)
     DType qtype = DType::u8;     // integer type `quant` refers to (u8, s8, or 4-bit u4 / s4)
 };
@@ -88,6 +96,10 @@ struct GraphNode {
     std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
     float clip_min = -INFINITY, clip_max = INFINITY;  // Clip (an infinite bound: no bound)
     LayerPrecision precision = LayerPrecision::automatic;  // Conv, Dense
+    // QuantizeLinear / DequantizeLinear: the integer type (u8, s8, u4, s4) and its scale / zero
+    // point, one value or one per index of axis q_params.axis (NHWC / {N,K} / rank-1 layout).
+    DType q_type = DType::u8;
+    QuantParams q_params;
 };
 
 struct Graph {

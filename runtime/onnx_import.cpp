@@ -60,9 +60,16 @@ void Importer::add_graph_input(int index) {
     if (!in.type().has_tensor_type()) fail(where + " is not a tensor");
     const auto &tt = in.type().tensor_type();
     DType dt;
-    if (tt.elem_type() == TP::FLOAT) dt = DType::f32;
-    else if (tt.elem_type() == TP::UINT8) dt = DType::u8;
-    else fail(where + " has element type " + onnx_type_name(tt.elem_type()) + " (only FLOAT or UINT8)");
+    switch (tt.elem_type()) {
+    case TP::FLOAT: dt = DType::f32; break;
+    case TP::UINT8: dt = DType::u8; break;
+    case TP::INT8: dt = DType::s8; break;  // these three: only a DequantizeLinear may read them
+    case kOnnxUint4: dt = DType::u4; break;
+    case kOnnxInt4: dt = DType::s4; break;
+    default:
+        fail(where + " has element type " + onnx_type_name(tt.elem_type()) +
+             " (only FLOAT or UINT8; INT8, UINT4 or INT4 read by DequantizeLinear)");
+    }
     if (!tt.has_shape()) fail(where + " has no shape");
     std::vector<int64_t> s;
     for (int i = 0; i < tt.shape().dim_size(); i++) {
@@ -77,7 +84,9 @@ void Importer::add_graph_input(int index) {
         fail(e.what());
     }
     if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
-    else if (s.size() != 2) fail(where + " has rank " + std::to_string(s.size()) + " (only 4: NCHW, or 2: {N, K})");
+    else if (s.size() != 2 && s.size() != 1)
+        fail(where + " has rank " + std::to_string(s.size()) +
+             " (only 4: NCHW, or 2: {N, K}; 1 for QuantizeLinear / DequantizeLinear)");
     int v = g_.add_value(name, s, dt);
     shape_.resize(g_.values.size());
     shape_[v] = s;
@@ -102,7 +111,11 @@ void Importer::fold_input(const std::string &n, const std::string &what) {
     case TP::UINT8: case TP::BOOL: dt = DType::u8; break;
     case TP::INT8: dt = DType::s8; break;
     case TP::INT32: case TP::INT64: dt = DType::s32; break;
-    default: nfail(where + ": declared element type " + onnx_type_name(want) + " not supported (FLOAT, UINT8, INT8, INT32, INT64, BOOL)");
+    case kOnnxUint4: dt = DType::u4; break;
+    case kOnnxInt4: dt = DType::s4; break;
+    default:
+        nfail(where + ": declared element type " + onnx_type_name(want) +
+              " not supported (FLOAT, UINT8, INT8, INT32, INT64, BOOL, UINT4, INT4)");
     }
     std::string declared = onnx_type_name(want);
     bool shape_ok = true;
@@ -121,7 +134,12 @@ void Importer::fold_input(const std::string &n, const std::string &what) {
               (want == TP::INT64 ? " (INT64 is read as s32)" : ""));
     TP &p = folded_[n];
     p.set_name(n);
-    p.set_data_type(dt == DType::f32 ? TP::FLOAT : dt == DType::u8 ? TP::UINT8 : dt == DType::s8 ? TP::INT8 : TP::INT32);
+    p.set_data_type(dt == DType::f32  ? TP::FLOAT
+                    : dt == DType::u8 ? TP::UINT8
+                    : dt == DType::s8 ? TP::INT8
+                    : dt == DType::u4 ? kOnnxUint4
+                    : dt == DType::s4 ? kOnnxInt4
+                                      : TP::INT32);
     for (int i = 0; i < t.rank(); i++) p.add_dims(t.dim(i));
     p.set_raw_data(std::string(static_cast<const char *>(t.raw()), t.nbytes()));
     pending_.erase(n);
@@ -167,7 +185,9 @@ void Importer::outputs() {
         int v = a->second.v;
         if (input_values_.count(v)) fail("graph output '" + name + "' is the graph input '" + g_.values[v].name + "' itself");
         if (!seen.insert(v).second) fail("graph output '" + name + "' is the same value as another graph output");
-        if (a->second.repr == DType::s8) fail("graph output '" + name + "' is int8 (only float or uint8 outputs)");
+        if (a->second.repr != DType::f32 && a->second.repr != DType::u8 && !real_q_.count(v))
+            fail("graph output '" + name + "' is " + dtype_name(a->second.repr) +
+                 " integers (only float or uint8 outputs, or those of a QuantizeLinear)");
         g_.values[v].dtype = a->second.repr;
         rename_[v] = name;
         g_.outputs.push_back(v);

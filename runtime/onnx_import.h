@@ -8,6 +8,12 @@
 //    becomes integer weights (per tensor or per output channel) or an s32 bias;
 //  - QOperator: QuantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearGlobalAveragePool,
 //    QGemm (com.microsoft), MaxPool on u8, DequantizeLinear: plain ops whose values carry quant.
+// INT4 / UINT4 (opset 21) in QDQ form: 4-bit constants behind DequantizeLinear become s4 / u4
+// weights, 4-bit zero points on activation Q/DQ pairs a u4 / s4 qtype. QuantizeLinear /
+// DequantizeLinear that cannot fold into a value's quant become nodes of their own (graph.h): a
+// graph input quantized straight into a graph output, per-axis scales on activations, int8 /
+// 4-bit integers crossing the API (graph inputs read by DequantizeLinear, QuantizeLinear graph
+// outputs). Blocked quantization (block_size) is refused.
 // NCHW graph inputs become NHWC shapes (data is never transposed; weights stay OIHW); a dynamic
 // batch dimension becomes 1. Anything else is refused when the model is loaded, with a
 // std::runtime_error naming the file, the node (name and op_type), what it has and what is
@@ -52,7 +58,8 @@ Graph import_onnx_bytes(const std::string &bytes, const std::string &name);
 Graph import_onnx_bytes(const std::string &bytes, const std::string &name, const ImportOptions &options);
 
 // Decodes a serialized onnx::TensorProto (raw_data or typed fields): FLOAT -> f32, UINT8 -> u8,
-// INT8 -> s8, INT32 -> s32, INT64 -> s32 (each value range-checked), BOOL -> u8 (0/1). Other types, external
+// INT8 -> s8, INT32 -> s32, INT64 -> s32 (each value range-checked), BOOL -> u8 (0/1), UINT4 / INT4
+// -> u4 / s4 (packed two per byte, low nibble first, in raw_data or int32_data). Other types, external
 // data, inconsistent sizes or out-of-range values throw, naming `where`.
 Tensor tensor_from_proto_bytes(const std::string &bytes, const std::string &where);
 // The same for a .pb file holding one TensorProto (e.g. ONNX test data sets).

@@ -4,6 +4,8 @@
 
 namespace qh::onnx_detail {
 
+static const char *const kNoBlocks = "not supported (blocked quantization; only per-tensor or per-axis scales)";
+
 WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     WindowAttrs w;
     auto ks = attr_ints("kernel_shape", conv ? std::vector<int64_t>{kh, kw} : std::vector<int64_t>{});
@@ -56,8 +58,13 @@ Tensor Importer::quant_const(const QConst &qc) {
         auto dec = [&](const std::string &n) { return decode(n); };
         Tensor data = dec(qc.data);
         Tensor scale = dec(qc.scale);
+        if (attr_int("block_size", 0) != 0)
+            nfail("block_size=" + std::to_string(attr_int("block_size", 0)) + " " + kNoBlocks);
+        if (data.dtype() == DType::f32)
+            nfail("'" + qc.data + "' is " + data.describe() + "; DequantizeLinear reads integers");
         if (scale.dtype() != DType::f32 || scale.rank() > 1)
-            nfail("scale '" + qc.scale + "' must be a float scalar or 1-D, is " + scale.describe());
+            nfail("scale '" + qc.scale + "' must be a float scalar or 1-D, is " + scale.describe() +
+                  (scale.rank() > 1 ? std::string(" (a scale of rank > 1 is ") + kNoBlocks + ")" : ""));
         QuantParams q;
         q.scale.assign(scale.data<float>(), scale.data<float>() + scale.numel());
         for (float s : q.scale)
@@ -67,10 +74,7 @@ Tensor Importer::quant_const(const QConst &qc) {
             if (zp.dtype() != data.dtype() || zp.numel() != scale.numel())
                 nfail("zero point '" + qc.zp + "' is " + zp.describe() + ", expected " + dtype_name(data.dtype()) +
                       " with " + std::to_string(scale.numel()) + " value(s)");
-            for (int64_t i = 0; i < zp.numel(); i++)
-                q.zero_point.push_back(zp.dtype() == DType::u8   ? zp.data<uint8_t>()[i]
-                                       : zp.dtype() == DType::s8 ? zp.data<int8_t>()[i]
-                                                                 : zp.data<int32_t>()[i]);
+            for (int64_t i = 0; i < zp.numel(); i++) q.zero_point.push_back(int_at(zp, i));
         } else {
             q.zero_point.assign(q.scale.size(), 0);
         }
@@ -101,8 +105,8 @@ Importer::Weights Importer::weights(int i, bool kn_layout, int rank) {
     Weights r;
     if (qconsts_.count(n)) {
         r.w = quant_const(qconsts_.at(n));
-        if (r.w.dtype() != DType::u8 && r.w.dtype() != DType::s8)
-            nfail("weights '" + n + "' are " + r.w.describe() + " (only uint8/int8 quantized weights)");
+        if (r.w.dtype() != DType::u8 && r.w.dtype() != DType::s8 && !is_4bit(r.w.dtype()))
+            nfail("weights '" + n + "' are " + r.w.describe() + " (only uint8/int8/uint4/int4 quantized weights)");
         r.quantized = true;
     } else if (is_constant(n, "weights")) {
         r.w = constant(i, "weights");
@@ -340,8 +344,9 @@ void Importer::maxpool() {
     if (x.repr != DType::f32 && g_.values[x.v].quant.empty()) {
         // A plain uint8 graph input (e.g. ONNX's test_maxpool_2d_uint8): its real value is its
         // integer, i.e. scale 1, zero point 0, which is exact for MaxPool.
-        if (!input_values_.count(x.v))
-            nfail("input '" + in_name(0) + "' is " + dtype_name(x.repr) + " with no known scale/zero point");
+        if (!input_values_.count(x.v) || x.repr != DType::u8)
+            nfail("input '" + in_name(0) + "' is " + dtype_name(x.repr) + " with no known scale/zero point" +
+                  (x.repr == DType::u8 ? "" : " (such a graph input is read through DequantizeLinear)"));
         g_.values[x.v].quant = QuantParams::per_tensor(1.f, 0);
         g_.values[x.v].qtype = x.repr;
     }
@@ -580,14 +585,98 @@ void Importer::constant_node() {
     consts_[out] = &a->t();
 }
 
+
+Importer::QdqParams Importer::qdq_params(const std::vector<int64_t> &xs, bool quantize) {
+    QdqParams r;
+    const int64_t bs = attr_int("block_size", 0);
+    if (bs != 0) nfail("block_size=" + std::to_string(bs) + " " + kNoBlocks);
+    const Tensor &s = constant(1, "scale");
+    if (s.dtype() != DType::f32)
+        nfail("scale '" + in_name(1) + "' is " + s.describe() + " (FLOAT scales only)");
+    if (s.rank() > 1) nfail("scale '" + in_name(1) + "' is " + s.describe() + ": a scale of rank > 1 is " + kNoBlocks);
+    if (s.numel() < 1) nfail("scale '" + in_name(1) + "' is empty");
+    r.q.scale.assign(s.data<float>(), s.data<float>() + s.numel());
+    for (float v : r.q.scale)
+        if (!(v > 0.f) || !std::isfinite(v))
+            nfail("scale '" + in_name(1) + "' has the value " + std::to_string(v) + " (must be finite and positive)");
+    // Q's output_dtype (opset 21): the integer type when there is no zero point; equal to it else.
+    DType out = DType::u8;
+    const int64_t od = quantize ? attr_int("output_dtype", 0) : 0;
+    if (od != 0) {
+        switch (od) {
+        case TP::UINT8: out = DType::u8; break;
+        case TP::INT8: out = DType::s8; break;
+        case kOnnxUint4: out = DType::u4; break;
+        case kOnnxInt4: out = DType::s4; break;
+        default:
+            nfail("output_dtype " + onnx_type_name(int(od)) + " (" + std::to_string(od) +
+                  ") not supported (UINT8, INT8, UINT4, INT4)");
+        }
+    }
+    r.type = out;
+    if (has_in(2)) {
+        const Tensor &z = constant(2, "zero point");
+        if (z.dtype() != DType::u8 && z.dtype() != DType::s8 && !is_4bit(z.dtype()))
+            nfail("zero point '" + in_name(2) + "' is " + z.describe() + " (UINT8, INT8, UINT4 or INT4)");
+        if (z.numel() != s.numel())
+            nfail("zero point '" + in_name(2) + "' is " + z.describe() + ", expected " + std::to_string(s.numel()) +
+                  " value(s) like the scale");
+        if (od != 0 && z.dtype() != out)
+            nfail("output_dtype " + onnx_type_name(int(od)) + " disagrees with the zero point '" + in_name(2) + "' (" +
+                  z.describe() + ")");
+        r.type = z.dtype();
+        for (int64_t i = 0; i < z.numel(); i++) r.q.zero_point.push_back(int_at(z, i));
+    } else {
+        r.q.zero_point.assign(r.q.scale.size(), 0);
+    }
+    if (r.q.scale.size() > 1) {
+        const int64_t rank = int64_t(xs.size());
+        int64_t a = attr_int("axis", 1);
+        const int64_t given = a;
+        if (a < 0) a += rank;
+        if (a < 0 || a >= rank) nfail("axis " + std::to_string(given) + " is out of range for rank " + std::to_string(rank));
+        const int64_t ir = rank == 4 ? (a == 0 ? 0 : a == 1 ? 3 : a - 1) : a;  // NCHW -> NHWC
+        if (xs[size_t(ir)] != int64_t(r.q.scale.size()))
+            nfail("per-axis scale of " + std::to_string(r.q.scale.size()) + " values does not match axis " +
+                  std::to_string(given) + " of the input (" + std::to_string(xs[size_t(ir)]) + " elements)");
+        r.q.axis = int(ir);
+    }
+    return r;
+}
+
 void Importer::quantize() {
     check_arity(2, 3);
-    allow_attrs({"axis", "saturate", "block_size"});
-    if (attr_int("block_size", 0) != 0) nfail("block_size != 0 not supported (blocked quantization)");
-    if (attr_int("saturate", 1) != 1) nfail("saturate=0 not supported");
-    const std::string &in = in_name(0);
+    allow_attrs({"axis", "saturate", "block_size", "output_dtype", "precision"});
+    if (attr_int("saturate", 1) != 1) nfail("saturate=0 not supported (it only applies to float8 outputs)");
+    const int64_t prec = attr_int("precision", 0);
+    if (prec != 0 && prec != TP::FLOAT)
+        nfail("precision " + onnx_type_name(int(prec)) + " not supported (computed in FLOAT)");
+    const std::string &in = in_name(0), &out = node_->output(0);
     if (consts_.count(in)) nfail("quantizing the constant '" + in + "' is not supported (store integer weights with DequantizeLinear)");
     const Act &x = float_act(0, "input");
+    QdqParams p = qdq_params(shape_of(x), true);
+    const bool is_input = input_values_.count(x.v) > 0, to_output = graph_outputs_.count(out) > 0;
+    // Folded into the value's quant where the IR can say it (per tensor; not the graph input
+    // itself as an output; integers other than uint8 do not leave the graph that way); else a node.
+    std::string why;
+    if (p.q.scale.size() > 1) why = "per-axis scale";
+    else if (to_output && is_input) why = "quantizes a graph input into a graph output";
+    else if (to_output && p.type != DType::u8) why = std::string(dtype_name(p.type)) + " graph output";
+    if (!why.empty()) {
+        for (int r : readers_[out]) {
+            const auto &rn = m_.graph().node(r);
+            if (rn.op_type() != "DequantizeLinear" || !is_std_domain(rn.domain()))
+                nfail("output '" + out + "' (a QuantizeLinear of its own: " + why + ") is read by node '" + rn.name() +
+                      "' (" + rn.op_type() + "); only DequantizeLinear or the graph output may read it");
+        }
+        GraphNode n;
+        n.op = OpKind::QuantizeLinear;
+        n.q_type = p.type;
+        n.q_params = p.q;
+        n.inputs = {x.v};
+        real_q_.insert(emit(std::move(n), p.type));
+        return;
+    }
     // The float tensor is replaced by its quantized form: nothing else may read it as float.
     if (graph_outputs_.count(in)) nfail("'" + in + "' is quantized and also a graph output (the IR has one representation per value)");
     for (int r : readers_[in]) {
@@ -596,16 +685,17 @@ void Importer::quantize() {
             nfail("'" + in + "' is quantized here and also read as float by node '" + rn.name() + "' (" + rn.op_type() +
                   "); the IR has one representation per value");
     }
-    DType t;
-    QuantParams q = act_quant(1, 2, t);
-    annotate(x.v, q, t, "input");
-    alias({x.v, t});
+    annotate(x.v, p.q, p.type, "input");
+    alias({x.v, p.type});
 }
 
 void Importer::dequantize() {
     check_arity(2, 3);
-    allow_attrs({"axis", "block_size"});
-    if (attr_int("block_size", 0) != 0) nfail("block_size != 0 not supported (blocked quantization)");
+    allow_attrs({"axis", "block_size", "output_dtype"});
+    const int64_t bs = attr_int("block_size", 0);
+    if (bs != 0) nfail("block_size=" + std::to_string(bs) + " " + kNoBlocks);
+    const int64_t od = attr_int("output_dtype", 0);
+    if (od != 0 && od != TP::FLOAT) nfail("output_dtype " + onnx_type_name(int(od)) + " not supported (only FLOAT)");
     const std::string &in = in_name(0), &out = node_->output(0);
     if (consts_.count(in)) {
         // Quantized constant: resolved when a Conv / Gemm / MatMul reads it.
@@ -624,9 +714,27 @@ void Importer::dequantize() {
         return;
     }
     const Act &x = quant_act(0, "input");
-    const Tensor &s = constant(1, "scale");
-    if (s.numel() != 1) nfail("per-axis dequantization of an activation is not supported (scale is " + s.describe() + ")");
-    read_quant_input(0, 1, 2, "input");
+    // A node of its own where the IR cannot hold the integers as a value's quant: those of a
+    // QuantizeLinear node, a graph input given as int8 / 4-bit integers or dequantized per axis
+    // or straight into a graph output.
+    const bool int_input = input_values_.count(x.v) && g_.values[x.v].dtype != DType::f32;
+    QdqParams p = qdq_params(shape_of(x), false);
+    if (p.type != x.repr && has_in(2))
+        nfail("zero point '" + in_name(2) + "' is " + dtype_name(p.type) + " but '" + in + "' is " + dtype_name(x.repr));
+    p.type = x.repr;
+    if (real_q_.count(x.v) || (int_input && (x.repr != DType::u8 || p.q.scale.size() > 1 || graph_outputs_.count(out)))) {
+        GraphNode n;
+        n.op = OpKind::DequantizeLinear;
+        n.q_type = p.type;
+        n.q_params = p.q;
+        n.inputs = {x.v};
+        emit(std::move(n));
+        return;
+    }
+    if (p.q.scale.size() > 1)
+        nfail("per-axis dequantization of an activation is only supported on a graph input or a QuantizeLinear of "
+              "its own (scale is " + std::to_string(p.q.scale.size()) + " values)");
+    read_quant_input(0, 1, 2, "input", true);
     if (!input_values_.count(x.v) && !rename_.count(x.v)) rename_[x.v] = out;  // consumers read this name
     alias({x.v, DType::f32});
 }

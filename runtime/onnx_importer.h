@@ -26,25 +26,47 @@ namespace qh::onnx_detail {
 
 using TP = onnx::TensorProto;
 
-// "FLOAT", "UINT8", ... or "invalid type N".
-std::string onnx_type_name(int t);
+using qh::onnx_type_name;  // onnx_tensor.h
 // A regular file of at most 2 GiB (protobuf's limit), whole.
 std::string read_file(const std::string &path);
 
 inline bool is_std_domain(const std::string &d) { return d.empty() || d == "ai.onnx"; }
 
-// {K, N} -> {N, K} (any 1- or 4-byte dtype); per-axis quant along N (axis 1) becomes axis 0.
+// Element i of an integer tensor (u8, s8, s32, or u4 / s4 packed two per byte).
+inline int32_t int_at(const Tensor &t, int64_t i) {
+    const uint8_t *b = static_cast<const uint8_t *>(t.raw());
+    switch (t.dtype()) {
+    case DType::s8: return int8_t(b[i]);
+    case DType::s32: return static_cast<const int32_t *>(t.raw())[i];
+    case DType::u4: return (b[i / 2] >> (4 * (i & 1))) & 15;
+    case DType::s4: return int32_t(int8_t(uint8_t(b[i / 2] >> (4 * (i & 1))) << 4) >> 4);
+    default: return b[i];
+    }
+}
+
+// {K, N} -> {N, K} (any dtype, 4-bit ones repacked); per-axis quant along N (axis 1) becomes axis 0.
 inline Tensor transpose_kn(const Tensor &s) {
     const int64_t K = s.dim(0), N = s.dim(1);
     Tensor t(s.dtype(), {N, K}, s.quant);
-    const size_t e = size_t(dtype_bits(s.dtype()) / 8);
-    const char *src = static_cast<const char *>(s.raw());
-    char *dst = static_cast<char *>(t.raw());
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t j = 0; j < N; j++) std::memcpy(dst + (j * K + k) * e, src + (k * N + j) * e, e);
+    if (dtype_bits(s.dtype()) == 4) {
+        uint8_t *dst = static_cast<uint8_t *>(t.raw());  // zero-filled
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++) {
+                const int64_t o = j * K + k;
+                dst[o / 2] |= uint8_t((int_at(s, k * N + j) & 15) << (4 * (o & 1)));
+            }
+    } else {
+        const size_t e = size_t(dtype_bits(s.dtype()) / 8);
+        const char *src = static_cast<const char *>(s.raw());
+        char *dst = static_cast<char *>(t.raw());
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t j = 0; j < N; j++) std::memcpy(dst + (j * K + k) * e, src + (k * N + j) * e, e);
+    }
     if (t.quant.axis >= 0) t.quant.axis = 1 - t.quant.axis;
     return t;
 }
+
+inline bool is_4bit(DType t) { return t == DType::u4 || t == DType::s4; }
 
 class Importer {
 public:
@@ -86,6 +108,7 @@ private:
     std::map<std::string, int> pending_;  // name -> index in graph().input()
     std::map<std::string, TP> folded_;    // the given values of inputs that became constants
     std::map<int, int> input_order_;      // IR value -> index in graph().input()
+    std::set<int> real_q_;                // outputs of QuantizeLinear nodes (not folded)
     const onnx::NodeProto *node_ = nullptr;  // the node being imported
     int node_index_ = 0;
 
@@ -226,22 +249,34 @@ private:
         if (!(s > 0.f) || !std::isfinite(s)) nfail(what + " '" + in_name(i) + "' must be a positive finite scale, is " + std::to_string(s));
         return s;
     }
-    // Optional activation zero point (u8 default 0); returns the zero point, sets its type.
-    int32_t const_zp(int i, const std::string &what, DType &type) {
+    // Optional activation zero point (u8 default 0; int4 / uint4 only where `four_bit`: Q/DQ);
+    // returns the zero point, sets its type.
+    int32_t const_zp(int i, const std::string &what, DType &type, bool four_bit = false) {
         type = DType::u8;
         if (!has_in(i)) return 0;
         const Tensor &t = constant(i, what);
-        if ((t.dtype() != DType::u8 && t.dtype() != DType::s8) || t.numel() != 1)
-            nfail(what + " '" + in_name(i) + "' must be a single uint8 or int8 value, is " + t.describe());
+        const bool ok = t.dtype() == DType::u8 || t.dtype() == DType::s8 || (four_bit && is_4bit(t.dtype()));
+        if (!ok || t.numel() != 1)
+            nfail(what + " '" + in_name(i) + "' must be a single " +
+                  (four_bit ? "uint8, int8, uint4 or int4" : "uint8 or int8") + " value, is " + t.describe());
         type = t.dtype();
-        return t.dtype() == DType::u8 ? t.data<uint8_t>()[0] : t.data<int8_t>()[0];
+        return int_at(t, 0);
     }
-    // Activation quantization (per tensor); `type` (u8/s8) becomes the value's qtype.
-    QuantParams act_quant(int scale_in, int zp_in, DType &type) {
+    // Activation quantization (per tensor); `type` (u8/s8, or u4/s4 where `four_bit`) becomes the
+    // value's qtype.
+    QuantParams act_quant(int scale_in, int zp_in, DType &type, bool four_bit = false) {
         float s = const_scale(scale_in, "scale");
-        int32_t zp = const_zp(zp_in, "zero point", type);
+        int32_t zp = const_zp(zp_in, "zero point", type, four_bit);
         return QuantParams::per_tensor(s, zp);
     }
+    // QuantizeLinear / DequantizeLinear of an activation of IR shape xs: scale (input 1) and zero
+    // point (input 2), per tensor or per axis (ONNX `axis` in the IR layout: NCHW axis 1 is NHWC
+    // axis 3); `type` = the integers' type (zero point, else output_dtype, else uint8).
+    struct QdqParams {
+        QuantParams q;
+        DType type = DType::u8;
+    };
+    QdqParams qdq_params(const std::vector<int64_t> &xs, bool quantize);
     const Act &act(int i, const std::string &what) {
         const std::string &n = in_name(i);
         if (pending_.count(n)) add_graph_input(pending_.at(n));  // read as data: a runtime input
@@ -257,8 +292,8 @@ private:
     const Act &float_act(int i, const std::string &what) {
         const Act &a = act(i, what);
         if (a.repr != DType::f32)
-            nfail(what + " '" + in_name(i) + "' is " + (a.repr == DType::u8 ? "uint8" : "int8") +
-                  "; this op reads float tensors (quantized tensors go through DequantizeLinear or QLinear ops)");
+            nfail(what + " '" + in_name(i) + "' is " + dtype_name(a.repr) +
+                  " integers; this op reads float tensors (quantized tensors go through DequantizeLinear or QLinear ops)");
         return a;
     }
     const Act &quant_act(int i, const std::string &what) {
@@ -286,10 +321,10 @@ private:
         g_.values[v].quant = q;
         g_.values[v].qtype = qtype;
     }
-    void read_quant_input(int x_in, int scale_in, int zp_in, const std::string &what) {
+    void read_quant_input(int x_in, int scale_in, int zp_in, const std::string &what, bool four_bit = false) {
         const Act &a = quant_act(x_in, what);
         DType t;
-        QuantParams q = act_quant(scale_in, zp_in, t);
+        QuantParams q = act_quant(scale_in, zp_in, t, four_bit);
         if (t != a.repr)
             nfail(what + " zero point is " + dtype_name(t) + " but '" + in_name(x_in) + "' is " + dtype_name(a.repr));
         annotate(a.v, q, a.repr, what);

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent setup for a fresh Debian 12 machine: Debian packages, the pinned Python
-# toolchain in .venv (halide==21.0.0, cmake>=3.28, ninja), then configure + build into build/.
+# toolchain in .venv (halide==21.0.0, cmake>=3.28, ninja, onnx==1.23.2), then configure + build
+# into build/.
 # Sourced by scripts/test.sh and scripts/demo.sh; can also be run on its own.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +26,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 VENV="$ROOT/.venv"
-PY_PINS=("halide==21.0.0" "cmake>=3.28,<5" "ninja")
+# onnx: its test cases write the INT4 / UINT4 conformance vectors Debian's libonnx-testdata lacks
+# (scripts/onnx_node_testdata.py, at build time); the same pin as scripts/ort_compare.sh.
+PY_PINS=("halide==21.0.0" "cmake>=3.28,<5" "ninja" "onnx==1.23.2")
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV"
   python3 -m venv "$VENV"
@@ -34,7 +37,7 @@ if ! "$VENV/bin/python" - <<'PY' 2>/dev/null
 import importlib.metadata as m, sys
 ok = m.version("halide") == "21.0.0"
 v = tuple(int(x) for x in m.version("cmake").split(".")[:2])
-ok = ok and v >= (3, 28) and bool(m.version("ninja"))
+ok = ok and v >= (3, 28) and bool(m.version("ninja")) and m.version("onnx") == "1.23.2"
 sys.exit(0 if ok else 1)
 PY
 then

@@ -8,6 +8,7 @@
 
 #include "graph.h"
 #include "onnx_import.h"
+#include "onnx_tensor.h"
 
 namespace qh::test {
 
@@ -87,6 +88,17 @@ struct OnnxBuilder {
             else r.push_back(char(x));
         }
         t.set_raw_data(r);
+    }
+    // INT4 / UINT4 (kOnnxInt4 / kOnnxUint4): two values per byte, element 2i in the low nibble,
+    // in raw_data or (raw=false) int32_data, one packed byte per entry as the ONNX spec and
+    // onnx.helper.make_tensor have it.
+    void int4(const std::string &n, int type, std::vector<int64_t> dims, const std::vector<int32_t> &v,
+              bool raw = true) {
+        TP &t = init(n, type, dims);
+        std::string r((v.size() + 1) / 2, '\0');
+        for (size_t i = 0; i < v.size(); i++) r[i / 2] = char(uint8_t(r[i / 2]) | ((v[i] & 15) << (4 * (i & 1))));
+        if (raw) t.set_raw_data(r);
+        else for (char c : r) t.add_int32_data(uint8_t(c));
     }
     void i64(const std::string &n, std::vector<int64_t> dims, const std::vector<int64_t> &v) {
         TP &t = init(n, TP::INT64, dims);

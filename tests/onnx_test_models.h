@@ -134,6 +134,44 @@ inline OnnxBuilder qop_model(float add_a_scale = 0.1f) {
     return m;
 }
 
+// The int4 QDQ form of a conv (W4A4, as ONNX opset 21 writes it): x -Q/DQ(UINT4)-> conv(DQ(INT4 W
+// per output channel, or UINT4 W per tensor with zero point 8 when `uint4_weights`),
+// DQ(int32 bias)) -Q/DQ(UINT4)-> out. The weights are int4_conv_weight(i) in flat OIHW order.
+inline int32_t int4_conv_weight(size_t i, bool uint4_weights) {
+    return uint4_weights ? int32_t((i * 7 + 3) % 16) : int32_t((i * 5 + 1) % 16) - 8;
+}
+inline OnnxBuilder int4_qdq_model(bool uint4_weights = false, bool raw = true) {
+    OnnxBuilder m("int4_qdq_conv", 21);
+    m.input("x", {1, 3, 5, 5});
+    m.f32("x_s", {}, {0.1f});
+    m.int4("x_z", kOnnxUint4, {}, {8}, raw);
+    m.node("QuantizeLinear", {"x", "x_s", "x_z"}, {"x_q"}, "x_quant");
+    m.node("DequantizeLinear", {"x_q", "x_s", "x_z"}, {"x_dq"}, "x_dequant");
+    std::vector<int32_t> wq(4 * 3 * 3 * 3);
+    for (size_t i = 0; i < wq.size(); i++) wq[i] = int4_conv_weight(i, uint4_weights);
+    const int wt = uint4_weights ? kOnnxUint4 : kOnnxInt4;
+    m.int4("w_q", wt, {4, 3, 3, 3}, wq, raw);
+    std::vector<float> ws = uint4_weights ? std::vector<float>{0.05f} : std::vector<float>{0.05f, 0.1f, 0.15f, 0.2f};
+    m.f32("w_s", {int64_t(ws.size())}, ws);
+    m.int4("w_z", wt, {int64_t(ws.size())}, std::vector<int32_t>(ws.size(), uint4_weights ? 8 : 0), raw);
+    auto &dqw = m.node("DequantizeLinear", {"w_q", "w_s", "w_z"}, {"w_dq"}, "w_dequant");
+    attr(dqw, "axis", int64_t(0));
+    m.ints("b_q", TP::INT32, {4}, {10, -20, 30, -40});
+    std::vector<float> bs;
+    for (int c = 0; c < 4; c++) bs.push_back(0.1f * ws[ws.size() == 1 ? 0 : c]);
+    m.f32("b_s", {4}, bs);
+    auto &dqb = m.node("DequantizeLinear", {"b_q", "b_s"}, {"b_dq"}, "b_dequant");
+    attr(dqb, "axis", int64_t(0));
+    auto &conv = m.node("Conv", {"x_dq", "w_dq", "b_dq"}, {"y"}, "conv");
+    attr(conv, "pads", {1, 1, 1, 1});
+    m.f32("y_s", {}, {0.5f});
+    m.int4("y_z", kOnnxUint4, {}, {3}, raw);
+    m.node("QuantizeLinear", {"y", "y_s", "y_z"}, {"y_q"}, "y_quant");
+    m.node("DequantizeLinear", {"y_q", "y_s", "y_z"}, {"out"}, "y_dequant");
+    m.output("out");
+    return m;
+}
+
 // x {2,8,1,1} -> Reshape(shape {0,-1}: a flatten) -> Gemm transB=1 -> y
 inline OnnxBuilder reshape_model() {
     OnnxBuilder m("reshape_net");

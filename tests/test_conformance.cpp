@@ -39,12 +39,6 @@ struct Blob {
     }
 };
 
-std::string onnx_type_name(int t) {
-    return onnx::TensorProto_DataType_IsValid(t)
-               ? onnx::TensorProto_DataType_Name(onnx::TensorProto_DataType(t))
-               : "invalid (" + std::to_string(t) + ")";
-}
-
 template <typename Msg>
 void parse_file(const std::string &path, Msg &m) {
     std::ifstream f(path, std::ios::binary);

@@ -11,7 +11,8 @@
 
 namespace qh::layers {
 
-extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten, clip;
+extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten, clip, quantize_linear,
+    dequantize_linear;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);

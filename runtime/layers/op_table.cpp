@@ -17,6 +17,8 @@ const OpDef &op_def(OpKind k) {
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
     case OpKind::Clip: return layers::clip;
+    case OpKind::QuantizeLinear: return layers::quantize_linear;
+    case OpKind::DequantizeLinear: return layers::dequantize_linear;
     }
     throw std::invalid_argument("op_def: OpKind " + std::to_string(int(k)) + " has no definition");
 }
