@@ -30,18 +30,21 @@ protected:
     }
 };
 
-// ONNX QuantizeLinear: y = saturate(round(x / scale[c]) + zp[c]).
+// ONNX QuantizeLinear: y = min(saturate(round(x / scale[c]) + zp[c]), qmax): qmax is the type's
+// maximum, or 15 for a 4-bit value stored as u8 (saturating to [0, 255] and then to 15 is
+// saturating to [0, 15]: the same result as QuantizeLinear to UINT4).
 class Quantize : public EltwiseBase<Quantize> {
 public:
     GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
     Input<Buffer<float, 3>> input{"input"};
     Input<Buffer<float, 1>> scale{"scale"};
     Input<Buffer<int32_t, 1>> zp{"zp"};
+    Input<int32_t> qmax{"qmax"};
     Output<Buffer<void, 3>> output{"output"};
     void configure() { output.set_type(dst_type); }
     void generate() {
         Var i("i"), c("c"), o("o");
-        output(i, c, o) = cast(dst_type, qh::quantize(input(i, c, o), scale(c), zp(c), dst_type));
+        output(i, c, o) = cast(dst_type, min(qh::quantize(input(i, c, o), scale(c), zp(c), dst_type), qmax));
         input.dim(0).set_stride(1);
         output.dim(0).set_stride(1);
         apply_schedule("quantize", output, {i, c, o});

@@ -490,7 +490,7 @@ std::shared_ptr<ChannelParams> channel_params(const QuantParams &q, int channels
 }
 }  // namespace
 
-BoundOp bind_quantize(const Tensor &x, Tensor &y) {
+BoundOp bind_quantize(const Tensor &x, Tensor &y, int qmax) {
     const std::string op = "quantize";
     expect_tensor(x, op, "input", {DType::f32}, -1);
     expect_tensor(y, op, "output", {DType::u8, DType::s8}, -1);
@@ -498,8 +498,10 @@ BoundOp bind_quantize(const Tensor &x, Tensor &y) {
     const Device d = op_device(op, {&x, &y});
     auto v = axis_view(y, y.quant.axis, op);
     auto cp = channel_params(y.quant, v[1], op, d);
-    auto call = [cp](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
-        return fn(in, cp->scale_buf, cp->zp_buf, out);
+    if (qmax < 0) qmax = y.dtype() == DType::u8 ? 255 : 127;
+    QH_EXPECT(qmax <= (y.dtype() == DType::u8 ? 255 : 127), op, "qmax " + std::to_string(qmax) + " beyond the output type");
+    auto call = [cp, qmax](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+        return fn(in, cp->scale_buf, cp->zp_buf, qmax, out);
     };
     auto in = view_any(x, v), out = view_any(y, v);
     return y.dtype() == DType::u8

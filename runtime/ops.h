@@ -106,7 +106,9 @@ void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);
 
 // ONNX QuantizeLinear / DequantizeLinear; per-axis when quant.axis >= 0 (axis of the tensor's
 // own shape, e.g. 1 for NCHW channels).
-BoundOp bind_quantize(const Tensor &x, Tensor &y);  // f32 -> u8/s8 with y.quant
+// f32 -> u8/s8 with y.quant, saturated to [type min, qmax] (qmax < 0: the type's maximum; 15: a
+// 4-bit value stored as u8, exactly QuantizeLinear to UINT4).
+BoundOp bind_quantize(const Tensor &x, Tensor &y, int qmax = -1);
 void quantize(const Tensor &x, Tensor &y);
 BoundOp bind_dequantize(const Tensor &x, Tensor &y);  // u8/s8/s32 with x.quant -> f32
 void dequantize(const Tensor &x, Tensor &y);

@@ -1,6 +1,7 @@
 #include "passes.h"
 
 #include <algorithm>
+#include <functional>
 #include <cmath>
 #include <stdexcept>
 
@@ -340,7 +341,8 @@ void lower(Program &p) {
         return;
     }
     // A quantize / dequantize step from value `from` to value `to`, named after `named`.
-    auto convert = [&p](const char *op, int from, int to, int named, BoundOp (*bind)(const Tensor &, Tensor &)) {
+    using Bind = std::function<BoundOp(const Tensor &, Tensor &)>;
+    auto convert = [&p](const char *op, int from, int to, int named, Bind bind) {
         Step s;
         s.info.name = s.info.layer = p.v[named].name;
         s.info.op = op;
@@ -349,7 +351,11 @@ void lower(Program &p) {
         s.bind = [from, to, bind](Exec &e) { return bind(e.T(from), e.T(to)); };
         p.steps.push_back(std::move(s));
     };
-    for (const auto &q : p.quantize_in) convert("quantize", q.first, q.second, q.second, bind_quantize);
+    for (const auto &q : p.quantize_in) {  // saturating to a 4-bit input's range where it is one
+        const int qmax = p.v[q.second].qmax;
+        convert("quantize", q.first, q.second, q.second,
+                [qmax](const Tensor &x, Tensor &y) { return bind_quantize(x, y, qmax); });
+    }
     for (const FusedGroup &gr : p.groups) op_def(p.g.nodes[gr.node].op).lower_int8(p, gr);
     for (const auto &d : p.dequantize_out) convert("dequantize", d.first, d.second, d.first, bind_dequantize);
 }

@@ -405,7 +405,7 @@ TEST(GpuEltwise, QuantizeBitExact) {
                                                 : &qh_quantize_f32u8__generic)
                                          : (gpu ? qh::gpu_kernels::quantize_f32s8__cuda_dp4a().fn
                                                 : &qh_quantize_f32s8__generic);
-                            return fn(B(xb), B(scale), B(zp), out);
+                            return fn(B(xb), B(scale), B(zp), u8 ? 255 : 127, out);
                         });
     }
 }
@@ -670,7 +670,7 @@ TEST(GpuFormulation, UnknownFormulationIsAnError) {
 TEST(GpuKernels, ListIsComplete) {
     auto names = qh::gpu_kernels::all_names();
     const size_t mma = qh::cuda_mma_built() ? 4 : 0;  // the conv2d_extern families
-    EXPECT_EQ(names.size(), 28u + mma);
+    EXPECT_EQ(names.size(), 42u + mma);  // 28 int8 + 14 int4 families
     size_t extern_kernels = 0;
     for (auto &k : names) {
         const bool dp4a = k.find("__cuda_dp4a") != std::string::npos;
@@ -991,7 +991,7 @@ TEST(GpuCodegen, ConvAndDenseUseDp4a) {
         EXPECT_EQ(count_matches(ptx, "\\b(ld|st)\\.local\\b"), 0u) << k << " uses local memory";
         checked++;
     }
-    EXPECT_EQ(checked, 21);  // 11 int8 + 10 int4 families
+    EXPECT_EQ(checked, 25);  // 11 int8 + 14 int4 families
 }
 
 // ONNX rounding needs the product and the sum rounded separately: no kernel may contract
