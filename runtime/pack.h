@@ -41,6 +41,7 @@ struct PackedWeights {
     int oc = 0, ic = 0, kh = 1, kw = 1;
     int oc_pad = 0, ic_pad = 0;
     bool has_zero_point = false;  // use the z8 kernel family
+    int weight_bits = 8;          // 4: symmetric s4 weights (the *s4* kernel families)
     int input_zp = 0;             // z_x folded into bias
     std::vector<int32_t> bias;     // effective bias, oc_pad
     std::vector<int32_t> wzp;      // z_w', oc_pad
