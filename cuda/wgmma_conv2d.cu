@@ -20,6 +20,14 @@ struct Params {
     float mc, mr;
 };
 
+__device__ __forceinline__ uint4 ld_shared_v4(unsigned src) {
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(src));
+    return v;
+}
+__device__ __forceinline__ void st_shared_v4u(unsigned dst, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
 __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
@@ -92,22 +100,30 @@ __device__ __forceinline__ unsigned swz(int r, int c) {
 constexpr int BM = 128, THREADS = 256;
 
 // Shared memory of a tile configuration: the pipeline, or the staged output tile if larger,
-// plus 1024 bytes to align the stages to the swizzle atoms.
-template <int BN, int STAGES, int BK, int EPI>
+// plus 1024 bytes to align the stages to the swizzle atoms. W4 (4-bit weights, mma_conv2d.cuh):
+// the B ring holds BK/2 bytes a row, plus three widened s8 B buffers that wgmma reads.
+template <int BN, int STAGES, int BK, int EPI, bool W4 = false>
 constexpr int smem_bytes() {
-    constexpr int pipe = STAGES * (BM + BN) * BK;
+    constexpr int pipe = W4 ? STAGES * (BM * BK + BN * BK / 2) + 3 * BN * BK : STAGES * (BM + BN) * BK;
     constexpr int staged = BM * staged_pitch<EPI, BN>();
     return (pipe > staged ? pipe : staged) + 1024;
 }
 // Two CTAs per SM where both fit (shared memory and 128 registers a thread): one CTA's prologue
 // and epilogue then overlap the other's main loop, which short reductions need.
-template <int BN, int STAGES, int BK>
+template <int BN, int STAGES, int BK, bool W4 = false>
 constexpr int min_blocks() {
-    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, EPI_S32>() <= 227 * 1024 ? 2 : 1;
+    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, EPI_S32, W4>() <= 227 * 1024 ? 2 : 1;
 }
 
-template <int BN, int STAGES, int BK, int EPI>
-__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_wgmma_kernel(const Params p) {
+// W4: the B stage arrives by cp.async as 4-bit rows (BK/2 bytes, linear, in the W4A8 fragment
+// order of mma_conv2d.cuh) into the ring; the thread that copied a 16-byte chunk (32 k of one
+// row) widens it after its own cp.async wait, one k-block ahead of the wgmma that reads it, into
+// s8 chunks 2c (k 0..15: (r << 4) & 0xF0F0F0F0, the low nibbles) and 2c + 1 (k 16..31:
+// r & 0xF0F0F0F0) of a widened buffer in the swizzle layout, i.e. 16 * w; three widened buffers
+// rotate (the one written at k-block kt + 1, the one read at kt, the one read at kt - 1 by the
+// wgmma group still in flight). The accumulators are shifted back by 4 before the epilogue.
+template <int BN, int STAGES, int BK, int EPI, bool W4>
+__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) conv_wgmma_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap();  // compiled for a target without wgmma: never launched (qh_cuda_wgmma_device_ok)
 #else
@@ -117,10 +133,13 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
     constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
     constexpr int PREFETCH = STAGES - 2;  // stages loaded ahead: one more stays with the wgmma in flight
     static_assert(PREFETCH >= 1, "at least 3 stages");
+    constexpr int CH4 = BK / 32, STAGE_B4 = BN * BK / 2;  // W4: 16-byte chunks of a 4-bit row, ring stage
+    constexpr int B4_ITERS = (BN * CH4 + THREADS - 1) / THREADS;
 
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
+    const unsigned sB8 = sB + STAGES * (W4 ? STAGE_B4 : STAGE_B);  // W4: the widened buffers
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
@@ -168,17 +187,49 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
             else
                 st_shared_v4(dst, p.zx4);
         }
+        if constexpr (W4) {
+            const unsigned dB4 = sB + stage * STAGE_B4;
 #pragma unroll
-        for (int j = 0; j < B_ITERS; ++j) {
-            int row = tid / CH + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz<BK>(row, chunk);
-            if (b_ok[j])
-                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
-            else
-                st_shared_v4(dst, 0);
+            for (int it = 0; it < B4_ITERS; ++it) {
+                const int idx = tid + it * THREADS;
+                if (idx < BN * CH4) {
+                    const int row = idx / CH4, c = idx - row * CH4, oc = n0 + row;
+                    const unsigned dst = dB4 + row * (BK / 2) + c * 16;
+                    if (oc < p.OC)
+                        cp_async16(dst, p.w + (size_t)oc * (p.K / 2) + (size_t)ld_kt * (BK / 2) + c * 16);
+                    else
+                        st_shared_v4(dst, 0);
+                }
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < B_ITERS; ++j) {
+                int row = tid / CH + j * ROWS_PER_ITER;
+                unsigned dst = dB + swz<BK>(row, chunk);
+                if (b_ok[j])
+                    cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
+                else
+                    st_shared_v4(dst, 0);
+            }
         }
         ++ld_kt;
         next_k_stage(ld_ic0, ld_kx, ld_ky, BK, p.IC, p.KW);
+    };
+
+    // W4: widens this thread's chunks of ring stage `stage` into widened buffer `buf`.
+    auto widen = [&](int stage, int buf) {
+        const unsigned src4 = sB + stage * STAGE_B4, dst8 = sB8 + buf * STAGE_B;
+#pragma unroll
+        for (int it = 0; it < B4_ITERS; ++it) {
+            const int idx = tid + it * THREADS;
+            if (idx < BN * CH4) {
+                const int row = idx / CH4, c = idx - row * CH4;
+                const uint4 v = ld_shared_v4(src4 + row * (BK / 2) + c * 16);
+                constexpr unsigned M = 0xF0F0F0F0u;
+                st_shared_v4u(dst8 + swz<BK>(row, 2 * c), make_uint4((v.x << 4) & M, (v.y << 4) & M, (v.z << 4) & M, (v.w << 4) & M));
+                st_shared_v4u(dst8 + swz<BK>(row, 2 * c + 1), make_uint4(v.x & M, v.y & M, v.z & M, v.w & M));
+            }
+        }
     };
 
     int acc[BN / 2];
@@ -189,6 +240,10 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
     for (int s = 0; s < PREFETCH; ++s) {
         if (s < KT) load_stage(s);
         cp_async_commit();
+    }
+    if constexpr (W4) {
+        cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage 0
+        if (KT > 0) widen(0, 0);
     }
     for (int kt = 0; kt < KT; ++kt) {
         cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
@@ -202,16 +257,29 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
             cp_async_commit();
         }
         const int stage = kt % STAGES;
-        const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK, b_tile = sB + stage * STAGE_B;
+        const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK;
+        const unsigned b_tile = W4 ? sB8 + (kt % 3) * STAGE_B : sB + stage * STAGE_B;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
             wgmma_tile<BN>(acc, desc_sw<BK>(a_tile + kk * 32), desc_sw<BK>(b_tile + kk * 32));
         wgmma_commit();
+        if constexpr (W4) {
+            // Widen k-block kt+1 while kt runs: its copies (this thread's) have landed once at most
+            // PREFETCH-1 groups are pending; its buffer was last read by k-block kt-2, which both
+            // warpgroups finished before this iteration's barrier. The next iteration's fence and
+            // barrier publish it to the async proxy.
+            cp_async_wait<PREFETCH - 1>();
+            if (kt + 1 < KT) widen((kt + 1) % STAGES, (kt + 1) % 3);
+        }
         wgmma_wait<1>();  // k-block kt-1 done; kt stays in flight over the next loads
     }
     wgmma_wait<0>();
     cp_async_wait<0>();
+    if constexpr (W4) {  // the tensor cores summed x * 16w: exact, |acc| < 2^31
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) acc[i] >>= 4;
+    }
     __syncthreads();  // the pipeline buffers are free: stage the output tile there
 
     // Accumulator fragment of m64nNk32: warp w of the warpgroup holds rows 16w + g and 16w + g + 8,
@@ -232,23 +300,28 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
 #endif
 }
 
-template <int BN, int STAGES, int BK, int EPI>
+template <int BN, int STAGES, int BK, int EPI, bool W4>
 cudaError_t launch_t(const Params &p, cudaStream_t s) {
-    return launch_dynamic_smem<conv_wgmma_kernel<BN, STAGES, BK, EPI>>(
-        dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN), THREADS, smem_bytes<BN, STAGES, BK, EPI>(), s, p);
+    static_assert(smem_bytes<BN, STAGES, BK, EPI, W4>() <= 227 * 1024, "shared memory");
+    return launch_dynamic_smem<conv_wgmma_kernel<BN, STAGES, BK, EPI, W4>>(
+        dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN), THREADS, smem_bytes<BN, STAGES, BK, EPI, W4>(), s, p);
 }
 
 // The tiles mma_conv2d.cu's variant list names (engine = 1).
-template <int EPI>
+template <int EPI, bool W4>
 cudaError_t dispatch(int bn, int stages, int bk, const Params &p, cudaStream_t s) {
-    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI>(p, s);
-    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI>(p, s);
-    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI>(p, s);
-    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI>(p, s);
-    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI>(p, s);
-    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI>(p, s);
-    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI, W4>(p, s);
+    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI, W4>(p, s);
+    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI, W4>(p, s);
     return cudaErrorInvalidValue;
+}
+template <int EPI>
+cudaError_t dispatch_w(bool w4, int bn, int stages, int bk, const Params &p, cudaStream_t s) {
+    return w4 ? dispatch<EPI, true>(bn, stages, bk, p, s) : dispatch<EPI, false>(bn, stages, bk, p, s);
 }
 
 }  // namespace
@@ -271,6 +344,8 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, 
                                  cudaStream_t s) {
     if (!qh_cuda_wgmma_supported(d, bk)) return cudaErrorInvalidValue;
     if (res && (!rq || !res->residual)) return cudaErrorInvalidValue;
+    if (d.abits != 8 || (d.wbits != 8 && d.wbits != 4)) return cudaErrorNotSupported;
+    const bool w4 = d.wbits == 4;
     Params p{};
     p.x = x; p.w = w; p.y = y;
     p.H = d.h; p.W = d.w; p.IC = d.ic; p.OC = d.oc; p.KW = d.kw; p.KH = d.kh;
@@ -283,7 +358,7 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, 
     }
     if (res) {
         p.res = res->residual; p.zc = res->conv_zp; p.zr = res->res_zp; p.mc = res->conv_mult; p.mr = res->res_mult;
-        return dispatch<EPI_U8_ADD>(bn, stages, bk, p, s);
+        return dispatch_w<EPI_U8_ADD>(w4, bn, stages, bk, p, s);
     }
-    return rq ? dispatch<EPI_U8>(bn, stages, bk, p, s) : dispatch<EPI_S32>(bn, stages, bk, p, s);
+    return rq ? dispatch_w<EPI_U8>(w4, bn, stages, bk, p, s) : dispatch_w<EPI_S32>(w4, bn, stages, bk, p, s);
 }
