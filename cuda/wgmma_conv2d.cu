@@ -28,6 +28,10 @@ __device__ __forceinline__ uint4 ld_shared_v4(unsigned src) {
 __device__ __forceinline__ void st_shared_v4u(unsigned dst, uint4 v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
 }
+__device__ __forceinline__ void cp_async16_pred(unsigned dst, const void *src, bool ok) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
+                 "l"(src), "r"((int)ok));
+}
 __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
@@ -173,6 +177,27 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) c
         b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.K + chunk * 16;
     }
 
+    // W4: this thread's 4-bit B chunks, fixed for the whole loop (the loop is bound by its own
+    // instruction stream, ncu: IPC ~2 with ~1 eligible warp per scheduler, so no per-stage
+    // 64-bit address arithmetic, no branches): source (advanced by BK/2 bytes a stage), its place
+    // in a ring stage, its two widened chunks (the second = the first ^ 16: chunk 2c+1 of the
+    // same swizzled row). Rows past OC are not loaded: their columns are never stored.
+    const uint8_t *b4_src[B4_ITERS];
+    unsigned b4_off[B4_ITERS], b4_w0[B4_ITERS];
+    bool b4_on[B4_ITERS], b4_ld[B4_ITERS];
+    if constexpr (W4) {
+#pragma unroll
+        for (int it = 0; it < B4_ITERS; ++it) {
+            const int idx = tid + it * THREADS;
+            const int row = idx / CH4, c = idx - row * CH4, oc = n0 + row;
+            b4_on[it] = (BN * CH4) % THREADS == 0 || idx < BN * CH4;
+            b4_ld[it] = b4_on[it] && oc < p.OC;
+            b4_src[it] = reinterpret_cast<const uint8_t *>(p.w) + (size_t)(b4_ld[it] ? oc : 0) * (p.K / 2) + c * 16;
+            b4_off[it] = row * (BK / 2) + c * 16;
+            b4_w0[it] = swz<BK>(row, 2 * c);
+        }
+    }
+
     // k-block kt covers K bytes [kt*128, kt*128 + 128) = tap (ky, kx), channels ic0 .. ic0+127.
     int ld_kt = 0, ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
     auto load_stage = [&](int stage) {
@@ -191,15 +216,8 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) c
             const unsigned dB4 = sB + stage * STAGE_B4;
 #pragma unroll
             for (int it = 0; it < B4_ITERS; ++it) {
-                const int idx = tid + it * THREADS;
-                if (idx < BN * CH4) {
-                    const int row = idx / CH4, c = idx - row * CH4, oc = n0 + row;
-                    const unsigned dst = dB4 + row * (BK / 2) + c * 16;
-                    if (oc < p.OC)
-                        cp_async16(dst, p.w + (size_t)oc * (p.K / 2) + (size_t)ld_kt * (BK / 2) + c * 16);
-                    else
-                        st_shared_v4(dst, 0);
-                }
+                if (b4_on[it]) cp_async16_pred(dB4 + b4_off[it], b4_src[it], b4_ld[it]);
+                b4_src[it] += BK / 2;
             }
         } else {
 #pragma unroll
@@ -217,17 +235,15 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) c
     };
 
     // W4: widens this thread's chunks of ring stage `stage` into widened buffer `buf`.
-    auto widen = [&](int stage, int buf) {
-        const unsigned src4 = sB + stage * STAGE_B4, dst8 = sB8 + buf * STAGE_B;
+    // src4 / dst8: shared addresses of the ring stage and the widened buffer.
+    auto widen = [&](unsigned src4, unsigned dst8) {
 #pragma unroll
         for (int it = 0; it < B4_ITERS; ++it) {
-            const int idx = tid + it * THREADS;
-            if (idx < BN * CH4) {
-                const int row = idx / CH4, c = idx - row * CH4;
-                const uint4 v = ld_shared_v4(src4 + row * (BK / 2) + c * 16);
+            if (b4_on[it]) {
+                const uint4 v = ld_shared_v4(src4 + b4_off[it]);
                 constexpr unsigned M = 0xF0F0F0F0u;
-                st_shared_v4u(dst8 + swz<BK>(row, 2 * c), make_uint4((v.x << 4) & M, (v.y << 4) & M, (v.z << 4) & M, (v.w << 4) & M));
-                st_shared_v4u(dst8 + swz<BK>(row, 2 * c + 1), make_uint4(v.x & M, v.y & M, v.z & M, v.w & M));
+                st_shared_v4u(dst8 + b4_w0[it], make_uint4((v.x << 4) & M, (v.y << 4) & M, (v.z << 4) & M, (v.w << 4) & M));
+                st_shared_v4u(dst8 + (b4_w0[it] ^ 16u), make_uint4(v.x & M, v.y & M, v.z & M, v.w & M));
             }
         }
     };
@@ -243,9 +259,38 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) c
     }
     if constexpr (W4) {
         cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage 0
-        if (KT > 0) widen(0, 0);
+        if (KT > 0) widen(sB, sB8);
+        // Rotating shared addresses instead of kt % STAGES and kt % 3 (divisions) in the loop:
+        // stage kt (A, read by wgmma), stage kt + PREFETCH (loaded), stage kt + 1 (widened), and the
+        // widened buffers of k-blocks kt and kt + 1.
+        unsigned a_rd = sA, st_wr = PREFETCH, b4_nx = sB + (1 % STAGES) * STAGE_B4, b8_rd = sB8, b8_nx = sB8 + STAGE_B;
+        for (int kt = 0; kt < KT; ++kt) {
+            cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
+            fence_proxy_async();            // its cp.async and the widened stores of kt, to wgmma
+            __syncthreads();
+            if (kt + PREFETCH < KT) load_stage(st_wr);
+            cp_async_commit();
+            st_wr = st_wr + 1 == STAGES ? 0 : st_wr + 1;
+            const unsigned a_tile = a_rd + wg * 64 * BK;
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 32; ++kk)
+                wgmma_tile<BN>(acc, desc_sw<BK>(a_tile + kk * 32), desc_sw<BK>(b8_rd + kk * 32));
+            wgmma_commit();
+            // Widen k-block kt+1 while kt runs: its copies (this thread's) have landed once at most
+            // PREFETCH-1 groups are pending; its buffer was last read by k-block kt-2, which both
+            // warpgroups finished before this iteration's barrier. The next iteration's fence and
+            // barrier publish it to the async proxy.
+            cp_async_wait<PREFETCH - 1>();
+            if (kt + 1 < KT) widen(b4_nx, b8_nx);
+            a_rd = a_rd + STAGE_A == sA + STAGES * STAGE_A ? sA : a_rd + STAGE_A;
+            b4_nx = b4_nx + STAGE_B4 == sB + STAGES * STAGE_B4 ? sB : b4_nx + STAGE_B4;
+            b8_rd = b8_nx;
+            b8_nx = b8_nx + STAGE_B == sB8 + 3 * STAGE_B ? sB8 : b8_nx + STAGE_B;
+            wgmma_wait<1>();
+        }
     }
-    for (int kt = 0; kt < KT; ++kt) {
+    for (int kt = 0; kt < (W4 ? 0 : KT); ++kt) {  // 8-bit weights
         cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
         fence_proxy_async();
         // Everyone's stage kt is in shared memory, and every warpgroup has finished the wgmma
@@ -258,20 +303,12 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) c
         }
         const int stage = kt % STAGES;
         const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK;
-        const unsigned b_tile = W4 ? sB8 + (kt % 3) * STAGE_B : sB + stage * STAGE_B;
+        const unsigned b_tile = sB + stage * STAGE_B;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
             wgmma_tile<BN>(acc, desc_sw<BK>(a_tile + kk * 32), desc_sw<BK>(b_tile + kk * 32));
         wgmma_commit();
-        if constexpr (W4) {
-            // Widen k-block kt+1 while kt runs: its copies (this thread's) have landed once at most
-            // PREFETCH-1 groups are pending; its buffer was last read by k-block kt-2, which both
-            // warpgroups finished before this iteration's barrier. The next iteration's fence and
-            // barrier publish it to the async proxy.
-            cp_async_wait<PREFETCH - 1>();
-            if (kt + 1 < KT) widen((kt + 1) % STAGES, (kt + 1) % 3);
-        }
         wgmma_wait<1>();  // k-block kt-1 done; kt stays in flight over the next loads
     }
     wgmma_wait<0>();
