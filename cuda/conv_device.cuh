@@ -9,8 +9,13 @@
 namespace qh_conv {
 
 // Epilogue kinds: s32 (optionally + bias), s32 accumulated with atomics (split-K, mma.sync only),
-// fused requantize to u8, fused requantize + residual add (QLinearAdd) to u8.
-enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2, EPI_U8_ADD = 3 };
+// fused requantize to u8, fused requantize + residual add (QLinearAdd) to u8, and the same two
+// with u4 storage output (values clamped to [lo, hi] within [0, 15] by the caller's rq, packed
+// two per byte, channel 2i in the low nibble; the residual of EPI_U4_ADD is u4 storage too; the
+// conv's own intermediate result stays u8, as in generators/conv2d_generator.cpp).
+enum { EPI_S32 = 0, EPI_S32_ATOMIC = 1, EPI_U8 = 2, EPI_U8_ADD = 3, EPI_U4 = 4, EPI_U4_ADD = 5 };
+__host__ __device__ constexpr bool epi_quant(int e) { return e == EPI_U8 || e == EPI_U8_ADD || e == EPI_U4 || e == EPI_U4_ADD; }
+__host__ __device__ constexpr bool epi_add(int e) { return e == EPI_U8_ADD || e == EPI_U4_ADD; }
 
 // Launches kern<<<grid, threads, smem, s>>>(p), first raising Kern's dynamic shared-memory limit
 // to `smem` (once per kernel; retried after a failure).
@@ -41,9 +46,19 @@ __device__ __forceinline__ void next_k_stage(int &ic0, int &kx, int &ky, int bk,
 __device__ __forceinline__ unsigned smem_u32(const void *p) {
     return static_cast<unsigned>(__cvta_generic_to_shared(p));
 }
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+// sm_75 (the W4A4 kernel's oldest target) has no cp.async: its copies are synchronous there
+// (mma_kernel.cuh), so committing and waiting are no-ops.
+__device__ __forceinline__ void cp_async_commit() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
 template <int N>
-__device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+__device__ __forceinline__ void cp_async_wait() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
 __device__ __forceinline__ void st_shared_v4(unsigned dst, int v) {
     asm volatile("st.shared.v4.b32 [%0], {%1, %1, %1, %1};\n" ::"r"(dst), "r"(v));
 }
@@ -71,7 +86,7 @@ __device__ __forceinline__ int qadd(int c, int zc, float mc, int r, int zr, floa
 // output, or for the residual add the conv's own u8 result (zc, 0, 255); s32 stages acc + bias.
 template <int EPI, int BN>
 __host__ __device__ constexpr int staged_pitch() {
-    return EPI == EPI_U8 || EPI == EPI_U8_ADD ? BN + 16 : (BN + 8) * 4;  // bank-conflict free
+    return epi_quant(EPI) ? BN + 16 : (BN + 8) * 4;  // bank-conflict free
 }
 
 // The epilogue parameters of output channels oc and oc + 1 (oc clamped to OC - 2 by the caller):
@@ -84,7 +99,7 @@ template <int EPI, class P>
 __device__ __forceinline__ ChannelPair channel_pair(const P &p, int oc) {
     ChannelPair c;
     if (p.bias) c.b0 = p.bias[oc], c.b1 = p.bias[oc + 1];
-    if constexpr (EPI == EPI_U8 || EPI == EPI_U8_ADD) c.m0 = p.mult[oc], c.m1 = p.mult[oc + 1];
+    if constexpr (epi_quant(EPI)) c.m0 = p.mult[oc], c.m1 = p.mult[oc + 1];
     return c;
 }
 
@@ -93,8 +108,8 @@ template <int EPI, int BN, class P>
 __device__ __forceinline__ void stage_pair(const P &p, uint8_t *ct, int row, int col, const ChannelPair &c, int v0,
                                            int v1) {
     constexpr int LD = staged_pitch<EPI, BN>();
-    if constexpr (EPI == EPI_U8 || EPI == EPI_U8_ADD) {
-        const bool add = EPI == EPI_U8_ADD;
+    if constexpr (epi_quant(EPI)) {
+        const bool add = epi_add(EPI);
         const int zy = add ? p.zc : p.zy, lo = add ? 0 : p.lo, hi = add ? 255 : p.hi;
         const int q0 = requant(v0, c.b0, c.m0, zy, lo, hi), q1 = requant(v1, c.b1, c.m1, zy, lo, hi);
         *reinterpret_cast<uchar2 *>(ct + row * LD + col) = make_uchar2((unsigned char)q0, (unsigned char)q1);
@@ -113,9 +128,44 @@ __device__ __forceinline__ void store_chunk(const P &p, const uint8_t *src, uint
 template <int EPI, int BM, int BN, int THREADS, class P, class ElemOffset>
 __device__ __forceinline__ void store_staged_tile(const P &p, const uint8_t *ct, int tid, int m0, int n0,
                                                   ElemOffset elem) {
-    constexpr bool ADD = EPI == EPI_U8_ADD;
-    constexpr int ESZ = EPI == EPI_U8 || ADD ? 1 : 4;
+    constexpr bool ADD = epi_add(EPI);
+    constexpr int ESZ = epi_quant(EPI) ? 1 : 4;
     constexpr int LD = staged_pitch<EPI, BN>();
+    if constexpr (EPI == EPI_U4 || EPI == EPI_U4_ADD) {
+        // 16 staged values (u8 within [0, 15], or the conv's own u8 result for the add) -> 8 bytes
+        constexpr int CPR = BN / 16;
+        for (int idx = tid; idx < BM * CPR; idx += THREADS) {
+            const int row = idx / CPR, cc = idx - row * CPR;
+            const int m = m0 + row, oc = n0 + cc * 16;
+            if (m >= p.M || oc >= p.OC) continue;
+            const long long eb = elem(row, m, oc) / 2;  // byte offset (OC and oc are even)
+            const int n = min(16, p.OC - oc);
+            const uint8_t *src = ct + row * LD + cc * 16;
+            uint8_t *dst = static_cast<uint8_t *>(p.y) + eb;
+            const uint8_t *res = ADD ? p.res + eb : nullptr;
+            uint8_t ob[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+                if (2 * e < n) {
+                    int lo = src[2 * e], hi = src[2 * e + 1];
+                    if constexpr (ADD) {
+                        const int r = res[e];
+                        lo = qadd(lo, p.zc, p.mc, r & 15, p.zr, p.mr, p.zy, p.lo, p.hi);
+                        hi = qadd(hi, p.zc, p.mc, r >> 4, p.zr, p.mr, p.zy, p.lo, p.hi);
+                    }
+                    ob[e] = uint8_t(lo | hi << 4);
+                }
+            }
+            if (n == 16 && (p.OC & 15) == 0) {
+                uint2 v;
+                memcpy(&v, ob, 8);
+                *reinterpret_cast<uint2 *>(dst) = v;
+            } else {
+                for (int e = 0; 2 * e < n; ++e) dst[e] = ob[e];
+            }
+        }
+        return;
+    }
     constexpr int CPR = BN * ESZ / 16;  // 16-byte chunks per row
     constexpr int EPC = 16 / ESZ;       // elements per chunk
     for (int idx = tid; idx < BM * CPR; idx += THREADS) {

@@ -3,11 +3,12 @@
 // loader path of a shape, Kp, workspace, weight packing, the size heuristic and the entry points.
 // Contract: mma_conv2d.cuh; device code: mma_kernel.cuh; wgmma tiles: wgmma_conv2d.cu.
 #include "mma_conv2d.cuh"
-#include "mma_kernel.cuh"
+#include "mma_dispatch.cuh"
 #include "mma_launch.cuh"
 #include "wgmma_conv2d.cuh"
 
 #include <algorithm>
+#include <vector>
 
 namespace {
 
@@ -42,67 +43,54 @@ const QhCudaConvVariant kVariants[] = {
     {"wg128x64_b64_s4", 128, 64, 0, 0, 4, 1, 64, 1},    // 2 CTAs per SM
 };
 constexpr int kNumVariants = sizeof(kVariants) / sizeof(kVariants[0]);
-constexpr int kFirstDirectOnly = 11;
+static_assert(kNumVariants > kMmaVariants, "mma_dispatch.cuh's count of mma.sync entries");
+
+// The problem the GEMM kernel sees: the layer itself, or with u4 activations (abits = 4) its byte
+// view (IC / 2 bytes a pixel, one byte = two consecutive k, the padding byte zx | zx << 4).
+ConvDesc byte_view(const ConvDesc &d) {
+    if (d.abits != 4) return d;
+    ConvDesc b = d;
+    b.ic = d.ic / 2;
+    b.zx = (d.zx & 15) * 17;
+    return b;
+}
 
 enum class Path { Direct, RowGather4, RowGather, Im2col };
-Path path_of(const ConvDesc &d) {
+// Of a byte-view problem (byte_view()); u4 activations have the direct and im2col paths only.
+Path path_of_b(const ConvDesc &d) {
     if (d.ic % 64 == 0 && d.kh * d.kw <= 31) return Path::Direct;  // tap masks: 31 bits
+    if (d.abits == 4) return Path::Im2col;
     if (d.ic < 4 && d.kw * 4 <= 32) return Path::RowGather4;
     if (d.kw * d.ic <= 32) return Path::RowGather;
     return Path::Im2col;
 }
-
-template <int BM, int BN, int WM, int WN, int ST, int BK, int MODE, int EPI, bool DB = false, int MINB = 1>
-cudaError_t launch_t(const Params &p, int splitk, cudaStream_t s) {
-    constexpr auto kern = [] {
-        if constexpr (MINB > 1) return conv_mma_kernel_minb<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
-        else return conv_mma_kernel<BM, BN, WM, WN, ST, BK, MODE, EPI, DB, MINB>;
-    }();
-    constexpr int pipe = ST * (BM + BN) * BK;
-    // staged tile + one 8-byte output row offset per tile row (non-linear output layouts)
-    constexpr int stage_c = EPI == EPI_S32_ATOMIC ? 0 : BM * staged_pitch<EPI, BN>() + BM * 8;
-    constexpr int smem = pipe > stage_c ? pipe : stage_c;
-    return launch_dynamic_smem<kern>(dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN, splitk), WM * WN * 32, smem, s, p);
-}
-
-template <int MODE, int EPI>
-cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
-    switch (v) {
-    case 0: return launch_t<128, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
-    case 1: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI>(p, splitk, s);
-    case 2: return launch_t<128, 256, 2, 4, 3, 64, MODE, EPI>(p, splitk, s);
-    case 3: return launch_t<128, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
-    case 4: return launch_t<64, 128, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
-    case 5:
-    case 6:
-    case 7: return launch_t<64, 64, 2, 2, 4, 64, MODE, EPI>(p, splitk, s);
-    case 8: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI>(p, splitk, s);
-    case 9: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
-    case 10: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI>(p, splitk, s);
-    default: break;
+Path path_of(const ConvDesc &d) { return path_of_b(byte_view(d)); }
+// Kp in bytes of the activation view (= weight elements for 8-bit activations).
+int kpad_b(const ConvDesc &b) {
+    switch (path_of_b(b)) {
+    case Path::Direct: return b.k();
+    case Path::RowGather4:
+    case Path::RowGather: return (b.kh * 32 + KALIGN - 1) / KALIGN * KALIGN;
+    default: return (b.k() + KALIGN - 1) / KALIGN * KALIGN;
     }
-    if constexpr (MODE == MODE_DIRECT) {
-        switch (v) {
-        case 11: return launch_t<128, 128, 2, 4, 3, 128, MODE, EPI, false, 2>(p, splitk, s);
-        case 12: return launch_t<128, 256, 2, 4, 3, 128, MODE, EPI, true, 1>(p, splitk, s);
-        case 13: return launch_t<128, 128, 2, 2, 3, 128, MODE, EPI, true, 2>(p, splitk, s);
-        case 14: return launch_t<128, 128, 2, 4, 4, 64, MODE, EPI, false, 2>(p, splitk, s);
-        default: break;
-        }
-    }
-    return v >= kFirstDirectOnly && v < kNumVariants ? cudaErrorNotSupported : cudaErrorInvalidValue;
 }
 
 }  // namespace
 
-cudaError_t qh_cuda_conv2d_run(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w, void *y,
+cudaError_t qh_cuda_conv2d_run(const ConvDesc &d0, int variant, const uint8_t *x, const int8_t *w, void *y,
                                const QhRequant *rq, const QhResidual *res, void *workspace, cudaStream_t s,
                                const int32_t *bias_s32, QhLayout layout) {
     if (variant < 0 || variant >= kNumVariants) return cudaErrorInvalidValue;
-    if (d.oc % 8 != 0 || d.n <= 0 || d.oh() <= 0 || d.ow() <= 0) return cudaErrorInvalidValue;
+    if (d0.oc % 8 != 0 || d0.n <= 0 || d0.oh() <= 0 || d0.ow() <= 0) return cudaErrorInvalidValue;
+    if ((d0.wbits != 8 && d0.wbits != 4) || (d0.abits != 8 && d0.abits != 4)) return cudaErrorInvalidValue;
+    const bool a4 = d0.abits == 4;
+    if (a4 && (d0.wbits != 4 || d0.ic % 2 != 0 || d0.zx < 0 || d0.zx > 15)) return cudaErrorInvalidValue;
+    if (a4 && rq && (rq->lo < 0 || rq->hi > 15 || rq->lo > rq->hi)) return cudaErrorInvalidValue;  // u4 output
+    const ConvDesc d = byte_view(d0);
     const QhCudaConvVariant &V = kVariants[variant];
     if (rq && V.splitk > 1) return cudaErrorInvalidValue;
-    const Path path = path_of(d);
+    if (a4 && (V.engine != 0 || layout != QhLayout::NHWC)) return cudaErrorNotSupported;
+    const Path path = path_of_b(d);
     if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
     const bool gather = path == Path::RowGather || path == Path::RowGather4;
     if (gather && variant >= kFirstDirectOnly) return cudaErrorNotSupported;
@@ -114,7 +102,7 @@ cudaError_t qh_cuda_conv2d_run(const ConvDesc &d, int variant, const uint8_t *x,
             return cudaErrorNotSupported;
         return qh_cuda_wgmma_conv2d(d, V.bn, V.stages, V.bk, x, w, y, bias_s32, rq, res, s);
     }
-    const int Kp = qh_cuda_conv2d_kpad(d);
+    const int Kp = kpad_b(d);
     if ((long long)Kp > 65536 || d.m() >= (1LL << 31)) return cudaErrorInvalidValue;
     Params p{};
     p.w = w;
@@ -203,18 +191,29 @@ cudaError_t qh_cuda_conv2d_run(const ConvDesc &d, int variant, const uint8_t *x,
     int splitk = std::min(V.splitk, kt);
     p.kt_per_split = (kt + splitk - 1) / splitk;
     splitk = (kt + p.kt_per_split - 1) / p.kt_per_split;
-    if (res)
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD>(variant, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_U8_ADD>(variant, p, 1, s);
-    if (rq)
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8>(variant, p, 1, s);
-    if (splitk > 1) {
+    const int epi = res ? (a4 ? EPI_U4_ADD : EPI_U8_ADD) : rq ? (a4 ? EPI_U4 : EPI_U8) : splitk > 1 ? EPI_S32_ATOMIC : EPI_S32;
+    if (epi == EPI_S32_ATOMIC) {
         cudaError_t e = cudaMemsetAsync(y, 0, (size_t)p.M * p.OC * sizeof(int32_t), s);
         if (e != cudaSuccess) return e;
-        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC>(variant, p, splitk, s)
-                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC>(variant, p, splitk, s);
+    } else {
+        splitk = 1;
     }
-    return gather ? dispatch<MODE_ROWGATHER, EPI_S32>(variant, p, 1, s) : dispatch<MODE_DIRECT, EPI_S32>(variant, p, 1, s);
+    if (a4) return qh_mma::dispatch_w4a4(epi, variant, p, splitk, s);                      // mma_conv2d_u4.cu
+    if (d.wbits == 4) return qh_mma::dispatch_w4a8(gather, epi, variant, p, splitk, s);  // mma_conv2d_w4.cu
+    switch (epi) {
+    case EPI_U8_ADD:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD, OPK_I8>(variant, p, 1, s)
+                      : dispatch<MODE_DIRECT, EPI_U8_ADD, OPK_I8>(variant, p, 1, s);
+    case EPI_U8:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8, OPK_I8>(variant, p, 1, s)
+                      : dispatch<MODE_DIRECT, EPI_U8, OPK_I8>(variant, p, 1, s);
+    case EPI_S32_ATOMIC:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC, OPK_I8>(variant, p, splitk, s)
+                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC, OPK_I8>(variant, p, splitk, s);
+    default:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32, OPK_I8>(variant, p, 1, s)
+                      : dispatch<MODE_DIRECT, EPI_S32, OPK_I8>(variant, p, 1, s);
+    }
 }
 
 int qh_cuda_conv2d_num_variants() { return kNumVariants; }
@@ -222,28 +221,29 @@ const QhCudaConvVariant &qh_cuda_conv2d_variant(int i) { return kVariants[i]; }
 
 bool qh_cuda_conv2d_direct(const ConvDesc &d) { return path_of(d) == Path::Direct; }
 int qh_cuda_conv2d_kpad(const ConvDesc &d) {
-    switch (path_of(d)) {
-    case Path::Direct: return d.k();
-    case Path::RowGather4:
-    case Path::RowGather: return (d.kh * 32 + KALIGN - 1) / KALIGN * KALIGN;
-    default: return (d.k() + KALIGN - 1) / KALIGN * KALIGN;
-    }
+    return d.abits == 4 ? 2 * kpad_b(byte_view(d)) : kpad_b(d);
+}
+size_t qh_cuda_packed_weight_bytes(const ConvDesc &d) {
+    return (size_t)d.oc * qh_cuda_conv2d_kpad(d) * (d.wbits == 4 ? 1 : 2) / 2;
 }
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d) {
-    switch (path_of(d)) {
-    case Path::Im2col: return (size_t)d.m() * qh_cuda_conv2d_kpad(d);
+    const ConvDesc b = byte_view(d);
+    switch (path_of_b(b)) {
+    case Path::Im2col: return (size_t)b.m() * kpad_b(b);
     case Path::RowGather4: return (size_t)d.n * d.h * d.w * 4;
     default: return 0;
     }
 }
 
-void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
+bool qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
     const int Kp = qh_cuda_conv2d_kpad(d);
     const Path path = path_of(d);
     const bool rowg = path == Path::RowGather || path == Path::RowGather4;
     const int icl = path == Path::RowGather4 ? 4 : d.ic;  // pixel pitch in the gathered rows
+    std::vector<int8_t> row(Kp);
+    bool ok = true;
     for (int oc = 0; oc < d.oc; ++oc) {
-        int8_t *o = out + (size_t)oc * Kp;
+        int8_t *o = d.wbits == 4 ? row.data() : out + (size_t)oc * Kp;
         for (int k = 0; k < Kp; ++k) o[k] = 0;
         for (int ky = 0; ky < d.kh; ++ky)
             for (int kx = 0; kx < d.kw; ++kx)
@@ -251,7 +251,18 @@ void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w, int8_t *out) {
                     int k = rowg ? ky * 32 + kx * icl + ic : (ky * d.kw + kx) * d.ic + ic;
                     o[k] = w[(((size_t)oc * d.ic + ic) * d.kh + ky) * d.kw + kx];
                 }
+        if (d.wbits != 4) continue;
+        uint8_t *o4 = reinterpret_cast<uint8_t *>(out) + (size_t)oc * (Kp / 2);
+        for (int k = 0; k < Kp; ++k) ok &= row[k] >= -8 && row[k] <= 7;
+        auto nib = [&](int k) { return unsigned(row[k]) & 15u; };
+        if (d.abits == 4) {  // plain nibble order: byte i = k 2i (low), 2i + 1 (high)
+            for (int i = 0; i < Kp / 2; ++i) o4[i] = uint8_t(nib(2 * i) | nib(2 * i + 1) << 4);
+        } else {  // W4A8 fragment order (mma_conv2d.cuh): per 32 k, byte 4t+j = k 4t+j | k 16+4t+j
+            for (int g = 0; g < Kp / 32; ++g)
+                for (int b = 0; b < 16; ++b) o4[g * 16 + b] = uint8_t(nib(32 * g + b) | nib(32 * g + 16 + b) << 4);
+        }
     }
+    return ok;
 }
 
 int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
@@ -275,6 +286,28 @@ int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms) {
 cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,
                                      int32_t *y, void *workspace, cudaStream_t s) {
     return qh_cuda_conv2d_run(d, variant, x, w, y, nullptr, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u4s4s32_v(const ConvDesc &d, int variant, const uint8_t *x, const uint8_t *w,
+                                     int32_t *y, void *workspace, cudaStream_t s) {
+    ConvDesc d4 = d;
+    d4.abits = d4.wbits = 4;
+    return qh_cuda_conv2d_run(d4, variant, x, reinterpret_cast<const int8_t *>(w), y, nullptr, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_u4s4u4_v(const ConvDesc &d, int variant, const uint8_t *x, const uint8_t *w,
+                                    const QhRequant &rq, uint8_t *y, void *workspace, cudaStream_t s) {
+    ConvDesc d4 = d;
+    d4.abits = d4.wbits = 4;
+    return qh_cuda_conv2d_run(d4, variant, x, reinterpret_cast<const int8_t *>(w), y, &rq, nullptr, workspace, s);
+}
+
+cudaError_t qh_cuda_conv2d_add_u4s4u4_v(const ConvDesc &d, int variant, const uint8_t *x, const uint8_t *w,
+                                        const QhRequant &rq, const QhResidual &res, uint8_t *y, void *workspace,
+                                        cudaStream_t s) {
+    ConvDesc d4 = d;
+    d4.abits = d4.wbits = 4;
+    return qh_cuda_conv2d_run(d4, variant, x, reinterpret_cast<const int8_t *>(w), y, &rq, &res, workspace, s);
 }
 
 cudaError_t qh_cuda_conv2d_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x, const int8_t *w,

@@ -33,6 +33,21 @@
 //   zero elsewhere; Kp = qh_cuda_conv2d_kpad(desc): K on the direct path, else rounded up to 128.
 // Requirements: x, w_packed, y 16-byte aligned; OC % 8 == 0 (every ResNet layer); K*255*128
 // fits in int32 (K <= 65536).
+//
+// 4-bit weights (wbits = 4), W4A8: the packed row of Kp s4 values is Kp/2 bytes, pre-shuffled so
+// the widening lands in the mma fragment layout: within each group of 32 k (16 bytes),
+//   byte 4t + j: low nibble = w[k = 32g + 4t + j], high nibble = w[32g + 16 + 4t + j]  (t, j < 4)
+// (low nibbles of the 16 bytes are k 0..15 in order, high nibbles k 16..31). The kernels widen a
+// 32-bit word r of it to the two s8 fragment registers (r << 4) & 0xF0F0F0F0 and r & 0xF0F0F0F0,
+// i.e. 16 * w exactly (one AND, one shift), so the tensor cores accumulate 16 * acc; |16 w| <= 128
+// keeps the int32 bound of the int8 kernel, and the epilogue's arithmetic shift by 4 is exact.
+// Bit-exact: the raw accumulator equals the int8 kernel's on the same values.
+// 4-bit activations (abits = 4), W4A4: the GEMM runs on the byte view of the u4 tensors (one byte
+// = two consecutive k), mma.sync m16n8k64 .u4.s4 (sm_80+; sm_75: four m8n8k32); weights in plain
+// nibble order (byte i = k 2i low, 2i+1 high) of Kp values per row (Kp even: K on the direct path
+// IC % 128 == 0, else rounded up to 256 with zero weights; the im2col workspace pads x with zx).
+// Built for sm_75, sm_80 and sm_90 (cuda/mma_conv2d_u4.cu). Outputs: s32, or u4 storage through
+// the fused epilogues (qh_cuda_conv2d_u4s4u4_v / _add_u4s4u4_v).
 // Split-K variants (splitk > 1) zero y with cudaMemsetAsync and accumulate with atomicAdd; int32
 // addition is associative, so results stay bit-exact and deterministic.
 #pragma once
@@ -44,7 +59,13 @@ struct ConvDesc {
     int n = 1, h = 0, w = 0, ic = 0, oc = 0;
     int kh = 1, kw = 1, sh = 1, sw = 1;
     int pt = 0, pl = 0, pb = 0, pr = 0;  // padding top, left, bottom, right
-    int zx = 0;                          // activation zero point (u8), the padding value
+    int zx = 0;                          // activation zero point (u8; u4: 0..15), the padding value
+    // Operand widths (int4, issue 14): wbits = 4: s4 weights (values in [-8, 7]) stay 4-bit in
+    // device memory (qh_cuda_pack_weights writes Kp/2 bytes a row) and are widened to s8 on the
+    // fly, feeding the same u8 x s8 tensor-core kernels (W4A8; x and y as with wbits = 8).
+    // abits = 4 (needs wbits = 4): x is u4 storage (NHWC, IC even, channel 2i in the low nibble of
+    // byte i of the pixel), the GEMM is mma.sync m16n8k64 u4 x s4 (W4A4; s32 output only).
+    int wbits = 8, abits = 8;
     int oh() const { return (h + pt + pb - kh) / sh + 1; }
     int ow() const { return (w + pl + pr - kw) / sw + 1; }
     long long m() const { return (long long)n * oh() * ow(); }
@@ -70,11 +91,14 @@ const QhCudaConvVariant &qh_cuda_conv2d_variant(int i);
 // Heuristic default for a layer (index into the list).
 int qh_cuda_conv2d_pick_variant(const ConvDesc &d, int num_sms);
 
-// Kp: the packed reduction length (see the layout contract above).
+// Kp: the packed reduction length in weight elements (see the layout contract above).
 int qh_cuda_conv2d_kpad(const ConvDesc &d);
 bool qh_cuda_conv2d_direct(const ConvDesc &d);
-// Host packing: w_oihw (OC*IC*KH*KW s8) -> out (OC * Kp s8).
-void qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w_oihw, int8_t *out);
+// Bytes of the packed weights: OC * Kp * wbits / 8.
+size_t qh_cuda_packed_weight_bytes(const ConvDesc &d);
+// Host packing: w_oihw (OC*IC*KH*KW s8) -> out (qh_cuda_packed_weight_bytes(d) bytes). With
+// wbits = 4 every value must be in [-8, 7]: returns false (out unspecified) otherwise.
+bool qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w_oihw, int8_t *out);
 // Device workspace the im2col path needs (0 on the direct path).
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d);
 
@@ -82,6 +106,11 @@ size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d);
 // of device memory, null only when that is 0 (else cudaErrorInvalidValue); same for every entry.
 cudaError_t qh_cuda_conv2d_u8s8s32_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
                                      const int8_t *w_packed_dev, int32_t *y_dev, void *workspace,
+                                     cudaStream_t stream);
+
+// W4A4: x u4 storage, w packed s4 (d.abits = d.wbits = 4 are set by this entry), s32 output.
+cudaError_t qh_cuda_conv2d_u4s4s32_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                     const uint8_t *w_packed_dev, int32_t *y_dev, void *workspace,
                                      cudaStream_t stream);
 
 // s32 output plus a per-channel bias (device, OC): y = acc + bias[oc].
@@ -110,5 +139,15 @@ struct QhResidual {
 };
 cudaError_t qh_cuda_conv2d_add_u8s8u8_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
                                         const int8_t *w_packed_dev, const QhRequant &rq,
+                                        const QhResidual &res, uint8_t *y_dev, void *workspace,
+                                        cudaStream_t stream);
+
+// W4A4 with the fused epilogues, u4 storage output (rq.lo, rq.hi within [0, 15]; the residual of
+// the add is u4 storage with y's shape; the conv's own intermediate result is u8, as on the CPU).
+cudaError_t qh_cuda_conv2d_u4s4u4_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                    const uint8_t *w_packed_dev, const QhRequant &rq, uint8_t *y_dev,
+                                    void *workspace, cudaStream_t stream);
+cudaError_t qh_cuda_conv2d_add_u4s4u4_v(const ConvDesc &d, int variant, const uint8_t *x_dev,
+                                        const uint8_t *w_packed_dev, const QhRequant &rq,
                                         const QhResidual &res, uint8_t *y_dev, void *workspace,
                                         cudaStream_t stream);

@@ -9,12 +9,13 @@
 
 #include "conv_device.cuh"
 
-namespace {
-
-using namespace qh_conv;
+namespace qh_mma {
 
 // How the A (activation) tile is gathered.
 enum { MODE_DIRECT = 0, MODE_ROWGATHER = 1 };
+// Operand kinds (mma_conv2d.cuh, "4-bit weights"): u8 x s8; u8 x s4 (weights 4-bit in memory,
+// widened to 16 * w as s8 fragments); u4 x s4 on the byte view (mma.sync m16n8k64 .u4.s4).
+enum { OPK_I8 = 0, OPK_W4A8 = 1, OPK_W4A4 = 2 };
 
 struct Params {
     const uint8_t *x;
@@ -45,11 +46,32 @@ struct Params {
     int row_nhw, y_linear;
 };
 
+// The launches of the other translation units (the same kernel template with another operand
+// kind): mma_conv2d_w4.cu (OPK_W4A8, sm_90) and mma_conv2d_u4.cu (OPK_W4A4, sm_75/80/90).
+cudaError_t dispatch_w4a8(bool gather, int epi, int variant, const Params &p, int splitk, cudaStream_t s);
+cudaError_t dispatch_w4a4(int epi, int variant, const Params &p, int splitk, cudaStream_t s);
+
+}  // namespace qh_mma
+
+namespace {
+
+using namespace qh_conv;
+using namespace qh_mma;
+
 // If active: ok ? cp.async 16 bytes src -> dst : st.shared zx4 x4 at dst; nothing otherwise.
 // Predicated, no branch, so the compiler may interleave it with the MMAs. (A zx line in global
 // memory instead would be one address that every CTA reads for padding taps: an L2 hot spot,
 // 3-10x slower in v5, bench/cuda/NOTES.md.)
 __device__ __forceinline__ void cp_async16_or_fill(unsigned dst, const void *src, bool ok, int zx4, bool active) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    // sm_75 (no cp.async): a synchronous 16-byte load and store
+    if (active) {
+        uint4 v = make_uint4(zx4, zx4, zx4, zx4);
+        if (ok) v = __ldg(reinterpret_cast<const uint4 *>(src));
+        asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+    }
+    return;
+#endif
     asm volatile(
         "{\n.reg .pred a, o, c, f;\nsetp.ne.b32 a, %3, 0;\nsetp.ne.b32 o, %2, 0;\nand.pred c, a, o;\n"
         "not.pred o, o;\nand.pred f, a, o;\n@c cp.async.cg.shared.global [%0], [%1], 16;\n"
@@ -57,6 +79,13 @@ __device__ __forceinline__ void cp_async16_or_fill(unsigned dst, const void *src
         "l"(src), "r"((int)ok), "r"((int)active), "r"(zx4));
 }
 __device__ __forceinline__ void cp_async16_if(unsigned dst, const void *src, bool ok) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    if (ok) {
+        uint4 v = __ldg(reinterpret_cast<const uint4 *>(src));
+        asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+    }
+    return;
+#endif
     asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
                  "l"(src), "r"((int)ok));
 }
@@ -72,6 +101,48 @@ __device__ __forceinline__ void mma_u8s8(int (&c)[4], const unsigned (&a)[4], un
         "{%0,%1,%2,%3};\n"
         : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// u4 x s4, m16n8k64 (the byte view of m16n8k32's fragments: a0 row g, k 8t..8t+7; a1 row g+8;
+// a2/a3 k + 32; b0 col g, k 8t..8t+7, b1 k + 32). sm_75 has only m8n8k32: four of them.
+__device__ __forceinline__ void mma_u4s4(int (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+    asm volatile(
+        "mma.sync.aligned.m8n8k32.row.col.s32.u4.s4.s32 {%0,%1}, {%2}, {%3}, {%0,%1};\n"
+        "mma.sync.aligned.m8n8k32.row.col.s32.u4.s4.s32 {%0,%1}, {%4}, {%5}, {%0,%1};\n"
+        : "+r"(c[0]), "+r"(c[1])
+        : "r"(a[0]), "r"(b0), "r"(a[2]), "r"(b1));
+    asm volatile(
+        "mma.sync.aligned.m8n8k32.row.col.s32.u4.s4.s32 {%0,%1}, {%2}, {%3}, {%0,%1};\n"
+        "mma.sync.aligned.m8n8k32.row.col.s32.u4.s4.s32 {%0,%1}, {%4}, {%5}, {%0,%1};\n"
+        : "+r"(c[2]), "+r"(c[3])
+        : "r"(a[1]), "r"(b0), "r"(a[3]), "r"(b1));
+#else
+    asm volatile(
+        "mma.sync.aligned.m16n8k64.row.col.s32.u4.s4.s32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+r"(c[0]), "+r"(c[1]), "+r"(c[2]), "+r"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+template <int OPK>
+__device__ __forceinline__ void mma_op(int (&c)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    if constexpr (OPK == OPK_W4A4) mma_u4s4(c, a, b0, b1);
+    else mma_u8s8(c, a, b0, b1);
+}
+
+// The B (weight) tile in shared memory: rows of BK bytes (swz<BK>), or with 4-bit weights under
+// u8 activations (W4A8) rows of BK/2 bytes: 64 bytes (swz<64>) or 32 bytes, 2 chunks, chunk c of
+// row r at r*32 + ((c ^ ((r >> 2) & 1)) << 4), so the 8 consecutive rows an ldmatrix phase reads
+// (one logical chunk) hit 8 distinct 16-byte bank groups.
+template <int BK>
+__device__ __forceinline__ unsigned swz(int r, int c);
+template <int BKB>
+__device__ __forceinline__ unsigned swz_b(int r, int c) {
+    if constexpr (BKB == 32)
+        return r * 32 + ((c ^ ((r >> 2) & 1)) << 4);
+    else
+        return swz<BKB>(r, c);
 }
 
 // Shared tile rows are 64 bytes = 4 chunks of 16 bytes. Chunk c of row r lives at chunk
@@ -105,15 +176,33 @@ __host__ __device__ __forceinline__ unsigned tap_mask(int iy0, int ix0, int H, i
 // m16n8k32): A x4: lanes 0-7 rows 0-7 k0-15 (a0), 8-15 rows 8-15 k0-15 (a1), 16-23 rows 0-7
 // k16-31 (a2), 24-31 rows 8-15 k16-31 (a3). B x4 ([n][k] rows): n0-7 k0-15 / n0-7 k16-31 /
 // n8-15 k0-15 / n8-15 k16-31 = b0,b1 of tile j and b0,b1 of tile j+1.
-template <int MI, int NI, int BK>
+// W4A8 (4-bit B rows, one 16-byte chunk = 32 k = one k-step): ldmatrix.x4 reads 4 n8 tiles of
+// k-step kk (lane l addresses row b_row4 + (l >> 3) * 8 of n tile j.. j+3: b_row4 = warp column +
+// (l & 7) + (l >> 3) * 8); each register r is widened to b0 = (r << 4) & 0xF0F0F0F0 (k 4t..4t+3
+// from the low nibbles) and b1 = r & 0xF0F0F0F0 (k 16 + 4t.. from the high nibbles): 16 * w.
+template <int MI, int NI, int BK, int OPK = OPK_I8>
 __device__ __forceinline__ void load_frags(unsigned (&af)[MI][4], unsigned (&bf)[NI][2], unsigned cA, unsigned cB,
                                            int a_row, int a_chk, int b_row, int b_chk, int kk) {
 #pragma unroll
     for (int i = 0; i < MI; ++i)
         ldmatrix_x4(cA + swz<BK>(a_row + i * 16, a_chk + 2 * kk), af[i][0], af[i][1], af[i][2], af[i][3]);
+    if constexpr (OPK == OPK_W4A8) {
+        static_assert(NI % 4 == 0, "W4A8: four n8 tiles per ldmatrix.x4");
 #pragma unroll
-    for (int j = 0; j < NI; j += 2)
-        ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0], bf[j + 1][1]);
+        for (int j = 0; j < NI; j += 4) {
+            unsigned r[4];
+            ldmatrix_x4(cB + swz_b<BK / 2>(b_row + j * 8, kk), r[0], r[1], r[2], r[3]);
+#pragma unroll
+            for (int q = 0; q < 4; ++q) {
+                bf[j + q][0] = (r[q] << 4) & 0xF0F0F0F0u;
+                bf[j + q][1] = r[q] & 0xF0F0F0F0u;
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < NI; j += 2)
+            ldmatrix_x4(cB + swz<BK>(b_row + j * 8, b_chk + 2 * kk), bf[j][0], bf[j][1], bf[j + 1][0], bf[j + 1][1]);
+    }
 }
 
 // DB: register double buffering of the A/B fragments: the fragments of k-step kk+1 are loaded
@@ -121,19 +210,23 @@ __device__ __forceinline__ void load_frags(unsigned (&af)[MI][4], unsigned (&bf)
 // visible moves before the last k-step's MMAs of stage kt). MINB: __launch_bounds__ min blocks.
 // MINB = 1 means no minimum: plain __launch_bounds__(threads), as in v3 (an explicit minimum of 1
 // lets ptxas spend up to 255 registers, which halved the occupancy of the small variants in v4/v5).
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB, int OPK>
 __device__ __forceinline__ void conv_mma_body(const Params &p);
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB, int OPK>
 __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32, MINB) conv_mma_kernel_minb(const Params p) {
-    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB, OPK>(p);
 }
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB, int OPK>
 __global__ void __launch_bounds__(WARPS_M *WARPS_N * 32) conv_mma_kernel(const Params p) {
-    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB>(p);
+    conv_mma_body<BM, BN, WARPS_M, WARPS_N, STAGES, BK, MODE, EPI, DB, MINB, OPK>(p);
 }
 
-template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB>
+// Bytes of one B (weight) row of a K stage: BK, or BK / 2 with 4-bit weights under u8 activations.
+template <int BK, int OPK>
+__host__ __device__ constexpr int b_stage_row() { return OPK == OPK_W4A8 ? BK / 2 : BK; }
+
+template <int BM, int BN, int WARPS_M, int WARPS_N, int STAGES, int BK, int MODE, int EPI, bool DB, int MINB, int OPK>
 __device__ __forceinline__ void conv_mma_body(const Params &p) {
     constexpr int THREADS = WARPS_M * WARPS_N * 32;
     constexpr int WTM = BM / WARPS_M, WTN = BN / WARPS_N;
@@ -141,10 +234,12 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
     static_assert(NI % 2 == 0, "B fragments load two n8 tiles per ldmatrix.x4");
     constexpr int CH = BK / 16;  // 16-byte chunks per tile row
     constexpr int KKS = BK / 32;  // mma k-steps per stage
-    constexpr int A_ITERS = BM * CH / THREADS, B_ITERS = BN * CH / THREADS;
-    static_assert(A_ITERS * THREADS == BM * CH && B_ITERS * THREADS == BN * CH, "tile/threads");
-    constexpr int ROWS_PER_ITER = THREADS / CH;
-    constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
+    constexpr int BKB = b_stage_row<BK, OPK>();  // bytes of a B row per stage
+    constexpr int CHB = BKB / 16;                 // its 16-byte chunks
+    constexpr int A_ITERS = BM * CH / THREADS, B_ITERS = BN * CHB / THREADS;
+    static_assert(A_ITERS * THREADS == BM * CH && B_ITERS * THREADS == BN * CHB, "tile/threads");
+    constexpr int ROWS_PER_ITER = THREADS / CH, B_ROWS_PER_ITER = THREADS / CHB;
+    constexpr int STAGE_A = BM * BK, STAGE_B = BN * BKB;
 
     extern __shared__ __align__(128) uint8_t smem[];
     const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
@@ -194,7 +289,8 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
     // land in columns >= OC, which are never stored. (Clamping them to row OC-1 instead makes
     // every CTA read one row: an L2 hot spot, v5.) 32-bit offsets from p.w (OC * Kp < 2^31),
     // computed at each load (registers are scarce).
-    const int b_row0 = n0 + tid / CH;
+    const int b_row0 = n0 + tid / CHB, b_chunk = tid % CHB;
+    const int b_pitch = OPK == OPK_W4A8 ? p.Kp / 2 : p.Kp;  // bytes of a packed weight row
 
     // Load-side position in K: k-block kt -> (ky, kx, ic0) (direct mode); ld_off = the tap's
     // offset ky*xsY + kx*xsX + (ic0/32)*xsC (ic0 is a multiple of BK >= 64), ld_tap = ky*KW + kx
@@ -220,10 +316,10 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
         cp_async16_or_fill(sA + stage * STAGE_A + swz<BK>(row, chunk), a_ptr[i] + ld_off, ok, p.zx4, active);
     };
     auto load_b = [&](int stage, int j, bool active) {
-        const int row = tid / CH + j * ROWS_PER_ITER;
-        const int oc = b_row0 + j * ROWS_PER_ITER;
-        cp_async16_if(sB + stage * STAGE_B + swz<BK>(row, chunk), p.w + (oc * p.Kp + chunk * 16 + ld_kt * BK),
-                      active && oc < p.OC);
+        const int row = tid / CHB + j * B_ROWS_PER_ITER;
+        const int oc = b_row0 + j * B_ROWS_PER_ITER;
+        cp_async16_if(sB + stage * STAGE_B + swz_b<BKB>(row, b_chunk),
+                      p.w + (oc * b_pitch + b_chunk * 16 + ld_kt * BKB), active && oc < p.OC);
     };
     auto advance = [&]() {
         ++ld_kt;
@@ -307,7 +403,8 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
 
     const int a_row = warp_m * WTM + (lane & 15);
     const int a_chk = lane >> 4;                         // + 2*kk
-    const int b_row = warp_n * WTN + (lane & 7) + ((lane >> 4) << 3);
+    const int b_row = OPK == OPK_W4A8 ? warp_n * WTN + (lane & 7) + ((lane >> 3) << 3)
+                                      : warp_n * WTN + (lane & 7) + ((lane >> 4) << 3);
     const int b_chk = (lane >> 3) & 1;                   // + 2*kk
 
     if constexpr (!DB) {
@@ -325,11 +422,11 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
 #pragma unroll
             for (int kk = 0; kk < KKS; ++kk) {
                 unsigned af[MI][4], bf[NI][2];
-                load_frags<MI, NI, BK>(af, bf, cA, cB, a_row, a_chk, b_row, b_chk, kk);
+                load_frags<MI, NI, BK, OPK>(af, bf, cA, cB, a_row, a_chk, b_row, b_chk, kk);
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
 #pragma unroll
-                    for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[i], bf[j][0], bf[j][1]);
+                    for (int j = 0; j < NI; ++j) mma_op<OPK>(acc[i][j], af[i], bf[j][0], bf[j][1]);
             }
         }
     } else {
@@ -348,7 +445,7 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
         __syncthreads();
         int rd = 0, wr = STAGES - 1;  // stage buffers being read / written
         unsigned cA = sA, cB = sB;
-        if (KT > 0) load_frags<MI, NI, BK>(af[0], bf[0], cA, cB, a_row, a_chk, b_row, b_chk, 0);
+        if (KT > 0) load_frags<MI, NI, BK, OPK>(af[0], bf[0], cA, cB, a_row, a_chk, b_row, b_chk, 0);
         for (int kt = 0; kt < KT; ++kt) {
 #pragma unroll
             for (int kk = 0; kk < KKS; ++kk) {
@@ -361,9 +458,9 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
                     cA = sA + rd * STAGE_A;
                     cB = sB + rd * STAGE_B;
                     if (kt + 1 < KT)
-                        load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, 0);
+                        load_frags<MI, NI, BK, OPK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, 0);
                 } else {
-                    load_frags<MI, NI, BK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, kk + 1);
+                    load_frags<MI, NI, BK, OPK>(af[(kk + 1) & 1], bf[(kk + 1) & 1], cA, cB, a_row, a_chk, b_row, b_chk, kk + 1);
                     const bool active = kt + STAGES - 1 < KT;
 #pragma unroll
                     for (int q = 0; q < LOADS; ++q)
@@ -376,11 +473,19 @@ __device__ __forceinline__ void conv_mma_body(const Params &p) {
 #pragma unroll
                 for (int i = 0; i < MI; ++i)
 #pragma unroll
-                    for (int j = 0; j < NI; ++j) mma_u8s8(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
+                    for (int j = 0; j < NI; ++j) mma_op<OPK>(acc[i][j], af[kk & 1][i], bf[kk & 1][j][0], bf[kk & 1][j][1]);
             }
         }
     }
     cp_async_wait<0>();
+    if constexpr (OPK == OPK_W4A8) {  // the tensor cores summed x * 16w: exact, |acc| < 2^31
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) acc[i][j][q] >>= 4;
+    }
 
     // Epilogue. Fragment: c0,c1 at (row g, cols 2t, 2t+1), c2,c3 at row g+8.
     // Output element (m, oc) lives at yoff(m) + (oc/32)*ysC + oc%32, yoff(m) = m*OC when

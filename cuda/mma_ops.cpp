@@ -109,7 +109,9 @@ int num_sms() {
 // the direct path, no split-K under a fused u8 epilogue.
 bool variant_ok(const ConvDesc &d, int v, bool fused) {
     const QhCudaConvVariant &V = qh_cuda_conv2d_variant(v);
-    return !(fused && V.splitk > 1) && !(qh_cuda_conv2d_direct(d) && d.ic % V.bk != 0);
+    const int ic_bytes = d.abits == 4 ? d.ic / 2 : d.ic;  // u4 activations: the byte view's K stages
+    return !(fused && V.splitk > 1) && !(qh_cuda_conv2d_direct(d) && ic_bytes % V.bk != 0) &&
+           !(d.abits == 4 && V.engine != 0);
 }
 
 // Weights, bias, multipliers on the device and the heuristic tile variant for one GEMM-shaped
@@ -117,9 +119,13 @@ bool variant_ok(const ConvDesc &d, int v, bool fused) {
 // weight layout: it packs from the neutral form PackedWeights keeps (w.unpacked: OIHW s8, the
 // same weights the kernel list's blocked layout holds; bias / multipliers per channel), never
 // from another kernel's layout. `oihw` refers to that neutral form (the im2col formulation packs
-// it into its own layout too).
+// it into its own layout too). 4-bit weights (desc.wbits = 4) stay 4-bit on the device
+// (mma_conv2d.cuh); null when a value is outside [-8, 7] (the caller declines the layer).
 std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, bool fused,
                                   const std::string &op, const std::vector<int8_t> *&oihw) {
+    oihw = &w.unpacked;
+    std::vector<int8_t> packed(qh_cuda_packed_weight_bytes(desc));
+    if (!qh_cuda_pack_weights(desc, oihw->data(), packed.data())) return nullptr;
     init_shared_context();
     auto st = std::make_shared<State>();
     st->d = desc;
@@ -128,9 +134,6 @@ std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, 
     st->variant = qh_cuda_conv2d_pick_variant(d, num_sms());
     if (fused && qh_cuda_conv2d_variant(st->variant).splitk > 1) st->variant = 5;
     if (!variant_ok(d, st->variant, fused)) st->variant = 1;
-    oihw = &w.unpacked;
-    std::vector<int8_t> packed(size_t(d.oc) * qh_cuda_conv2d_kpad(d));
-    qh_cuda_pack_weights(d, oihw->data(), packed.data());
     st->w.upload(packed.data(), packed.size(), op);
     st->bias.upload(w.bias.data(), sizeof(int32_t) * d.oc, op);
     st->mult.upload(w.mult.data(), sizeof(float) * d.oc, op);
@@ -178,6 +181,7 @@ std::unique_ptr<ExternPipe> make_extern(const State &st, bool im2col, const std:
                                         const uint8_t *residual) {
     const ConvDesc &d = st.d;
     if (st.s32) return nullptr;
+    if (d.wbits != 8 || d.abits != 8) return nullptr;  // the pipelines take u8 x s8 (int4: fused only)
     if (!im2col && qh_cuda_conv2d_workspace_bytes(d) != 0) return nullptr;
     if (im2col && im2col_kpad(d) > 65536) return nullptr;
     // The accumulator (and col) are Halide-allocated intermediates of every run: with reuse on,
@@ -227,6 +231,11 @@ std::unique_ptr<ExternPipe> make_extern(const State &st, bool im2col, const std:
 int launch(State &st, Form f, int v) {
     if (f == Form::fused) {
         const int8_t *wp = static_cast<const int8_t *>(st.w.p);
+        if (st.d.abits == 4) {  // W4A4: u4 storage in and out
+            const uint8_t *w4 = static_cast<const uint8_t *>(st.w.p);
+            if (st.has_res) return qh_cuda_conv2d_add_u4s4u4_v(st.d, v, st.x, w4, st.rq, st.res, st.y, st.ws.p, st.stream);
+            return qh_cuda_conv2d_u4s4u4_v(st.d, v, st.x, w4, st.rq, st.y, st.ws.p, st.stream);
+        }
         if (st.s32)
             return qh_cuda_conv2d_u8s8s32_bias_v(st.d, v, st.x, wp, st.rq.bias, reinterpret_cast<int32_t *>(st.y),
                                                  st.ws.p, st.stream);
@@ -302,7 +311,7 @@ void choose(State &st) {
         static std::vector<uint8_t> noise;
         static uint32_t r = 0x9E3779B9u;
         std::lock_guard<std::mutex> l(mu);
-        const size_t bytes = size_t(d.n) * d.h * d.w * d.ic;
+        const size_t bytes = size_t(d.n) * d.h * d.w * d.ic * d.abits / 8;  // u4: packed
         while (noise.size() < bytes) noise.push_back(uint8_t((r = r * 1664525u + 1013904223u) >> 24));
         if (cudaError_t e = cudaMemcpy(const_cast<uint8_t *>(st.x), noise.data(), bytes, cudaMemcpyHostToDevice))
             fail(st.name, "tuning input", e);
@@ -368,8 +377,9 @@ void choose(State &st) {
 BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor &y, const std::string &family,
                   const std::vector<int8_t> &oihw, const std::vector<int> &xdims, const std::vector<int> &ydims,
                   const uint8_t *residual) {
+    const int out_max = st->d.abits == 4 ? 15 : 255;  // u4 storage output: [0, 15]
     st->rq = QhRequant{static_cast<const int32_t *>(st->bias.p), static_cast<const float *>(st->mult.p),
-                       y.quant.zp_at(0), std::max(act.min, 0), std::min(act.max, 255)};
+                       y.quant.zp_at(0), std::max(act.min, 0), std::min(act.max, out_max)};
     st->act_min = act.min;
     st->act_max = act.max;
     st->ext = make_extern(*st, false, oihw, xdims, ydims, residual);
@@ -394,11 +404,17 @@ BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor
 
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y,
                     const Residual *residual) {
-    // u8 tensors only: u4 storage (two channels per byte) is the Halide kernels' (or a later
-    // int4 tensor-core path's); 4-bit weights run here from their s8 neutral form.
-    if (w.has_zero_point || x.dtype() != DType::u8 || y.dtype() != DType::u8 || w.oc % 8 != 0) return {};
-    if (residual && residual->tensor->dtype() != DType::u8) return {};
+    // u8 in / out (weights s8, or s4 with weight_bits = 4: W4A8), or u4 storage in / out (and
+    // residual) with s4 weights (W4A4, mma.sync m16n8k64, IC even, zx within [0, 15]).
+    if (w.has_zero_point || w.oc % 8 != 0 || (w.weight_bits != 8 && w.weight_bits != 4)) return {};
+    const DType io = x.dtype();
+    if ((io != DType::u8 && io != DType::u4) || y.dtype() != io || (residual && residual->tensor->dtype() != io))
+        return {};
+    const bool a4 = io == DType::u4;
+    if (a4 && (w.weight_bits != 4 || x.dim(3) % 2 != 0 || w.input_zp < 0 || w.input_zp > 15)) return {};
     ConvDesc d;
+    d.wbits = w.weight_bits;
+    d.abits = a4 ? 4 : 8;
     d.n = int(x.dim(0)); d.h = int(x.dim(1)); d.w = int(x.dim(2)); d.ic = int(x.dim(3));
     d.oc = w.oc; d.kh = w.kh; d.kw = w.kw; d.sh = p.stride_h; d.sw = p.stride_w;
     d.pt = p.pad_top; d.pl = p.pad_left; d.pb = p.pad_bottom; d.pr = p.pad_right;
@@ -406,6 +422,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     if (qh_cuda_conv2d_kpad(d) > 65536) return {};  // ops.cpp has checked the shapes
     const std::vector<int8_t> *oihw = nullptr;
     auto st = make_state(d, w, true, p.name, oihw);
+    if (!st) return {};
     st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
     st->y = reinterpret_cast<uint8_t *>(y.device_handle());
     const uint8_t *res_dev = nullptr;
@@ -414,24 +431,30 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
         res_dev = reinterpret_cast<const uint8_t *>(residual->tensor->device_handle());
         st->res = QhResidual{res_dev, residual->conv_zp, residual->res_zp, residual->conv_mult, residual->res_mult};
     }
-    return bind_gemm(st, p.act, y, residual ? "conv2d_add_u8s8u8" : "conv2d_u8s8u8", *oihw,
+    const std::string types = a4 ? "u4s4u4" : d.wbits == 4 ? "u8s4u8" : "u8s8u8";
+    return bind_gemm(st, p.act, y, (residual ? "conv2d_add_" : "conv2d_") + types, *oihw,
                      {d.ic, d.w, d.h, d.n}, {d.oc, d.ow(), d.oh(), d.n}, res_dev);
 }
 
 BoundOp bind_dense(const Tensor &x, const PackedWeights &w, const Activation &act, Tensor &y,
                    const std::string &name) {
     const bool s32 = y.dtype() == DType::s32;
-    if (w.has_zero_point || x.dtype() != DType::u8 || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0) return {};
+    if (w.has_zero_point || x.dtype() != DType::u8 || (y.dtype() != DType::u8 && !s32) || w.oc % 8 != 0 ||
+        (w.weight_bits != 8 && w.weight_bits != 4))
+        return {};
     ConvDesc d;  // a 1x1 conv over N images of 1x1 pixels
+    d.wbits = w.weight_bits;
     d.n = int(x.dim(0)); d.h = 1; d.w = 1; d.ic = int(x.dim(1)); d.oc = w.oc;
     d.zx = w.input_zp;
     if (qh_cuda_conv2d_kpad(d) > 65536) return {};
     const std::vector<int8_t> *oihw = nullptr;
     auto st = make_state(d, w, !s32, name, oihw);
+    if (!st) return {};
     st->x = reinterpret_cast<const uint8_t *>(x.device_handle());
     st->y = reinterpret_cast<uint8_t *>(y.device_handle());
     st->s32 = s32;
-    return bind_gemm(st, act, y, s32 ? "dense_u8s8s32" : "dense_u8s8u8", *oihw, {d.ic, 1, 1, d.n},
+    const std::string wt = d.wbits == 4 ? "s4" : "s8";
+    return bind_gemm(st, act, y, s32 ? "dense_u8" + wt + "s32" : "dense_u8" + wt + "u8", *oihw, {d.ic, 1, 1, d.n},
                      {d.oc, 1, 1, d.n}, nullptr);
 }
 

@@ -7,6 +7,12 @@
 // called by register_backends() when the library has the microkernel: nvcc found at build time,
 // QH_HAVE_CUDA_MMA); an empty BoundOp means "not for this layer" (asymmetric weights, s8 output,
 // s32 conv output) and the next entry, the cuda_dp4a Halide kernel, binds instead.
+// INT4 (issue 14): PackedWeights::weight_bits = 4 (values of `unpacked` in [-8, 7]) keeps the
+// weights 4-bit on the device and runs the W4A8 kernels (u8 tensors; conv2d[_add]_u8s4u8,
+// dense_u8s4u8 / _u8s4s32); u4 storage tensors (x, y and the residual) with 4-bit weights run the
+// W4A4 kernel (mma.sync m16n8k64, conv2d[_add]_u4s4u4, fused formulation only). 4-bit layers
+// have the fused formulation only (the extern pipelines take s8 weights); weights outside
+// [-8, 7] marked 4-bit are declined.
 #pragma once
 #include "ops.h"
 

@@ -20,6 +20,18 @@ struct Params {
     float mc, mr;
 };
 
+__device__ __forceinline__ uint4 ld_shared_v4(unsigned src) {
+    uint4 v;
+    asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%4];\n" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w) : "r"(src));
+    return v;
+}
+__device__ __forceinline__ void st_shared_v4u(unsigned dst, uint4 v) {
+    asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n" ::"r"(dst), "r"(v.x), "r"(v.y), "r"(v.z), "r"(v.w));
+}
+__device__ __forceinline__ void cp_async16_pred(unsigned dst, const void *src, bool ok) {
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %2, 0;\n@p cp.async.cg.shared.global [%0], [%1], 16;\n}\n" ::"r"(dst),
+                 "l"(src), "r"((int)ok));
+}
 __device__ __forceinline__ void cp_async16(unsigned dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src));
 }
@@ -92,22 +104,30 @@ __device__ __forceinline__ unsigned swz(int r, int c) {
 constexpr int BM = 128, THREADS = 256;
 
 // Shared memory of a tile configuration: the pipeline, or the staged output tile if larger,
-// plus 1024 bytes to align the stages to the swizzle atoms.
-template <int BN, int STAGES, int BK, int EPI>
+// plus 1024 bytes to align the stages to the swizzle atoms. W4 (4-bit weights, mma_conv2d.cuh):
+// the B ring holds BK/2 bytes a row, plus three widened s8 B buffers that wgmma reads.
+template <int BN, int STAGES, int BK, int EPI, bool W4 = false>
 constexpr int smem_bytes() {
-    constexpr int pipe = STAGES * (BM + BN) * BK;
+    constexpr int pipe = W4 ? STAGES * (BM * BK + BN * BK / 2) + 3 * BN * BK : STAGES * (BM + BN) * BK;
     constexpr int staged = BM * staged_pitch<EPI, BN>();
     return (pipe > staged ? pipe : staged) + 1024;
 }
 // Two CTAs per SM where both fit (shared memory and 128 registers a thread): one CTA's prologue
 // and epilogue then overlap the other's main loop, which short reductions need.
-template <int BN, int STAGES, int BK>
+template <int BN, int STAGES, int BK, bool W4 = false>
 constexpr int min_blocks() {
-    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, EPI_S32>() <= 227 * 1024 ? 2 : 1;
+    return BN <= 128 && 2 * smem_bytes<BN, STAGES, BK, EPI_S32, W4>() <= 227 * 1024 ? 2 : 1;
 }
 
-template <int BN, int STAGES, int BK, int EPI>
-__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_wgmma_kernel(const Params p) {
+// W4: the B stage arrives by cp.async as 4-bit rows (BK/2 bytes, linear, in the W4A8 fragment
+// order of mma_conv2d.cuh) into the ring; the thread that copied a 16-byte chunk (32 k of one
+// row) widens it after its own cp.async wait, one k-block ahead of the wgmma that reads it, into
+// s8 chunks 2c (k 0..15: (r << 4) & 0xF0F0F0F0, the low nibbles) and 2c + 1 (k 16..31:
+// r & 0xF0F0F0F0) of a widened buffer in the swizzle layout, i.e. 16 * w; three widened buffers
+// rotate (the one written at k-block kt + 1, the one read at kt, the one read at kt - 1 by the
+// wgmma group still in flight). The accumulators are shifted back by 4 before the epilogue.
+template <int BN, int STAGES, int BK, int EPI, bool W4>
+__global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK, W4>())) conv_wgmma_kernel(const Params p) {
 #if defined(__CUDA_ARCH__) && !defined(__CUDA_ARCH_FEAT_SM90_ALL)
     __trap();  // compiled for a target without wgmma: never launched (qh_cuda_wgmma_device_ok)
 #else
@@ -117,10 +137,13 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
     constexpr int STAGE_A = BM * BK, STAGE_B = BN * BK;
     constexpr int PREFETCH = STAGES - 2;  // stages loaded ahead: one more stays with the wgmma in flight
     static_assert(PREFETCH >= 1, "at least 3 stages");
+    constexpr int CH4 = BK / 32, STAGE_B4 = BN * BK / 2;  // W4: 16-byte chunks of a 4-bit row, ring stage
+    constexpr int B4_ITERS = (BN * CH4 + THREADS - 1) / THREADS;
 
     extern __shared__ uint8_t smem_raw[];
     uint8_t *smem = reinterpret_cast<uint8_t *>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t(1023));
     const unsigned sA = smem_u32(smem), sB = sA + STAGES * STAGE_A;
+    const unsigned sB8 = sB + STAGES * (W4 ? STAGE_B4 : STAGE_B);  // W4: the widened buffers
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, wg = warp >> 2;
     const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
@@ -154,6 +177,27 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
         b_base[j] = p.w + (size_t)(b_ok[j] ? oc : 0) * p.K + chunk * 16;
     }
 
+    // W4: this thread's 4-bit B chunks, fixed for the whole loop (the loop is bound by its own
+    // instruction stream, ncu: IPC ~2 with ~1 eligible warp per scheduler, so no per-stage
+    // 64-bit address arithmetic, no branches): source (advanced by BK/2 bytes a stage), its place
+    // in a ring stage, its two widened chunks (the second = the first ^ 16: chunk 2c+1 of the
+    // same swizzled row). Rows past OC are not loaded: their columns are never stored.
+    const uint8_t *b4_src[B4_ITERS];
+    unsigned b4_off[B4_ITERS], b4_w0[B4_ITERS];
+    bool b4_on[B4_ITERS], b4_ld[B4_ITERS];
+    if constexpr (W4) {
+#pragma unroll
+        for (int it = 0; it < B4_ITERS; ++it) {
+            const int idx = tid + it * THREADS;
+            const int row = idx / CH4, c = idx - row * CH4, oc = n0 + row;
+            b4_on[it] = (BN * CH4) % THREADS == 0 || idx < BN * CH4;
+            b4_ld[it] = b4_on[it] && oc < p.OC;
+            b4_src[it] = reinterpret_cast<const uint8_t *>(p.w) + (size_t)(b4_ld[it] ? oc : 0) * (p.K / 2) + c * 16;
+            b4_off[it] = row * (BK / 2) + c * 16;
+            b4_w0[it] = swz<BK>(row, 2 * c);
+        }
+    }
+
     // k-block kt covers K bytes [kt*128, kt*128 + 128) = tap (ky, kx), channels ic0 .. ic0+127.
     int ld_kt = 0, ld_ic0 = 0, ld_ky = 0, ld_kx = 0;
     auto load_stage = [&](int stage) {
@@ -168,17 +212,40 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
             else
                 st_shared_v4(dst, p.zx4);
         }
+        if constexpr (W4) {
+            const unsigned dB4 = sB + stage * STAGE_B4;
 #pragma unroll
-        for (int j = 0; j < B_ITERS; ++j) {
-            int row = tid / CH + j * ROWS_PER_ITER;
-            unsigned dst = dB + swz<BK>(row, chunk);
-            if (b_ok[j])
-                cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
-            else
-                st_shared_v4(dst, 0);
+            for (int it = 0; it < B4_ITERS; ++it) {
+                if (b4_on[it]) cp_async16_pred(dB4 + b4_off[it], b4_src[it], b4_ld[it]);
+                b4_src[it] += BK / 2;
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < B_ITERS; ++j) {
+                int row = tid / CH + j * ROWS_PER_ITER;
+                unsigned dst = dB + swz<BK>(row, chunk);
+                if (b_ok[j])
+                    cp_async16(dst, b_base[j] + (size_t)ld_kt * BK);
+                else
+                    st_shared_v4(dst, 0);
+            }
         }
         ++ld_kt;
         next_k_stage(ld_ic0, ld_kx, ld_ky, BK, p.IC, p.KW);
+    };
+
+    // W4: widens this thread's chunks of ring stage `stage` into widened buffer `buf`.
+    // src4 / dst8: shared addresses of the ring stage and the widened buffer.
+    auto widen = [&](unsigned src4, unsigned dst8) {
+#pragma unroll
+        for (int it = 0; it < B4_ITERS; ++it) {
+            if (b4_on[it]) {
+                const uint4 v = ld_shared_v4(src4 + b4_off[it]);
+                constexpr unsigned M = 0xF0F0F0F0u;
+                st_shared_v4u(dst8 + b4_w0[it], make_uint4((v.x << 4) & M, (v.y << 4) & M, (v.z << 4) & M, (v.w << 4) & M));
+                st_shared_v4u(dst8 + (b4_w0[it] ^ 16u), make_uint4(v.x & M, v.y & M, v.z & M, v.w & M));
+            }
+        }
     };
 
     int acc[BN / 2];
@@ -190,7 +257,40 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
         if (s < KT) load_stage(s);
         cp_async_commit();
     }
-    for (int kt = 0; kt < KT; ++kt) {
+    if constexpr (W4) {
+        cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage 0
+        if (KT > 0) widen(sB, sB8);
+        // Rotating shared addresses instead of kt % STAGES and kt % 3 (divisions) in the loop:
+        // stage kt (A, read by wgmma), stage kt + PREFETCH (loaded), stage kt + 1 (widened), and the
+        // widened buffers of k-blocks kt and kt + 1.
+        unsigned a_rd = sA, st_wr = PREFETCH, b4_nx = sB + (1 % STAGES) * STAGE_B4, b8_rd = sB8, b8_nx = sB8 + STAGE_B;
+        for (int kt = 0; kt < KT; ++kt) {
+            cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
+            fence_proxy_async();            // its cp.async and the widened stores of kt, to wgmma
+            __syncthreads();
+            if (kt + PREFETCH < KT) load_stage(st_wr);
+            cp_async_commit();
+            st_wr = st_wr + 1 == STAGES ? 0 : st_wr + 1;
+            const unsigned a_tile = a_rd + wg * 64 * BK;
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < BK / 32; ++kk)
+                wgmma_tile<BN>(acc, desc_sw<BK>(a_tile + kk * 32), desc_sw<BK>(b8_rd + kk * 32));
+            wgmma_commit();
+            // Widen k-block kt+1 while kt runs: its copies (this thread's) have landed once at most
+            // PREFETCH-1 groups are pending; its buffer was last read by k-block kt-2, which both
+            // warpgroups finished before this iteration's barrier. The next iteration's fence and
+            // barrier publish it to the async proxy.
+            cp_async_wait<PREFETCH - 1>();
+            if (kt + 1 < KT) widen(b4_nx, b8_nx);
+            a_rd = a_rd + STAGE_A == sA + STAGES * STAGE_A ? sA : a_rd + STAGE_A;
+            b4_nx = b4_nx + STAGE_B4 == sB + STAGES * STAGE_B4 ? sB : b4_nx + STAGE_B4;
+            b8_rd = b8_nx;
+            b8_nx = b8_nx + STAGE_B == sB8 + 3 * STAGE_B ? sB8 : b8_nx + STAGE_B;
+            wgmma_wait<1>();
+        }
+    }
+    for (int kt = 0; kt < (W4 ? 0 : KT); ++kt) {  // 8-bit weights
         cp_async_wait<PREFETCH - 1>();  // this thread's copies of stage kt have landed
         fence_proxy_async();
         // Everyone's stage kt is in shared memory, and every warpgroup has finished the wgmma
@@ -202,7 +302,8 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
             cp_async_commit();
         }
         const int stage = kt % STAGES;
-        const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK, b_tile = sB + stage * STAGE_B;
+        const unsigned a_tile = sA + stage * STAGE_A + wg * 64 * BK;
+        const unsigned b_tile = sB + stage * STAGE_B;
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < BK / 32; ++kk)
@@ -212,6 +313,10 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
     }
     wgmma_wait<0>();
     cp_async_wait<0>();
+    if constexpr (W4) {  // the tensor cores summed x * 16w: exact, |acc| < 2^31
+#pragma unroll
+        for (int i = 0; i < BN / 2; ++i) acc[i] >>= 4;
+    }
     __syncthreads();  // the pipeline buffers are free: stage the output tile there
 
     // Accumulator fragment of m64nNk32: warp w of the warpgroup holds rows 16w + g and 16w + g + 8,
@@ -232,23 +337,28 @@ __global__ void __launch_bounds__(THREADS, (min_blocks<BN, STAGES, BK>())) conv_
 #endif
 }
 
-template <int BN, int STAGES, int BK, int EPI>
+template <int BN, int STAGES, int BK, int EPI, bool W4>
 cudaError_t launch_t(const Params &p, cudaStream_t s) {
-    return launch_dynamic_smem<conv_wgmma_kernel<BN, STAGES, BK, EPI>>(
-        dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN), THREADS, smem_bytes<BN, STAGES, BK, EPI>(), s, p);
+    static_assert(smem_bytes<BN, STAGES, BK, EPI, W4>() <= 227 * 1024, "shared memory");
+    return launch_dynamic_smem<conv_wgmma_kernel<BN, STAGES, BK, EPI, W4>>(
+        dim3((p.M + BM - 1) / BM, (p.OC + BN - 1) / BN), THREADS, smem_bytes<BN, STAGES, BK, EPI, W4>(), s, p);
 }
 
 // The tiles mma_conv2d.cu's variant list names (engine = 1).
-template <int EPI>
+template <int EPI, bool W4>
 cudaError_t dispatch(int bn, int stages, int bk, const Params &p, cudaStream_t s) {
-    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI>(p, s);
-    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI>(p, s);
-    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI>(p, s);
-    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI>(p, s);
-    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI>(p, s);
-    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI>(p, s);
-    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI>(p, s);
+    if (bk == 128 && bn == 128 && stages == 4) return launch_t<128, 4, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 256 && stages == 4) return launch_t<256, 4, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 128 && stages == 6) return launch_t<128, 6, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 128 && stages == 3) return launch_t<128, 3, 128, EPI, W4>(p, s);
+    if (bk == 128 && bn == 64 && stages == 4) return launch_t<64, 4, 128, EPI, W4>(p, s);
+    if (bk == 64 && bn == 128 && stages == 6) return launch_t<128, 6, 64, EPI, W4>(p, s);
+    if (bk == 64 && bn == 64 && stages == 4) return launch_t<64, 4, 64, EPI, W4>(p, s);
     return cudaErrorInvalidValue;
+}
+template <int EPI>
+cudaError_t dispatch_w(bool w4, int bn, int stages, int bk, const Params &p, cudaStream_t s) {
+    return w4 ? dispatch<EPI, true>(bn, stages, bk, p, s) : dispatch<EPI, false>(bn, stages, bk, p, s);
 }
 
 }  // namespace
@@ -271,6 +381,8 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, 
                                  cudaStream_t s) {
     if (!qh_cuda_wgmma_supported(d, bk)) return cudaErrorInvalidValue;
     if (res && (!rq || !res->residual)) return cudaErrorInvalidValue;
+    if (d.abits != 8 || (d.wbits != 8 && d.wbits != 4)) return cudaErrorNotSupported;
+    const bool w4 = d.wbits == 4;
     Params p{};
     p.x = x; p.w = w; p.y = y;
     p.H = d.h; p.W = d.w; p.IC = d.ic; p.OC = d.oc; p.KW = d.kw; p.KH = d.kh;
@@ -283,7 +395,7 @@ cudaError_t qh_cuda_wgmma_conv2d(const ConvDesc &d, int bn, int stages, int bk, 
     }
     if (res) {
         p.res = res->residual; p.zc = res->conv_zp; p.zr = res->res_zp; p.mc = res->conv_mult; p.mr = res->res_mult;
-        return dispatch<EPI_U8_ADD>(bn, stages, bk, p, s);
+        return dispatch_w<EPI_U8_ADD>(w4, bn, stages, bk, p, s);
     }
-    return rq ? dispatch<EPI_U8>(bn, stages, bk, p, s) : dispatch<EPI_S32>(bn, stages, bk, p, s);
+    return rq ? dispatch_w<EPI_U8>(w4, bn, stages, bk, p, s) : dispatch_w<EPI_S32>(w4, bn, stages, bk, p, s);
 }
