@@ -4,7 +4,9 @@
 # on one machine: medians of interleaved rounds, each precision as a ratio of int8's time, plus
 # weight bytes. Here:      scripts/int4_bench.sh build        [THREADS=2]
 # On the device's Xeon:    scripts/int4_bench.sh .dev         (after scripts/device_pack.sh)
-# Optional: TARGET=cuda (the GPU: device work alone), BATCHES="1 16", ROUNDS=3, MODEL=resnet50.
+# Optional: TARGET=cuda (the GPU: device work alone), BATCHES="1 16", ROUNDS=3, MODEL=resnet50,
+# IMAGE=... LABELS=... (default: the source tree's assets), SIZE_BUDGET=0.75; an existing
+# $OUT/mixed_bits.txt is used as the mixed configuration.
 set -euo pipefail
 D="${1:-build}"
 OUT="${OUT:-/tmp/qh_int4}"
@@ -12,7 +14,8 @@ mkdir -p "$OUT"
 [ -d "$D/lib" ] && export LD_LIBRARY_PATH="$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 T="${THREADS:-0}" M="${MODEL:-resnet50}" R="${ROUNDS:-3}"
 EXTRA=()
-[ -n "${TARGET:-}" ] && EXTRA=(--target "$TARGET")
+[ -n "${TARGET:-}" ] && EXTRA+=(--target "$TARGET")
+[ -n "${IMAGE:-}" ] && EXTRA+=(--image "$IMAGE" --labels "${LABELS:?LABELS with IMAGE}")  # (no source tree on the device)
 lscpu | grep -E "Model name|^CPU\(s\)" || true
 # The mixed configuration: least predicted error with weights <= 0.75 x int8's.
 if [ ! -s "$OUT/mixed_bits.txt" ]; then
