@@ -203,7 +203,12 @@ std::vector<FrontierPoint> pareto_frontier(const std::vector<LayerCost> &layers,
         std::reverse(p.low_layers.begin(), p.low_layers.end());
         f.push_back(std::move(p));
     }
-    return f;
+    // Costs in the DP were rounded to units; on the exact costs keep only Pareto points.
+    std::stable_sort(f.begin(), f.end(), [](const FrontierPoint &a, const FrontierPoint &b) { return a.cost < b.cost; });
+    std::vector<FrontierPoint> pareto;
+    for (auto &p : f)
+        if (pareto.empty() || p.error < pareto.back().error) pareto.push_back(std::move(p));
+    return pareto;
 }
 
 FrontierPoint choose_mixed(const std::vector<LayerCost> &layers, MixedObjective obj, double budget) {

@@ -175,15 +175,17 @@ std::unique_ptr<Kernel> Kernel::build(const Workload &wl, const RunOptions &o, I
     if (p.op == "conv2d" || p.op == "dense") {
         const PackedWeights &w = wl.w;
         if (p.op == "conv2d") {
-            im.in = Runtime::Buffer<uint8_t>(x, {p.ic, p.iw, p.ih, p.mb});
+            // u4 storage: the channel dimension counts bytes; s4 weights pair 16-channel blocks.
+            im.in = Runtime::Buffer<uint8_t>(x, {wl.src4 ? p.ic / 2 : p.ic, p.iw, p.ih, p.mb});
             im.wts = Runtime::Buffer<int8_t>(const_cast<int8_t *>(w.blocked()),
-                                             {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / 16});
+                                             {4, 16, w.ic_pad / 4, w.kw, w.kh, w.oc_pad / (w.weight_bits == 4 ? 32 : 16)});
             static uint8_t dummy[1] = {0};
             im.res = Runtime::Buffer<uint8_t>(dummy, {1, 1, 1, 1});
-            osz = {p.oc, p.ow, p.oh, p.mb};
+            osz = {wl.dst4 ? p.oc / 2 : p.oc, p.ow, p.oh, p.mb};
         } else {
             im.in = Runtime::Buffer<uint8_t>(x, {p.ic, p.mb});
-            im.wts = Runtime::Buffer<int8_t>(const_cast<int8_t *>(w.blocked()), {4, 16, w.ic_pad / 4, w.oc_pad / 16});
+            im.wts = Runtime::Buffer<int8_t>(const_cast<int8_t *>(w.blocked()),
+                                             {4, 16, w.ic_pad / 4, w.oc_pad / (w.weight_bits == 4 ? 32 : 16)});
             osz = {p.oc, p.mb};
         }
         im.bias = Runtime::Buffer<int32_t>(const_cast<int32_t *>(w.bias.data()), w.oc_pad);

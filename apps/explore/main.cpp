@@ -111,7 +111,8 @@ int main(int argc, char **argv) {
     app.add_option("--layer", layers, "preset problem(s), e.g. resnet50:res2_3x3_64_64 (repeatable; "
                    "resnet50:all = every ResNet-50 conv); see --list-layers");
     app.add_option("--dtypes", dtypes, "<src><wei><dst>: conv2d/dense u8s8u8 (default), u8s8s8, "
-                   "u8s8s32, u8z8u8, u8z8s32; maxpool u8u8 (default), s8s8");
+                   "u8s8s32, u8z8u8, u8z8s32; int4: u8s4u8 (W4A8), u4s4u4 (W4A4, u4 storage), u8s4u4, "
+                   "u4s4u8 (conv2d), dense u8s4u8, u8s4s32; maxpool u8u8 (default), s8s8");
     app.add_option("--target", target, "target tag of the build (default: the best this CPU runs)");
     app.add_option("--schedule-tag", sched_tag, "schedule registry tag (default: the target tag)");
     app.add_option("--knob", knob_args, "schedule knob name=value (repeatable, or comma-separated); "

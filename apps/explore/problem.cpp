@@ -274,6 +274,16 @@ Workload make_workload(const Problem &p, const std::string &dtypes, uint32_t see
     }
     wl.x.resize(size_t(p.mb) * H * W * p.ic);
     for (auto &e : wl.x) e = uint8_t(d8(g));
+    // int4 families (<src><wei><dst> with u4 / s4 fields): 4-bit activations are u4 storage.
+    wl.src4 = dtypes.substr(0, 2) == "u4";
+    wl.dst4 = dtypes.size() >= 6 && dtypes.substr(4, 2) == "u4";
+    const bool w4 = dtypes.substr(2, 2) == "s4";
+    if ((wl.src4 || wl.dst4) && p.op != "conv2d") bad("u4 activations: conv2d only");
+    if ((wl.src4 && p.ic % 2) || (wl.dst4 && p.oc % 2))
+        bad("u4 storage needs even channel counts (pixels are whole bytes), got ic=" + std::to_string(p.ic) +
+            " oc=" + std::to_string(p.oc));
+    if (wl.src4)
+        for (auto &e : wl.x) e &= 15;
     if (pool) {
         bool s8 = dtypes == "s8s8";
         std::vector<int32_t> xv(wl.x.size());
@@ -313,11 +323,17 @@ Workload make_workload(const Problem &p, const std::string &dtypes, uint32_t see
         wd.data = wu8.data();
         wd.zero_point = zw;
     } else {
-        for (size_t i = 0; i < nw; i++) wv[i] = ws8[i] = int8_t(d8(g) - 128);
+        for (size_t i = 0; i < nw; i++) wv[i] = ws8[i] = int8_t(w4 ? d8(g) % 16 - 8 : d8(g) - 128);
         wd.dtype = DType::s8;
         wd.data = ws8.data();
+        wd.bits = w4 ? 4 : 8;
     }
+    if (wl.src4) wl.x_zp = 8;
     auto acc = ref::conv2d_acc(cp, wl.x, wl.x_zp, wv, zw, bias);
+    if (wl.src4) {  // the kernel reads the packed form
+        std::vector<int32_t> v(wl.x.begin(), wl.x.end());
+        wl.x = ref::int4_pack(v);
+    }
     if (dst == "s32") {
         wl.out_bytes = 4;
         wl.out_signed = true;
@@ -326,14 +342,16 @@ Workload make_workload(const Problem &p, const std::string &dtypes, uint32_t see
         wl.expected.assign(acc.begin(), acc.end());
     } else {
         wl.out_signed = dst == "s8";
-        wl.y_zp = wl.out_signed ? -10 : 10;
+        wl.y_zp = wl.out_signed ? -10 : wl.dst4 ? 3 : 10;
         wl.act_min = wl.out_signed ? -128 : 0;
-        wl.act_max = wl.out_signed ? 127 : 255;
+        wl.act_max = wl.out_signed ? 127 : wl.dst4 ? 15 : 255;
         wl.w = pack_weights(wd, xs, wl.x_zp, ys);
         std::vector<float> mult(p.oc);
         for (int o = 0; o < p.oc; o++) mult[o] = (xs * wscale[o]) / ys;
         wl.expected = ref::requantize_all(acc, p.oc, mult, wl.y_zp, wl.act_min, wl.act_max);
     }
+    if (wl.w.weight_bits != (w4 ? 4 : 8))
+        bad("internal: packer chose " + std::to_string(wl.w.weight_bits) + "-bit weights for dtypes " + dtypes);
     if (wl.w.has_zero_point != zp_weights)
         bad("internal: packer chose " + std::string(wl.w.has_zero_point ? "z8" : "s8") +
             " weights for dtypes " + dtypes);
@@ -344,7 +362,8 @@ std::string compare_output(const Workload &wl, const void *out) {
     size_t bad_n = 0, first = 0;
     int32_t got0 = 0;
     for (size_t i = 0; i < wl.expected.size(); i++) {
-        int32_t v = wl.out_bytes == 4 ? static_cast<const int32_t *>(out)[i]
+        int32_t v = wl.dst4 ? (static_cast<const uint8_t *>(out)[i / 2] >> (4 * (i % 2))) & 15
+                    : wl.out_bytes == 4 ? static_cast<const int32_t *>(out)[i]
                     : wl.out_signed   ? int32_t(static_cast<const int8_t *>(out)[i])
                                       : int32_t(static_cast<const uint8_t *>(out)[i]);
         if (v != wl.expected[i] && bad_n++ == 0) { first = i; got0 = v; }

@@ -65,6 +65,7 @@ struct Workload {
     PackedWeights w;         // conv2d / dense
     int out_bytes = 1;       // 1 (u8/s8) or 4 (s32)
     bool out_signed = false;
+    bool src4 = false, dst4 = false;  // u4 storage (two channels per byte): x packed / output packed
     std::vector<int32_t> expected;  // NHWC output
     size_t out_elems() const { return expected.size(); }
 };
