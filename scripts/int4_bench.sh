@@ -13,13 +13,15 @@ OUT="${OUT:-/tmp/qh_int4}"
 mkdir -p "$OUT"
 [ -d "$D/lib" ] && export LD_LIBRARY_PATH="$D/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 T="${THREADS:-0}" M="${MODEL:-resnet50}" R="${ROUNDS:-3}"
+Q="$D/qhalide-resnet"
+[ -x "$Q" ] || Q="$D/bin/qhalide-resnet"  # a build directory
 EXTRA=()
 [ -n "${TARGET:-}" ] && EXTRA+=(--target "$TARGET")
 [ -n "${IMAGE:-}" ] && EXTRA+=(--image "$IMAGE" --labels "${LABELS:?LABELS with IMAGE}")  # (no source tree on the device)
 lscpu | grep -E "Model name|^CPU\(s\)" || true
 # The mixed configuration: least predicted error with weights <= 0.75 x int8's.
 if [ ! -s "$OUT/mixed_bits.txt" ]; then
-  "$D/qhalide-resnet" --model "$M" --precision mixed --size-budget "${SIZE_BUDGET:-0.75}" --threads "$T" \
+  "$Q" --model "$M" --precision mixed --size-budget "${SIZE_BUDGET:-0.75}" --threads "$T" \
     --iters 1 --warmup 0 --frontier "$OUT/frontier_size" --write-bits "$OUT/mixed_bits.txt" "${EXTRA[@]}" >/dev/null
 fi
 for b in ${BATCHES:-1 16}; do
@@ -27,7 +29,7 @@ for b in ${BATCHES:-1 16}; do
     for p in int8 w4a8 w4a4 mixed; do
       args=(--precision "$p")
       [ "$p" = mixed ] && args+=(--bits "$OUT/mixed_bits.txt")
-      "$D/qhalide-resnet" --model "$M" "${args[@]}" --batch "$b" --threads "$T" --iters 10 --warmup 2 --json \
+      "$Q" --model "$M" "${args[@]}" --batch "$b" --threads "$T" --iters 10 --warmup 2 --json \
         "${EXTRA[@]}" >"$OUT/${p}_b${b}_r${r}.json"
     done
   done
