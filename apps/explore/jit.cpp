@@ -275,20 +275,25 @@ std::unique_ptr<Kernel> Kernel::build(const Workload &wl, const RunOptions &o, I
                               prm.is_buffer() ? Argument::InputBuffer : Argument::InputScalar,
                               prm.type(), prm.dimensions(), prm.get_argument_estimates());
     }
-    if (insp || !o.emit_asm.empty() || !o.emit_stmt.empty()) {
+    const bool gpu = target.has_gpu_feature();
+    if (insp || !o.emit_asm.empty() || !o.emit_stmt.empty() || !o.emit_ptx.empty()) {
         char dir[] = "/tmp/qh_explore_XXXXXX";
         if (!mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
         std::string base = std::string(dir) + "/kernel";
-        pipe.compile_to({{OutputFileType::assembly, base + ".s"}, {OutputFileType::stmt, base + ".stmt"}},
-                        args, "qh_explore_kernel", target);
+        std::map<OutputFileType, std::string> outs = {{OutputFileType::assembly, base + ".s"},
+                                                      {OutputFileType::stmt, base + ".stmt"}};
+        if (gpu) outs[OutputFileType::device_code] = base + ".ptx";  // the GPU kernels' PTX
+        pipe.compile_to(outs, args, "qh_explore_kernel", target);
         std::string s = read_generated(base + ".s"), st = read_generated(base + ".stmt");
-        if (insp) *insp = inspect_code(s, st);
+        const std::string ptx = gpu ? read_generated(base + ".ptx") : "";
+        if (insp) *insp = inspect_code(gpu ? ptx : s, st);
         if (!o.emit_asm.empty()) write_file(o.emit_asm, s);
         if (!o.emit_stmt.empty()) write_file(o.emit_stmt, st);
-        std::remove((base + ".s").c_str());
-        std::remove((base + ".stmt").c_str());
+        if (!o.emit_ptx.empty()) write_file(o.emit_ptx, ptx);
+        for (const auto &[kind, f] : outs) std::remove(f.c_str());
         rmdir(dir);
     }
+    if (gpu) return k;  // compiled only: no device here (and no Halide runtime for one in this tool)
     im.fn = pipe.compile_to_callable(args, target);
     return k;
 }

@@ -28,7 +28,7 @@ struct RunOptions {
     int threads = 1;           // for the autoscheduler's parallelism estimate
     int repeats = 10;
     bool inspect = true;       // compile to assembly + stmt, find the dot-product instructions
-    std::string emit_asm, emit_stmt;  // copies of the inspected files
+    std::string emit_asm, emit_stmt, emit_ptx;  // copies of the inspected files (ptx: GPU targets)
 };
 
 struct Inspection {

@@ -28,7 +28,7 @@ namespace {
 
 std::string default_target() {
     for (auto &t : build_targets())
-        if (qh::cpu_supports(t.tag)) return t.tag;
+        if (!is_gpu_tag(t.tag) && qh::cpu_supports(t.tag)) return t.tag;
     return "generic";
 }
 
@@ -119,7 +119,7 @@ int main(int argc, char **argv) {
                    "see --list-knobs");
     app.add_option("--repeats", repeats, "timed runs; the median is reported")->check(CLI::Range(1, 100000))->capture_default_str();
     app.add_option("--threads", threads, "Halide threads (the peak is scaled by it)")->check(CLI::PositiveNumber)->capture_default_str();
-    app.add_option("--emit", emits, "write the generated code: --emit asm FILE, --emit stmt FILE "
+    app.add_option("--emit", emits, "write the generated code: --emit asm FILE, --emit stmt FILE, --emit ptx FILE (--target cuda_dp4a) "
                    "(ptx needs a CUDA target)")->allow_extra_args(false);
     app.add_option("--json", json_out, "write the report as JSON to FILE ('-' = stdout)");
     app.add_flag("--tune", do_tune, "search the knob space (random, then local refinement)");
@@ -168,7 +168,8 @@ int main(int argc, char **argv) {
         if (do_tune && probs.size() != 1) throw std::invalid_argument("--tune takes exactly one problem");
 
         const std::string where = target + (tag == target ? "" : " schedule=" + tag);
-        const bool runnable = qh::cpu_supports(target);
+        const bool gpu = is_gpu_tag(target);
+        const bool runnable = !gpu && qh::cpu_supports(target);
         RunOptions o;
         o.target_tag = target;
         o.schedule_tag = sched_tag;
@@ -178,13 +179,14 @@ int main(int argc, char **argv) {
         for (auto &[kind, file] : emits) {
             if (kind == "asm") o.emit_asm = file;
             else if (kind == "stmt") o.emit_stmt = file;
+            else if (kind == "ptx" && gpu) o.emit_ptx = file;
             else if (kind == "ptx")
-                throw std::invalid_argument("--emit ptx needs a CUDA target; this build has none (tags: x86 and generic)");
+                throw std::invalid_argument("--emit ptx needs a CUDA target (--target cuda_dp4a)");
             else throw std::invalid_argument("--emit " + kind + ": expected asm, stmt or ptx");
         }
         if (!runnable) {
             // Cannot run here: still show what the schedule generates.
-            if (emits.empty())
+            if (emits.empty() && !gpu)
                 throw std::runtime_error("target " + target + " cannot run on this CPU (" +
                                          qh::cpu_features().brand + "; it needs " +
                                          qh::target_requirements(target) +
@@ -193,9 +195,11 @@ int main(int argc, char **argv) {
                 Workload wl = make_workload(p, dtypes);
                 Inspection insp;
                 Kernel::build(wl, o, &insp);
-                std::printf("compiled %s %s @%s (not run: this CPU lacks %s) | %s\n", wl.fam.family.c_str(),
-                            p.label().c_str(), target.c_str(), qh::target_requirements(target).c_str(),
-                            insp.summary().c_str());
+                const std::string why = gpu ? "a GPU kernel: the explorer compiles it, test_gpu and qhalide-resnet "
+                                              "--target cuda run it on a device"
+                                            : "this CPU lacks " + qh::target_requirements(target);
+                std::printf("compiled %s %s @%s (not run: %s) | %s\n", wl.fam.family.c_str(), p.label().c_str(),
+                            target.c_str(), why.c_str(), insp.summary().c_str());
             }
             return 0;
         }

@@ -41,6 +41,8 @@ struct TargetInfo {
     std::string tag, halide_target;
 };
 const std::vector<TargetInfo> &build_targets();
+// GPU tags (cuda_dp4a): the explorer compiles them and summarizes the PTX, it cannot run them.
+inline bool is_gpu_tag(const std::string &tag) { return tag.rfind("cuda", 0) == 0; }
 // Halide target string of a tag; throws std::invalid_argument for a tag this build lacks.
 std::string halide_target_of(const std::string &tag);
 
