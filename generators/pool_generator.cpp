@@ -66,6 +66,7 @@ public:
     Input<int32_t> input_zp{"input_zp"};
     Input<float> mult{"mult"};
     Input<int32_t> output_zp{"output_zp"};
+    Input<int32_t> qmax{"qmax"};  // the output's largest value: 255, or 15 for a 4-bit value stored as u8
     Output<Buffer<void, 2>> output{"output"};  // (c, n)
 
     void configure() { output.set_type(dst_type); }
@@ -81,7 +82,7 @@ public:
         s.sum(c, n) += cast<int32_t>(input(c, s.r.x, s.r.y, n));
         Type t = dst_type;
         Expr acc = s.sum(c, n) - W * H * input_zp;
-        output(c, n) = cast(t, qh::requantize(acc, mult, output_zp, t, INT32_MIN, INT32_MAX));
+        output(c, n) = cast(t, qh::requantize(acc, mult, output_zp, t, INT32_MIN, qmax));
         s.output = output;
         input.dim(0).set_min(0).set_stride(1);
         output.dim(0).set_min(0).set_stride(1);

@@ -50,7 +50,8 @@ std::vector<bool> four_bit_values(const Graph &g) {
     std::vector<bool> four(nv, false);
     for (const GraphNode &n : g.nodes) {
         const int out = n.output;
-        bool can = n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add;
+        bool can = n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add ||
+                   n.op == OpKind::GlobalAvgPool;
         if (transparent(n.op)) can = four[n.inputs[0]];
         four[out] = want[out] && can;
     }

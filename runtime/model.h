@@ -173,8 +173,8 @@ QuantParams quant_from_range(float lo, float hi, int qmax = 255);
 // Which values calibrate() makes 4-bit (qtype u4) under the nodes' LayerPrecision: some Conv/Dense
 // reading it is w4a4 and none is int8/w4a8 (through MaxPool/Flatten/Relu/Clip, which keep or
 // follow their input's quantization; Add and GlobalAvgPool read any), and its producer can write
-// the 4-bit range (Conv, Dense, Add; not a graph input or GlobalAvgPool: those stay 8-bit, and
-// their w4a4 readers run as w4a8 on them). Graph outputs stay float.
+// the 4-bit range (Conv, Dense, Add, GlobalAvgPool; not a graph input: it stays 8-bit, and its
+// w4a4 readers run as w4a8 on it). Graph outputs stay float.
 std::vector<bool> four_bit_values(const Graph &g);
 
 }  // namespace qh

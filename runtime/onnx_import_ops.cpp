@@ -419,7 +419,9 @@ void Importer::flatten(bool reshape) {
     QuantParams q = g_.values[x.v].quant;
     DType qt = g_.values[x.v].qtype;
     int v = emit(std::move(n), x.repr);
-    if (x.repr != DType::f32) set_quant(v, q, qt);
+    // A flatten is a view: its values are its input's, and so is their quantization, also for a
+    // dequantized (QDQ) input that no Q follows (DQ -> Flatten -> Gemm with a quantized bias).
+    if (x.repr != DType::f32 || !q.empty()) set_quant(v, q, qt);
 }
 
 void Importer::gemm() {

@@ -398,7 +398,7 @@ BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y) {
                                   : bind_in_out(op, pick(kernels::maxpool_s8s8(), d), in, out, call);
 }
 
-BoundOp bind_global_avgpool(const Tensor &x, Tensor &y) {
+BoundOp bind_global_avgpool(const Tensor &x, Tensor &y, int qmax) {
     const std::string op = "global_avgpool";
     expect_tensor(x, op, "input", {DType::u8}, 4);
     expect_tensor(y, op, "output", {DType::u8}, 2);
@@ -410,10 +410,11 @@ BoundOp bind_global_avgpool(const Tensor &x, Tensor &y) {
     QH_EXPECT(hw > 0 && hw * 255 < INT32_MAX, op, "H*W out of the int32 accumulator range");
     const float mult = x.quant.scale[0] / (y.quant.scale[0] * float(hw));
     const int32_t zx = zp0(x), zy = zp0(y);
+    QH_EXPECT(qmax >= 0 && qmax <= 255, op, "qmax " + std::to_string(qmax) + " outside u8");
     return bind_in_out(op, pick(kernels::global_avgpool_u8u8(), op_device(op, {&x, &y})), view_any(x, nhwc_dims(x)),
                        view_any(y, {(int)y.dim(1), (int)y.dim(0)}),
                        [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
-                           return fn(in, zx, mult, zy, out);
+                           return fn(in, zx, mult, zy, qmax, out);
                        });
 }
 

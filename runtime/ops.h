@@ -98,7 +98,8 @@ struct PoolParams : WindowAttrs {  // the IR's window (graph.h)
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p);
 BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y);  // u8 or s8
 void maxpool(const Tensor &x, const PoolParams &p, Tensor &y);
-BoundOp bind_global_avgpool(const Tensor &x, Tensor &y);  // {N,H,W,C} u8 -> {N,C} u8
+// {N,H,W,C} u8 -> {N,C} u8, saturated to [0, qmax] (15: a 4-bit value stored as u8)
+BoundOp bind_global_avgpool(const Tensor &x, Tensor &y, int qmax = 255);
 void global_avgpool(const Tensor &x, Tensor &y);
 // u8, same shape (no broadcasting).
 BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);

@@ -372,7 +372,7 @@ TEST(GpuPool, GlobalAvgPoolBitExact) {
                         [&](auto &B, halide_buffer_t *out, bool gpu) {
                             auto fn = gpu ? qh::gpu_kernels::global_avgpool_u8u8__cuda_dp4a().fn
                                           : &qh_global_avgpool_u8u8__generic;
-                            return fn(B(x), 100, mult, 20, out);
+                            return fn(B(x), 100, mult, 20, 255, out);
                         });
     }
 }

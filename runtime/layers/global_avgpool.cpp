@@ -23,8 +23,6 @@ void quantize(Program &p, FusedGroup &gr) {
     need_quant(p, n, n.inputs[0]);
     const int y = n.output;
     const QuantParams yq = need_quant(p, n, y);
-    if (p.v[y].qmax != 255)
-        node_error(p.g, n, "a 4-bit output is not supported (the global_avgpool kernel writes the u8 range)");
     p.v[y].dtype = DType::u8;
     gr.aux = p.add_internal(p.v[y].name + ":nc", {p.v[y].shape[0], p.v[y].shape[3]}, DType::u8, yq);
     p.v[gr.aux].alias = y;
@@ -34,7 +32,8 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const int x = n.inputs[0], view = gr.aux;
     Step s = node_step(n, "global_avgpool");
-    s.bind = [x, view](Exec &e) { return bind_global_avgpool(e.T(x), e.T(view)); };
+    const int qmax = p.v[n.output].qmax;
+    s.bind = [x, view, qmax](Exec &e) { return bind_global_avgpool(e.T(x), e.T(view), qmax); };
     p.steps.push_back(std::move(s));
 }
 
