@@ -414,3 +414,29 @@ TEST(Int4Model, MixedConfigurationRunsEachLayerAtItsPrecision) {
 
 }  // namespace
 }  // namespace qh::test
+
+namespace qh::test {
+namespace {
+
+// A 4-bit GlobalAveragePool output (ONNX Runtime's W4A4 models quantize the pool's output to
+// UINT4): the kernel saturates at qmax = 15, exactly the reference clamped to [0, 15].
+TEST(Int4Eltwise, GlobalAvgPoolSaturatesAtQmax) {
+    const int n = 2, hw = 5, c = 19;
+    auto xv = random_vec<uint8_t>(size_t(n) * hw * hw * c, 0, 255, 91);
+    Tensor x = tensor_from(DType::u8, {n, hw, hw, c}, xv, QuantParams::per_tensor(0.1f, 7));
+    auto want = ref::global_avgpool(xv, n, hw * hw, c, 7, 0.1f, 2, 0.9f);
+    int saturated = 0;
+    for (auto &w : want) {
+        saturated += w > 15;
+        w = std::min(w, 15);
+    }
+    ASSERT_GT(saturated, 0);
+    QH_FOR_EACH_TARGET(tag) {
+        Tensor y(DType::u8, {n, c}, QuantParams::per_tensor(0.9f, 2));
+        bind_global_avgpool(x, y, 15).run();
+        EXPECT_EQ(first_mismatch(values<uint8_t>(y), want), "");
+    }
+}
+
+}  // namespace
+}  // namespace qh::test
