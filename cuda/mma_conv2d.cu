@@ -200,20 +200,7 @@ cudaError_t qh_cuda_conv2d_run(const ConvDesc &d0, int variant, const uint8_t *x
     }
     if (a4) return qh_mma::dispatch_w4a4(epi, variant, p, splitk, s);                      // mma_conv2d_u4.cu
     if (d.wbits == 4) return qh_mma::dispatch_w4a8(gather, epi, variant, p, splitk, s);  // mma_conv2d_w4.cu
-    switch (epi) {
-    case EPI_U8_ADD:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD, OPK_I8>(variant, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_U8_ADD, OPK_I8>(variant, p, 1, s);
-    case EPI_U8:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8, OPK_I8>(variant, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_U8, OPK_I8>(variant, p, 1, s);
-    case EPI_S32_ATOMIC:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC, OPK_I8>(variant, p, splitk, s)
-                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC, OPK_I8>(variant, p, splitk, s);
-    default:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_S32, OPK_I8>(variant, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_S32, OPK_I8>(variant, p, 1, s);
-    }
+    return dispatch_operands<OPK_I8>(gather, epi, variant, p, splitk, s);
 }
 
 int qh_cuda_conv2d_num_variants() { return kNumVariants; }

@@ -5,18 +5,5 @@
 #include "mma_dispatch.cuh"
 
 cudaError_t qh_mma::dispatch_w4a8(bool gather, int epi, int v, const Params &p, int splitk, cudaStream_t s) {
-    switch (epi) {
-    case EPI_U8_ADD:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD, OPK_W4A8>(v, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_U8_ADD, OPK_W4A8>(v, p, 1, s);
-    case EPI_U8:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_U8, OPK_W4A8>(v, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_U8, OPK_W4A8>(v, p, 1, s);
-    case EPI_S32_ATOMIC:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC, OPK_W4A8>(v, p, splitk, s)
-                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC, OPK_W4A8>(v, p, splitk, s);
-    default:
-        return gather ? dispatch<MODE_ROWGATHER, EPI_S32, OPK_W4A8>(v, p, 1, s)
-                      : dispatch<MODE_DIRECT, EPI_S32, OPK_W4A8>(v, p, 1, s);
-    }
+    return dispatch_operands<OPK_W4A8>(gather, epi, v, p, splitk, s);
 }

@@ -51,4 +51,21 @@ cudaError_t dispatch(int v, const Params &p, int splitk, cudaStream_t s) {
     return v >= kFirstDirectOnly && v < kMmaVariants ? cudaErrorNotSupported : cudaErrorInvalidValue;
 }
 
+// The launch for one operand kind (OPK_I8 or OPK_W4A8): A loader by `gather`, epilogue by `epi`.
+template <int OPK>
+cudaError_t dispatch_operands(bool gather, int epi, int v, const Params &p, int splitk, cudaStream_t s) {
+    switch (epi) {
+    case EPI_U8_ADD:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8_ADD, OPK>(v, p, 1, s)
+                      : dispatch<MODE_DIRECT, EPI_U8_ADD, OPK>(v, p, 1, s);
+    case EPI_U8:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_U8, OPK>(v, p, 1, s) : dispatch<MODE_DIRECT, EPI_U8, OPK>(v, p, 1, s);
+    case EPI_S32_ATOMIC:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32_ATOMIC, OPK>(v, p, splitk, s)
+                      : dispatch<MODE_DIRECT, EPI_S32_ATOMIC, OPK>(v, p, splitk, s);
+    default:
+        return gather ? dispatch<MODE_ROWGATHER, EPI_S32, OPK>(v, p, 1, s) : dispatch<MODE_DIRECT, EPI_S32, OPK>(v, p, 1, s);
+    }
+}
+
 }  // namespace

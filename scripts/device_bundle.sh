@@ -31,3 +31,15 @@ device_bundle_binaries() {
   for b in "$@"; do strip --strip-unneeded "$dest/$(basename "$b")"; done
   strip --strip-unneeded "$dest"/lib/*
 }
+
+# device_bundle_seal DEST SCRIPT: records the commit, compresses DEST into DEST/bundle.tar.gz (the
+# carry limit) next to a copy of SCRIPT, whose `run` unpacks it there.
+device_bundle_seal() {
+  local dest="$1" script="$2" root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  git -C "$root" rev-parse HEAD >"$dest/COMMIT"
+  tar -C "$dest" -czf "$dest.tar.gz" . && rm -rf "$dest" && mkdir -p "$dest"
+  mv "$dest.tar.gz" "$dest/bundle.tar.gz"
+  cp "$script" "$dest/"
+  du -sh "$dest"
+}

@@ -28,12 +28,7 @@ pack)
   done
   cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$DEST/"
   cp "$ROOT/../shared/tools/peers_device.py" "$DEST/"
-  git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
-  # The device tool carries at most 64 MiB: ship one compressed bundle plus this script.
-  tar -C "$DEST" -czf "$DEST.tar.gz" . && rm -rf "$DEST" && mkdir -p "$DEST"
-  mv "$DEST.tar.gz" "$DEST/bundle.tar.gz"
-  cp "${BASH_SOURCE[0]}" "$DEST/device_gpu_resnet.sh"
-  du -sh "$DEST"
+  device_bundle_seal "$DEST" "${BASH_SOURCE[0]}"
   ;;
 run)
   HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

@@ -20,11 +20,7 @@ pack)
   device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet"
   cp "$ROOT/assets/sample.jpg" "$ROOT/assets/imagenet_labels.txt" "$ROOT/scripts/int4_bench.sh" "$DEST/"
   [ -n "${3:-}" ] && cp "$3" "$DEST/mixed_bits.txt"
-  git -C "$ROOT" rev-parse HEAD >"$DEST/COMMIT"
-  tar -C "$DEST" -czf "$DEST.tar.gz" . && rm -rf "$DEST" && mkdir -p "$DEST"
-  mv "$DEST.tar.gz" "$DEST/bundle.tar.gz"
-  cp "${BASH_SOURCE[0]}" "$DEST/device_int4.sh"
-  du -sh "$DEST"
+  device_bundle_seal "$DEST" "${BASH_SOURCE[0]}"
   ;;
 run)
   what="${2:-all}"

@@ -6,13 +6,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/setup.sh"
 BENCH_PINS=("onnx==1.23.2" "onnxruntime==1.31.1" "numpy==2.4.6")
-if ! "$VENV/bin/python" - "${BENCH_PINS[@]}" <<'PY' 2>/dev/null
-import importlib.metadata as m, sys
-sys.exit(0 if all(m.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
-PY
-then
-  echo "[ort_compare] installing ${BENCH_PINS[*]} into .venv"
-  "$VENV/bin/pip" install --disable-pip-version-check -q "${BENCH_PINS[@]}"
-fi
+source "$ROOT/scripts/venv_pins.sh"
+venv_pins ort_compare "${BENCH_PINS[@]}"
 cd "$ROOT"
 exec "$VENV/bin/python" bench/ort_compare.py "$@"

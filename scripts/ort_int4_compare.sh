@@ -17,13 +17,7 @@ fi
 # ONNX Runtime 1.32.0: its quantize_static writes the W4A4 MaxPool graphs ../shared/notes/int4.md describes
 # (scripts/ort_compare.sh pins 1.31.1 for the ResNet numbers; each script reinstalls its own pin).
 BENCH_PINS=("onnx==1.23.2" "onnxruntime==1.32.0" "numpy==2.4.6")
-if ! "$VENV/bin/python" - "${BENCH_PINS[@]}" <<'PY' 2>/dev/null
-import importlib.metadata as m, sys
-sys.exit(0 if all(m.version(p.split("==")[0]) == p.split("==")[1] for p in sys.argv[1:]) else 1)
-PY
-then
-  echo "[ort_int4_compare] installing ${BENCH_PINS[*]} into .venv"
-  "$VENV/bin/pip" install --disable-pip-version-check -q "${BENCH_PINS[@]}"
-fi
+source "$ROOT/scripts/venv_pins.sh"
+venv_pins ort_int4_compare "${BENCH_PINS[@]}"
 cd "$ROOT"
 exec "$VENV/bin/python" bench/ort_int4_compare.py "$@"
