@@ -333,7 +333,8 @@ int main(int argc, char **argv) {
                    "float reference path)")
         ->check(CLI::IsMember({"int8", "w4a8", "w4a4", "mixed", "fp32"}))->capture_default_str();
     app.add_option("--bits", o.bits,
-                   "bit configuration file: '<layer> <int8|w4a8|w4a4>' per line, '* <precision>' for all "
+                   "bit configuration file: '<layer> <int8|w4a8|w4a4|fp32>' per line (fp32: a float island, any "
+                   "node), '* <precision>' for all "
                    "(applied after --precision; qhalide-mixed writes them)");
     app.add_option("--size-budget", o.size_budget,
                    "--precision mixed: weight bytes at most this fraction of int8's, least predicted error "

@@ -38,8 +38,9 @@ std::vector<bool> four_bit_values(const Graph &g) {
         const GraphNode &n = g.nodes[i];
         const int out = n.output;
         if (!is_output[out]) want[out] = state[out] == 1;
-        int req = 0;
-        if (n.op == OpKind::Conv || n.op == OpKind::Dense) req = n.precision == LayerPrecision::w4a4 ? 1 : 2;
+        int req = 0;  // (an fp32 island reads dequantized values: no request)
+        if (n.precision == LayerPrecision::fp32) req = 0;
+        else if (n.op == OpKind::Conv || n.op == OpKind::Dense) req = n.precision == LayerPrecision::w4a4 ? 1 : 2;
         else if (transparent(n.op)) req = want[out] ? 1 : state[out] == 2 ? 2 : 0;
         if (req == 0 || n.inputs.empty()) continue;
         int &st = state[n.inputs[0]];
@@ -51,8 +52,8 @@ std::vector<bool> four_bit_values(const Graph &g) {
     for (const GraphNode &n : g.nodes) {
         const int out = n.output;
         bool can = n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add ||
-                   n.op == OpKind::GlobalAvgPool;
-        if (transparent(n.op)) can = four[n.inputs[0]];
+                   n.op == OpKind::GlobalAvgPool || n.precision == LayerPrecision::fp32;  // (its quantize step)
+        if (transparent(n.op) && n.precision != LayerPrecision::fp32) can = four[n.inputs[0]];
         four[out] = want[out] && can;
     }
     return four;
@@ -134,8 +135,15 @@ void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOp
     auto cons = g.consumers();
     const std::vector<bool> is_output = output_flags(g);
     // A value only a Relu or Clip reads is fused into its producer's clamp (passes.h fuse).
+    // (Not around a float island: an fp32 node's values are quantized where int8 layers meet them.)
+    std::vector<int> producer(nv, -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) producer[g.nodes[i].output] = int(i);
     auto only_relu_reads = [&](size_t id) {
-        return cons[id].size() == 1 && (g.nodes[cons[id][0]].op == OpKind::Relu || g.nodes[cons[id][0]].op == OpKind::Clip);
+        if (cons[id].size() != 1) return false;
+        const GraphNode &c = g.nodes[cons[id][0]];
+        const bool island = c.precision == LayerPrecision::fp32 ||
+                            (producer[id] >= 0 && g.nodes[producer[id]].precision == LayerPrecision::fp32);
+        return !island && (c.op == OpKind::Relu || c.op == OpKind::Clip);
     };
     for (size_t id = 0; id < nv; id++) {
         // Graph outputs stay float; a value only a ReLU reads is never materialized (fused).

@@ -14,6 +14,7 @@ const char *precision_name(LayerPrecision p) {
     case LayerPrecision::int8: return "int8";
     case LayerPrecision::w4a8: return "w4a8";
     case LayerPrecision::w4a4: return "w4a4";
+    case LayerPrecision::fp32: return "fp32";
     }
     return "?";
 }

@@ -69,7 +69,10 @@ struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
 // 4-bit weights for INT4/UINT4 ONNX weights); w4a8: s4 weights, u8 input; w4a4: s4 weights and a
 // 4-bit input activation. The input's bits are the value's (GraphValue::qtype): calibrate()
 // makes a value 4-bit when every Conv/Dense that reads it asks for w4a4 (assign_bits).
-enum class LayerPrecision { automatic, int8, w4a8, w4a4 };
+// fp32 (any op): a float island in a quantized model, run on the fp32 path with
+// DequantizeLinear of its quantized inputs and QuantizeLinear of its output where quantized
+// layers read it (named steps in the profile), as ONNX Runtime's nodes_to_exclude.
+enum class LayerPrecision { automatic, int8, w4a8, w4a4, fp32 };
 const char *precision_name(LayerPrecision p);
 
 struct GraphValue {

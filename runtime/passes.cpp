@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <cmath>
 #include <stdexcept>
 
@@ -178,6 +179,7 @@ std::vector<FusedGroup> fuse(const Graph &g) {
         if (cons[id].size() != 1 || is_output[id]) return -1;
         int c = cons[id][0];
         if (g.nodes[c].op != OpKind::Relu && g.nodes[c].op != OpKind::Clip) return -1;
+        if (g.nodes[c].precision == LayerPrecision::fp32) return -1;  // a float island stays a step
         const QuantParams a = u8_quant(g.values[id]), b = u8_quant(g.values[g.nodes[c].output]);
         return a.empty() || same_quant(a, b) ? c : -1;
     };
@@ -188,10 +190,15 @@ std::vector<FusedGroup> fuse(const Graph &g) {
         FusedGroup gr;
         gr.node = int(i);
         gr.output = n.output;
+        if (n.precision == LayerPrecision::fp32) {  // a float island: a group of its own
+            groups.push_back(gr);
+            continue;
+        }
         if (n.op == OpKind::Conv) {  // Conv -> Add (other operand already computed)
             const int out = n.output;
             // (conv2d_add requantizes the conv's own result to 8 bits: a 4-bit one stays a step)
             if (cons[out].size() == 1 && !is_output[out] && g.nodes[cons[out][0]].op == OpKind::Add &&
+                g.nodes[cons[out][0]].precision != LayerPrecision::fp32 &&
                 !(is_4bit(g.values[out].qtype) && !g.values[out].quant.empty())) {
                 const GraphNode &a = g.nodes[cons[out][0]];
                 int other = a.inputs[0] == out ? a.inputs[1] : a.inputs[0];
@@ -317,7 +324,24 @@ void assign_quantization(Program &p) {
         v[id].dtype = DType::u8;
         p.quantize_in.push_back({ext, id});
     }
-    for (FusedGroup &gr : p.groups) op_def(g.nodes[gr.node].op).quantize(p, gr);
+    // Float islands (LayerPrecision::fp32): the output is f32, or u8 (quantized from an f32
+    // intermediate at lowering) where a quantized group reads it or its quantization is given.
+    std::vector<bool> island(g.nodes.size(), false);
+    for (const FusedGroup &gr : p.groups) island[gr.node] = g.nodes[gr.node].precision == LayerPrecision::fp32;
+    const auto cons = g.consumers();
+    for (FusedGroup &gr : p.groups) {
+        if (!island[gr.node]) {
+            op_def(g.nodes[gr.node].op).quantize(p, gr);
+            continue;
+        }
+        const int out = gr.output;
+        bool quantized_reader = false;
+        for (int c : cons[out]) quantized_reader = quantized_reader || !island[c];
+        v[out].dtype = quantized_reader && !v[out].quant.empty() ? DType::u8 : DType::f32;
+        if (quantized_reader && v[out].quant.empty())
+            node_error(g, g.nodes[gr.node], "float island output '" + printable(v[out].name) +
+                                                "' is read by quantized layers but has no quantization (calibrate)");
+    }
     choose_u4_storage(p);
     // Graph outputs are f32 for the caller: the quantized ones are dequantized into an external
     // tensor (unless the graph declares them u8).
@@ -356,7 +380,35 @@ void lower(Program &p) {
         convert("quantize", q.first, q.second, q.second,
                 [qmax](const Tensor &x, Tensor &y) { return bind_quantize(x, y, qmax); });
     }
-    for (const FusedGroup &gr : p.groups) op_def(p.g.nodes[gr.node].op).lower_int8(p, gr);
+    // f32 versions of quantized values that float islands read: the graph input's own f32 tensor,
+    // else a dequantize step (named after the value) the first time an island needs it.
+    std::map<int, int> f32_of;
+    for (const auto &q : p.quantize_in) f32_of[q.second] = q.first;
+    for (const FusedGroup &gr : p.groups) {
+        const GraphNode &n = p.g.nodes[gr.node];
+        if (n.precision != LayerPrecision::fp32) {
+            op_def(n.op).lower_int8(p, gr);
+            continue;
+        }
+        GraphNode f = n;  // the island on f32 values
+        for (int &in : f.inputs) {
+            if (p.v[in].dtype == DType::f32) continue;
+            auto it = f32_of.find(in);
+            if (it == f32_of.end()) {
+                const int t = p.add_internal(p.v[in].name + ":f32", p.v[in].shape, DType::f32);
+                convert("dequantize", in, t, in, bind_dequantize);
+                it = f32_of.emplace(in, t).first;
+            }
+            in = it->second;
+        }
+        const int out = n.output;
+        if (p.v[out].dtype != DType::f32) f.output = p.add_internal(p.v[out].name + ":f32", p.v[out].shape, DType::f32);
+        op_def(n.op).lower_fp32(p, f);
+        if (f.output != out) {
+            const int qmax = p.v[out].qmax, from = f.output;
+            convert("quantize", from, out, out, [qmax](const Tensor &x, Tensor &y) { return bind_quantize(x, y, qmax); });
+        }
+    }
     for (const auto &d : p.dequantize_out) convert("dequantize", d.first, d.second, d.first, bind_dequantize);
 }
 

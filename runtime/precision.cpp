@@ -12,8 +12,9 @@ LayerPrecision parse_precision(const std::string &s) {
     if (s == "int8") return LayerPrecision::int8;
     if (s == "w4a8") return LayerPrecision::w4a8;
     if (s == "w4a4") return LayerPrecision::w4a4;
+    if (s == "fp32") return LayerPrecision::fp32;
     if (s == "auto") return LayerPrecision::automatic;
-    throw std::invalid_argument("precision '" + printable(s) + "': expected int8, w4a8, w4a4 or auto");
+    throw std::invalid_argument("precision '" + printable(s) + "': expected int8, w4a8, w4a4, fp32 or auto");
 }
 
 BitConfig read_bit_config(const std::string &path) {
@@ -55,21 +56,26 @@ void apply_bit_config(Graph &g, const BitConfig &c) {
         for (int i : layers) g.nodes[i].precision = c.all;
     for (const auto &[name, p] : c.layers) {
         bool found = false;
-        for (int i : layers)
-            if (g.nodes[i].name == name) {
-                g.nodes[i].precision = p;
-                found = true;
-            }
+        const bool any_op = p == LayerPrecision::fp32 || p == LayerPrecision::int8;  // 4-bit: Conv / Dense only
+        for (size_t i = 0; i < g.nodes.size(); i++) {
+            GraphNode &n = g.nodes[i];
+            if (n.name != name || !(any_op || n.op == OpKind::Conv || n.op == OpKind::Dense)) continue;
+            n.precision = p;
+            found = true;
+        }
         if (!found)
-            throw std::invalid_argument("bit configuration: model '" + printable(g.name) + "' has no Conv or Dense layer '" +
-                                        printable(name) + "'");
+            throw std::invalid_argument("bit configuration: model '" + printable(g.name) + "' has no " +
+                                        (any_op ? "node '" : "Conv or Dense layer '") + printable(name) + "'");
     }
 }
 
 std::string bit_config_text(const Graph &g) {
-    std::string s = "# layer precision (int8 | w4a8 | w4a4)\n";
+    std::string s = "# layer precision (int8 | w4a8 | w4a4 | fp32)\n";
     for (int i : quantizable_layers(g))
         s += g.nodes[i].name + " " + precision_name(effective_precision(g, g.nodes[i])) + "\n";
+    for (const GraphNode &n : g.nodes)
+        if (n.precision == LayerPrecision::fp32 && n.op != OpKind::Conv && n.op != OpKind::Dense)
+            s += n.name + " fp32\n";
     return s;
 }
 
@@ -85,6 +91,7 @@ void set_uniform_precision(Graph &g, LayerPrecision p, bool keep_edges) {
 }
 
 LayerPrecision effective_precision(const Graph &g, const GraphNode &n) {
+    if (n.precision == LayerPrecision::fp32) return LayerPrecision::fp32;
     if (n.op != OpKind::Conv && n.op != OpKind::Dense) return LayerPrecision::automatic;
     const bool w4 = packs_4bit(n);
     const GraphValue &x = g.values[n.inputs[0]];

@@ -6,8 +6,9 @@
 // (passes.h choose_u4_storage). Mixed configurations need nothing else: a value between an int8
 // and a w4a4 reader stays 8-bit, and the w4a4 layer runs as w4a8 on it (effective_precision).
 //
-// Bit-config file (--bits FILE): one "<layer name> <int8|w4a8|w4a4>" per line, '#' comments;
-// "* <precision>" sets every Conv/Dense first. Unknown layer names are errors.
+// Bit-config file (--bits FILE): one "<layer name> <int8|w4a8|w4a4|fp32>" per line, '#' comments;
+// "* <precision>" sets every Conv/Dense first. fp32 (a float island) may name any node, the 4-bit
+// precisions a Conv or Dense. Unknown names are errors.
 #pragma once
 #include <map>
 #include <string>
@@ -17,7 +18,7 @@
 
 namespace qh {
 
-LayerPrecision parse_precision(const std::string &s);  // int8, w4a8, w4a4, auto; throws otherwise
+LayerPrecision parse_precision(const std::string &s);  // int8, w4a8, w4a4, fp32, auto; throws otherwise
 
 struct BitConfig {
     LayerPrecision all = LayerPrecision::automatic;  // "*" line: every layer first

@@ -440,3 +440,80 @@ TEST(Int4Eltwise, GlobalAvgPoolSaturatesAtQmax) {
 
 }  // namespace
 }  // namespace qh::test
+
+namespace qh::test {
+namespace {
+
+// Float islands (LayerPrecision::fp32) in a quantized ResNet-18, beside int8 and W4A4 layers:
+// the island runs on the fp32 path between a dequantize of its input and a quantize of its
+// output (named steps), and its quantized output equals exactly dequantize -> the fp32 op ->
+// QuantizeLinear computed separately; every CPU variant agrees.
+TEST(Int4Model, FloatIslandsBesideInt8AndW4A4) {
+    Graph g = build_resnet({18, 10, 64});
+    BitConfig c;
+    c.layers = {{"layer1.0.conv2", LayerPrecision::fp32}, {"layer2.0.conv1", LayerPrecision::w4a4},
+                {"layer2.0.conv2", LayerPrecision::w4a4}, {"fc", LayerPrecision::fp32}};
+    apply_bit_config(g, c);
+    std::vector<Tensor> samples;
+    for (int i = 0; i < 2; i++) samples.push_back(random_input({1, 64, 64, 3}, 100 + i));
+    calibrate(g, samples, {});
+    Tensor x = random_input({1, 64, 64, 3}, 310);
+    PrepareOptions po;
+    po.keep_all_values = true;
+    auto m = Model::prepare(g, po);
+    std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+    m->execute();
+    int island_steps = 0;
+    for (const auto &l : m->layers()) {
+        if (l.layer == "layer1.0.conv2" || l.layer == "fc") {
+            EXPECT_EQ(l.kernel, "fp32 reference") << l.name;
+            island_steps++;
+        }
+    }
+    EXPECT_EQ(island_steps, 2);
+    std::vector<std::string> ops;
+    for (const auto &l : m->layers()) ops.push_back(l.op + ":" + l.name);
+    EXPECT_NE(std::find(ops.begin(), ops.end(), "dequantize:layer1.0.relu1"), ops.end());
+    EXPECT_NE(std::find(ops.begin(), ops.end(), "quantize:layer1.0.conv2.bn"), ops.end()) << "the island's output";
+
+    // The island's output, recomputed: dequantize its u8 input, the fp32 conv, QuantizeLinear.
+    const Graph gf = fold_batchnorm(g);
+    int node = -1;
+    for (size_t i = 0; i < gf.nodes.size(); i++)
+        if (gf.nodes[i].name == "layer1.0.conv2") node = int(i);
+    ASSERT_GE(node, 0);
+    const int in = gf.nodes[node].inputs[0], out = gf.nodes[node].output;
+    const Tensor *xi = m->value(in), *yo = m->value(out);
+    ASSERT_TRUE(xi && yo);
+    ASSERT_EQ(xi->dtype(), DType::u8);
+    ASSERT_EQ(yo->dtype(), DType::u8);
+    Graph one;
+    one.name = "island";
+    const int vin = one.add_value("x", xi->shape(), DType::f32);
+    one.inputs = {vin};
+    GraphNode conv = gf.nodes[node];
+    conv.inputs = {vin};
+    conv.precision = LayerPrecision::automatic;
+    one.outputs = {one.add_node(conv, "y")};
+    PrepareOptions pf;
+    pf.precision = Precision::fp32;
+    auto mf = Model::prepare(one, pf);
+    const QuantParams &qi = gf.values[in].quant, &qo = gf.values[out].quant;
+    for (int64_t k = 0; k < xi->numel(); k++)
+        mf->input(0).data<float>()[k] = float(int(xi->data<uint8_t>()[k]) - qi.zp_at(0)) * qi.scale_at(0);
+    mf->execute();
+    std::vector<int32_t> want, got = values<uint8_t>(*yo);
+    for (int64_t k = 0; k < mf->output(0).numel(); k++)
+        want.push_back(ref::quantize(mf->output(0).data<float>()[k], qo.scale_at(0), qo.zp_at(0), 0, 255));
+    EXPECT_EQ(first_mismatch(got, want), "");
+
+    std::vector<float> first;
+    QH_FOR_EACH_TARGET(tag) {
+        auto out1 = run_once(g, x, {});
+        if (first.empty()) first = out1;
+        else EXPECT_EQ(out1, first) << tag;
+    }
+}
+
+}  // namespace
+}  // namespace qh::test
