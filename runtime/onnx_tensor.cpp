@@ -75,7 +75,7 @@ Tensor tensor_from_proto(const onnx::TensorProto &t, const std::string &where) {
         if (raw.size() != want_bytes)
             fail("raw_data has " + std::to_string(raw.size()) + " bytes, shape " + shape_str(dims) + " of " + tname +
                  " needs " + std::to_string(want_bytes) + (four_bit ? " (two 4-bit values per byte)" : ""));
-    } else if (n > 0) {
+    } else {  // (also for 0 elements: data for an empty shape would be copied into nothing)
         switch (type) {
         case TP::FLOAT: check_count(t.float_data_size(), n, "float_data", ""); break;
         case TP::INT64: check_count(t.int64_data_size(), n, "int64_data", ""); break;
