@@ -1,5 +1,6 @@
-// qhalide-resnet: ResNet-18/50 (built-in, synthetic weights) or an ONNX model, int8 or fp32,
-// on an image; prints latency, throughput, top-5 and (with --profile) a per-layer table.
+// qhalide-resnet: ResNet-18/50 (built-in, synthetic weights) or an ONNX model, int8, W4A8, W4A4,
+// mixed per layer (a bit configuration or an automatic choice under a budget) or fp32, on an
+// image; prints latency, throughput, top-5 and (with --profile) a per-layer table.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -316,7 +317,8 @@ int run(const Options &o) {
 
 int main(int argc, char **argv) {
     Options o;
-    CLI::App app{"qhalide-resnet: int8 (or fp32 reference) ResNet inference on an image.\n"
+    CLI::App app{"qhalide-resnet: int8, INT4 (W4A8 / W4A4) or mixed-precision (or fp32 reference) ResNet inference on "
+                 "an image.\n"
                  "Built-in resnet18/resnet50 use deterministic synthetic weights (calibrated on synthetic\n"
                  "inputs), so their classes are meaningless; give an .onnx file for a real model."};
     app.add_option("--model", o.model, "resnet18, resnet50 or FILE.onnx (float, QDQ or QOperator)")

@@ -75,7 +75,8 @@ std::vector<float> weight_scales(const Tensor &w, int qmax) {
         for (int64_t o = 0; o < oc; o++) {
             float m = 0;
             for (int64_t k = 0; k < per; k++) m = std::max(m, std::fabs(w.data<float>()[o * per + k]));
-            s.push_back(m > 0 ? m / float(qmax) : 1.f);
+            const float sc = m / float(qmax);  // (subnormal weights can make it 0: w / 0 is NaN)
+            s.push_back(std::isnormal(sc) ? sc : 1.f);
         }
     } else {
         for (int64_t o = 0; o < (w.quant.scale.size() == 1 ? 1 : oc); o++) s.push_back(w.quant.scale_at(int(o)));
