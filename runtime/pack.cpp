@@ -15,6 +15,18 @@ namespace {
 }
 }  // namespace
 
+int32_t weight_element(DType t, const void *data, int64_t i) {
+    const uint8_t *b = static_cast<const uint8_t *>(data);
+    switch (t) {
+    case DType::u8: return b[i];
+    case DType::s8: return int8_t(b[i]);
+    default: {  // u4 / s4
+        const int32_t nib = (b[i / 2] >> (4 * (i % 2))) & 15;
+        return t == DType::s4 && nib >= 8 ? nib - 16 : nib;
+    }
+    }
+}
+
 PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, float out_scale) {
     if (w.dtype != DType::u8 && w.dtype != DType::s8 && w.dtype != DType::u4 && w.dtype != DType::s4)
         fail(w, std::string("dtype ") + dtype_name(w.dtype) + " unsupported (expected u8, s8, u4 or s4)");
@@ -49,15 +61,7 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
     p.input_zp = x_zp;
     const int64_t K = p.reduction();
     const int64_t per_oc = int64_t(w.ic) * w.kh * w.kw;
-    auto raw = [&](int64_t i) -> int32_t {
-        const uint8_t *b = (const uint8_t *)w.data;
-        switch (w.dtype) {
-        case DType::u8: return b[i];
-        case DType::s8: return int8_t(b[i]);
-        case DType::u4: return (b[i / 2] >> (4 * (i % 2))) & 15;
-        default: return int32_t((b[i / 2] >> (4 * (i % 2))) & 15) - (((b[i / 2] >> (4 * (i % 2))) & 8) ? 16 : 0);
-        }
-    };
+    auto raw = [&](int64_t i) { return weight_element(w.dtype, w.data, i); };
     auto zp = [&](int o) -> int32_t {
         return w.zero_point.empty() ? 0 : w.zero_point[w.zero_point.size() == 1 ? 0 : o];
     };

@@ -29,6 +29,10 @@ constexpr int64_t kMaxReductionWeightZp = 16384;
 // * 8 * K.
 constexpr int64_t kMaxReductionInt4 = 65536;
 
+// Element i (flat) of integer weights of type t (u8, s8, or u4 / s4 packed two per byte, element
+// 2i in the low nibble) as an int32.
+int32_t weight_element(DType t, const void *data, int64_t i);
+
 struct WeightsDesc {
     std::string name = "weights";  // for error messages (layer / tensor name)
     DType dtype = DType::s8;       // u8, s8, or u4 / s4 (packed two per byte, flat order)

@@ -232,21 +232,11 @@ bool packs_4bit(const GraphNode &n) {
     const bool ask = is_4bit(w.dtype()) || n.precision == LayerPrecision::w4a8 || n.precision == LayerPrecision::w4a4;
     if (!ask || w.dtype() == DType::s32 || w.dtype() == DType::f32) return false;
     const int64_t oc = w.dim(0), per = w.numel() / oc;
-    const uint8_t *b = static_cast<const uint8_t *>(w.raw());
     for (int64_t o = 0; o < oc; o++) {
         const int32_t z = w.quant.zp_at(size_t(w.quant.zero_point.size() > 1 ? o : 0));
         for (int64_t k = 0; k < per; k++) {
-            const int64_t i = o * per + k;
-            int32_t v;
-            switch (w.dtype()) {
-            case DType::u8: v = b[i]; break;
-            case DType::s8: v = int8_t(b[i]); break;
-            default: {
-                v = (b[i / 2] >> (4 * (i % 2))) & 15;
-                if (w.dtype() == DType::s4 && v >= 8) v -= 16;
-            }
-            }
-            if (v - z < -8 || v - z > 7) return false;
+            const int32_t v = weight_element(w.dtype(), w.raw(), o * per + k) - z;
+            if (v < -8 || v > 7) return false;
         }
     }
     return true;
