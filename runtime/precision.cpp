@@ -30,7 +30,7 @@ BitConfig read_bit_config(const std::string &path) {
         if (!(is >> name)) continue;
         const std::string where = "bit configuration '" + printable(path) + "', line " + std::to_string(no);
         if (!(is >> prec) || (is >> extra))
-            throw std::invalid_argument(where + ": expected '<layer> <int8|w4a8|w4a4>'");
+            throw std::invalid_argument(where + ": expected '<layer> <int8|w4a8|w4a4|fp32>'");
         LayerPrecision p;
         try {
             p = parse_precision(prec);
