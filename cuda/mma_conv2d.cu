@@ -203,6 +203,35 @@ cudaError_t qh_cuda_conv2d_run(const ConvDesc &d0, int variant, const uint8_t *x
     return dispatch_operands<OPK_I8>(gather, epi, variant, p, splitk, s);
 }
 
+namespace {
+// One thread a group of 32 k: 16 bytes of W4A8 fragment order in, 32 s8 bytes in k order out
+// (byte j: low nibble -> k j, high nibble -> k 16 + j; sign-extended by arithmetic shifts).
+__global__ void widen_w4a8_kernel(const uint4 *__restrict__ w4, uint4 *__restrict__ w8, long long groups) {
+    const long long g = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (g >= groups) return;
+    const uint4 in = w4[g];
+    const uint8_t *b = reinterpret_cast<const uint8_t *>(&in);
+    uint4 lo, hi;
+    int8_t *l = reinterpret_cast<int8_t *>(&lo), *h = reinterpret_cast<int8_t *>(&hi);
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+        l[j] = int8_t(uint8_t(b[j] << 4)) >> 4;
+        h[j] = int8_t(b[j]) >> 4;
+    }
+    w8[2 * g] = lo;
+    w8[2 * g + 1] = hi;
+}
+}  // namespace
+
+cudaError_t qh_cuda_widen_w4a8(const ConvDesc &d, const uint8_t *w4, int8_t *w8, cudaStream_t s) {
+    if (d.wbits != 4 || d.abits != 8) return cudaErrorInvalidValue;
+    const long long groups = (long long)d.oc * qh_cuda_conv2d_kpad(d) / 32;  // Kp % 32 == 0 on every path
+    const int threads = 256;
+    widen_w4a8_kernel<<<unsigned((groups + threads - 1) / threads), threads, 0, s>>>(
+        reinterpret_cast<const uint4 *>(w4), reinterpret_cast<uint4 *>(w8), groups);
+    return cudaGetLastError();
+}
+
 int qh_cuda_conv2d_num_variants() { return kNumVariants; }
 const QhCudaConvVariant &qh_cuda_conv2d_variant(int i) { return kVariants[i]; }
 

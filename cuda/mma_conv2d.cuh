@@ -99,6 +99,11 @@ size_t qh_cuda_packed_weight_bytes(const ConvDesc &d);
 // Host packing: w_oihw (OC*IC*KH*KW s8) -> out (qh_cuda_packed_weight_bytes(d) bytes). With
 // wbits = 4 every value must be in [-8, 7]: returns false (out unspecified) otherwise.
 bool qh_cuda_pack_weights(const ConvDesc &d, const int8_t *w_oihw, int8_t *out);
+// W4A8 weights widened back to the 8-bit packing, on the device: w4 (qh_cuda_packed_weight_bytes(d)
+// bytes, wbits = 4, abits = 8) -> w8 (d.oc * Kp s8, the wbits = 8 layout of the same layer, values
+// in [-8, 7]), one kernel on `stream`; buffers 16-byte aligned. The int8 kernels then run on w8 with
+// the same accumulator, bit for bit (the "widened" formulation of a W4A8 layer, cuda/mma_ops.cpp).
+cudaError_t qh_cuda_widen_w4a8(const ConvDesc &d, const uint8_t *w4_dev, int8_t *w8_dev, cudaStream_t stream);
 // Device workspace the im2col path needs (0 on the direct path).
 size_t qh_cuda_conv2d_workspace_bytes(const ConvDesc &d);
 

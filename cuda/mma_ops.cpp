@@ -50,10 +50,15 @@ struct DeviceMem {
 //   extern:        the Halide pipeline conv2d_extern (define_extern to the microkernel on the
 //                  NHWC input, epilogue in Halide), where the microkernel needs no workspace;
 //   extern_im2col: the Halide pipeline with the im2col packing stage, the microkernel as a 1x1
-//                  conv over the im2col matrix.
-enum class Form { fused, ext, ext_im2col };
+//                  conv over the im2col matrix;
+//   widened:       W4A8 only: each run first widens the layer's 4-bit weights to the 8-bit packing
+//                  in a device scratch shared by every widened layer of the process, then runs the
+//                  int8 kernel with the fused epilogue. The weights stay 4-bit in device memory;
+//                  where the layer is compute-bound (large batch) this skips the per-tile widening
+//                  of the fused W4A8 kernel, as vLLM's AWQ does (dequantize, then GEMM) for large M.
+enum class Form { fused, ext, ext_im2col, widened };
 const char *form_name(Form f) {
-    return f == Form::fused ? "fused" : f == Form::ext ? "extern" : "extern_im2col";
+    return f == Form::fused ? "fused" : f == Form::ext ? "extern" : f == Form::ext_im2col ? "extern_im2col" : "widened";
 }
 
 template <typename T>
@@ -85,8 +90,37 @@ struct State {
     uint8_t *y = nullptr;
     cudaStream_t stream = nullptr;
     std::unique_ptr<ExternPipe> ext, ext_col;  // null where the formulation does not apply
+    std::shared_ptr<DeviceMem> w8;               // widened: the shared scratch (null otherwise)
     std::string name, kernel;  // for errors
 };
+
+// The widening scratch: one device buffer for every widened layer, at least 4 MiB (the largest
+// ResNet-50 layer widens to 2.4 MB); a layer that needs more gets a larger one, and earlier
+// layers keep theirs (shared_ptr). Widen + GEMM of one layer must not interleave with another
+// layer's on the shared stream: launch() enqueues the pair under kWidenMutex, and widened layers
+// are not replayable (a device graph never holds one), so no other enqueue path touches it.
+std::mutex kWidenMutex;
+std::shared_ptr<DeviceMem> widen_scratch(size_t bytes, const std::string &op) {
+    static std::mutex mu;
+    static std::weak_ptr<DeviceMem> current;
+    static size_t current_bytes = 0;
+    std::lock_guard<std::mutex> l(mu);
+    std::shared_ptr<DeviceMem> p = current.lock();
+    if (p && current_bytes >= bytes) return p;
+    p = std::make_shared<DeviceMem>();
+    current_bytes = std::max<size_t>(bytes, size_t(4) << 20);
+    p->alloc(current_bytes, op);
+    current = p;
+    return p;
+}
+
+// The problem the int8 kernel sees in the widened formulation: the same layer with 8-bit weights.
+ConvDesc widened_desc(const ConvDesc &d) {
+    ConvDesc d8 = d;
+    d8.wbits = 8;
+    return d8;
+}
+bool is_w4a8(const ConvDesc &d) { return d.wbits == 4 && d.abits == 8; }
 
 
 }  // namespace
@@ -148,13 +182,13 @@ std::shared_ptr<State> make_state(const ConvDesc &desc, const PackedWeights &w, 
 constexpr Form kFused = Form::fused;  // the one formulation a device graph can replay
 
 const Form *forced_form(const std::string &op) {
-    static const Form forms[] = {Form::fused, Form::ext, Form::ext_im2col};
+    static const Form forms[] = {Form::fused, Form::ext, Form::ext_im2col, Form::widened};
     const std::string want = kernel_options().cuda_formulation;
     if (want.empty()) return nullptr;
     for (const Form &f : forms)
         if (want == form_name(f)) return &f;
     throw std::invalid_argument(op + ": cuda formulation '" + want +
-                                "' (KernelOptions::cuda_formulation / QHALIDE_CUDA_FORMULATION) is not one of fused, extern, extern_im2col");
+                                "' (KernelOptions::cuda_formulation / QHALIDE_CUDA_FORMULATION) is not one of fused, extern, extern_im2col, widened");
 }
 
 // Halide view of device memory (wrapped, not owned).
@@ -229,6 +263,15 @@ std::unique_ptr<ExternPipe> make_extern(const State &st, bool im2col, const std:
 // One run of the layer in formulation `f` with tile variant `v`: 0, a CUDA error code (fused)
 // or a Halide error code (extern).
 int launch(State &st, Form f, int v) {
+    if (f == Form::widened) {
+        const ConvDesc d8 = widened_desc(st.d);
+        int8_t *w8 = static_cast<int8_t *>(st.w8->p);
+        std::lock_guard<std::mutex> l(kWidenMutex);
+        if (cudaError_t e = qh_cuda_widen_w4a8(st.d, static_cast<const uint8_t *>(st.w.p), w8, st.stream)) return e;
+        if (st.s32) return qh_cuda_conv2d_u8s8s32_bias_v(d8, v, st.x, w8, st.rq.bias, reinterpret_cast<int32_t *>(st.y), st.ws.p, st.stream);
+        if (st.has_res) return qh_cuda_conv2d_add_u8s8u8_v(d8, v, st.x, w8, st.rq, st.res, st.y, st.ws.p, st.stream);
+        return qh_cuda_conv2d_u8s8u8_v(d8, v, st.x, w8, st.rq, st.y, st.ws.p, st.stream);
+    }
     if (f == Form::fused) {
         const int8_t *wp = static_cast<const int8_t *>(st.w.p);
         if (st.d.abits == 4) {  // W4A4: u4 storage in and out
@@ -250,6 +293,7 @@ int launch(State &st, Form f, int v) {
 }
 
 std::string kernel_name(const State &st, Form f, int v, const std::string &family) {
+    if (f == Form::widened) return family + "__cuda_mma__widened_" + qh_cuda_conv2d_variant(v).name;
     const std::string fam = f == Form::fused ? family : (f == Form::ext ? st.ext : st.ext_col)->family;
     return fam + "__cuda_mma__" + qh_cuda_conv2d_variant(v).name;
 }
@@ -293,6 +337,7 @@ void choose(State &st) {
     if (!forced && opt.replayable_only) forced = &kFused;
     if (forced && *forced == Form::ext && !st.ext) forced = nullptr;
     if (forced && *forced == Form::ext_im2col && !st.ext_col) forced = nullptr;
+    if (forced && *forced == Form::widened && !st.w8) forced = nullptr;
     auto heuristic = [&](Form f) {
         const ConvDesc &d = f == Form::fused ? st.d : (f == Form::ext ? st.ext : st.ext_col)->d;
         int v = qh_cuda_conv2d_pick_variant(d, num_sms());
@@ -301,7 +346,7 @@ void choose(State &st) {
     };
     if (!opt.cuda_tune) {
         st.form = forced ? *forced : Form::fused;
-        st.variant = st.form == Form::fused ? st.variant : heuristic(st.form);
+        st.variant = st.form == Form::fused || st.form == Form::widened ? st.variant : heuristic(st.form);
         return;
     }
     const ConvDesc &d = st.d;
@@ -351,6 +396,9 @@ void choose(State &st) {
             if (ms >= 0 && ms < best) best = ms, st.form = Form::fused, st.variant = v, found = true;
         }
     }
+    if (st.w8 && (!forced || *forced == Form::widened))  // W4A8: every variant of the int8 kernel
+        for (int v = 0; v < qh_cuda_conv2d_num_variants(); v++)
+            if (variant_ok(widened_desc(d), v, !st.s32)) consider(Form::widened, v);
     for (Form f : {Form::ext, Form::ext_im2col}) {
         const ExternPipe *e = f == Form::ext ? st.ext.get() : st.ext_col.get();
         if (!e) continue;
@@ -362,7 +410,7 @@ void choose(State &st) {
     cudaEventDestroy(e1);
     if (!found) {
         st.form = forced ? *forced : Form::fused;
-        st.variant = st.form == Form::fused ? fallback : heuristic(st.form);
+        st.variant = st.form == Form::fused || st.form == Form::widened ? fallback : heuristic(st.form);
     }
     cudaGetLastError();  // a failed candidate is skipped, not fatal; the chosen one runs checked
     if (log)  // QHALIDE_CUDA_TUNE_LOG=1: every candidate's median and the winner, one line a layer
@@ -384,18 +432,24 @@ BoundOp bind_gemm(std::shared_ptr<State> st, const Activation &act, const Tensor
     st->act_max = act.max;
     st->ext = make_extern(*st, false, oihw, xdims, ydims, residual);
     st->ext_col = make_extern(*st, true, oihw, xdims, ydims, residual);
+    if (is_w4a8(st->d))  // a candidate unless the plan must be replayable (choose())
+        st->w8 = widen_scratch(size_t(st->d.oc) * qh_cuda_conv2d_kpad(st->d), st->name);
     choose(*st);
+    if (st->form != Form::widened) st->w8.reset();
     if (st->form != Form::ext) st->ext.reset();
     if (st->form != Form::ext_im2col) st->ext_col.reset();
     if (st->form == Form::ext_im2col) st->w.reset();
-    if (st->form != Form::fused) st->ws.reset();
+    const bool own_kernel = st->form == Form::fused || st->form == Form::widened;  // the microkernel, no Halide
+    if (!own_kernel) st->ws.reset();
     st->kernel = kernel_name(*st, st->form, st->variant, family);
-    BoundOp op(st->name, st->kernel, [st] {
+    BoundOp op(st->name, st->kernel, [st, own_kernel] {
         const int rc = launch(*st, st->form, st->variant);
-        if (rc != 0 && st->form == Form::fused) fail(st->name, "kernel " + st->kernel, cudaError_t(rc));
+        if (rc != 0 && own_kernel) fail(st->name, "kernel " + st->kernel, cudaError_t(rc));
         return rc;  // a Halide error code: BoundOp names the layer and the kernel
     });
-    if (st->form != Form::fused)  // acc (and col) are Halide-allocated per run
+    if (st->form == Form::widened)
+        op.set_not_replayable("its widened 4-bit weights share one device scratch with other layers");
+    else if (st->form != Form::fused)  // acc (and col) are Halide-allocated per run
         op.set_not_replayable("its Halide pipeline allocates device scratch per run");
     return op;
 }

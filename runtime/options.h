@@ -25,7 +25,8 @@ struct KernelOptions {
     // applies ("cuda_mma"), or to the op family's Halide kernels ("halide"). Env QHALIDE_IMPL;
     // the older QHALIDE_CUDA_CONV=dp4a means "halide".
     std::optional<std::string> implementation;
-    // cuda_mma: fused | extern | extern_im2col forces that formulation where the layer allows it.
+    // cuda_mma: fused | extern | extern_im2col | widened (W4A8 layers) forces that formulation where
+    // the layer allows it.
     // Env QHALIDE_CUDA_FORMULATION.
     std::optional<std::string> cuda_formulation;
     // cuda_mma: choose formulation and tile by measurement at prepare (else the size heuristic).

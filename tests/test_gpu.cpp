@@ -869,7 +869,11 @@ class GpuInt4ResNet : public ::testing::TestWithParam<std::tuple<int, std::strin
 
 TEST_P(GpuInt4ResNet, LogitsBitExactWithCpu) {
     QH_REQUIRE_CUDA();
-    const auto &[depth, prec] = GetParam();
+    const auto &[depth, prec_] = GetParam();
+    // w4a8_widened: W4A8 with cuda_mma's widened formulation forced on every W4A8 layer (widen
+    // the 4-bit weights in a shared scratch, then the int8 kernel), the choice at large batch.
+    const bool widened = prec_ == "w4a8_widened";
+    const std::string prec = widened ? "w4a8" : prec_;
     qh::Graph g = qh::build_resnet({depth});
     if (prec == "mixed") {  // every other layer w4a4 (edges int8)
         qh::BitConfig c;
@@ -889,10 +893,18 @@ TEST_P(GpuInt4ResNet, LogitsBitExactWithCpu) {
         pc.batch = pg.batch = batch;
         pg.device = qh::Device::cuda;
         auto cpu = qh::Model::prepare(g, pc);
-        auto gpu = qh::Model::prepare(g, pg);
+        std::unique_ptr<qh::Model> gpu;
+        {
+            qh::KernelOptionsScope scope(formulation(widened ? "widened" : ""));
+            gpu = qh::Model::prepare(g, pg);
+        }
         std::map<std::string, int> kernels;
-        for (const auto &l : gpu->layers())
+        int n_widened = 0;
+        for (const auto &l : gpu->layers()) {
             if (l.op.rfind("conv2d", 0) == 0 || l.op.rfind("dense", 0) == 0) kernels[l.kernel.substr(0, l.kernel.find("__"))]++;
+            n_widened += l.kernel.find("__cuda_mma__widened_") != std::string::npos;
+        }
+        if (widened) EXPECT_GE(n_widened, depth == 18 ? 15 : 45) << "W4A8 layers on the widened formulation";
         for (const auto &[k, n] : kernels) std::printf("  resnet%d %s batch %d: %2d x %s\n", depth, prec.c_str(), batch, n, k.c_str());
         qh::Tensor x = random_image(cpu->input(0).shape(), 700 + batch);
         std::memcpy(cpu->input(0).raw(), x.raw(), x.nbytes());
@@ -907,7 +919,7 @@ TEST_P(GpuInt4ResNet, LogitsBitExactWithCpu) {
     }
 }
 INSTANTIATE_TEST_SUITE_P(Precisions, GpuInt4ResNet,
-                         ::testing::Combine(::testing::Values(18, 50), ::testing::Values("w4a8", "w4a4", "mixed")),
+                         ::testing::Combine(::testing::Values(18, 50), ::testing::Values("w4a8", "w4a8_widened", "w4a4", "mixed")),
                          [](const auto &info) {
                              return "resnet" + std::to_string(std::get<0>(info.param)) + "_" + std::get<1>(info.param);
                          });
@@ -1177,6 +1189,7 @@ TEST_P(GpuInt4Mma, BitExactWithCpu) {
     if (!qh::cuda_mma_built()) GTEST_SKIP() << "library built without the cuda_mma microkernel (no nvcc)";
     const auto &[prec, add, tc] = GetParam();
     const bool a4 = prec == "w4a4";
+    const bool widened = prec == "w4a8_widened";  // forced: widen to s8 in the shared scratch, int8 kernel
     std::mt19937 g(uint32_t(std::hash<std::string>()(tc.name + prec)) + (add ? 7 : 0));
     const int x_zp = a4 ? int(g() % 16) : int(g() % 256), yzp = a4 ? int(g() % 8) : int(g() % 200);
     std::vector<int8_t> wv(size_t(tc.oc) * tc.c * tc.k * tc.k);
@@ -1236,9 +1249,11 @@ TEST_P(GpuInt4Mma, BitExactWithCpu) {
         b = qh::cuda_mma::bind_conv2d(xd.t, pw4, p, yd.t, add ? &r : nullptr);
 #endif
     } else {
+        qh::KernelOptionsScope scope(formulation(widened ? "widened" : ""));
         b = add ? qh::bind_conv2d_add(xd.t, pw4, p, rp, rd.t, yd.t) : qh::bind_conv2d(xd.t, pw4, p, yd.t);
     }
-    const std::string want = std::string(add ? "conv2d_add_" : "conv2d_") + (a4 ? "u4s4u4" : "u8s4u8") + "__cuda_mma__";
+    const std::string want = std::string(add ? "conv2d_add_" : "conv2d_") + (a4 ? "u4s4u4" : "u8s4u8") +
+                             (widened ? "__cuda_mma__widened_" : "__cuda_mma__");
     ASSERT_EQ(b.kernel().rfind(want, 0), 0u) << b.kernel();
     const std::vector<uint8_t> want_y = a4 ? pack4(yh.data<uint8_t>(), yh.numel())
                                            : std::vector<uint8_t>(yh.data<uint8_t>(), yh.data<uint8_t>() + yh.numel());
@@ -1264,7 +1279,7 @@ TEST_P(GpuInt4Mma, BitExactWithCpu) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Int4, GpuInt4Mma,
-                         ::testing::Combine(::testing::Values("w4a8", "w4a4"), ::testing::Bool(),
+                         ::testing::Combine(::testing::Values("w4a8", "w4a8_widened", "w4a4"), ::testing::Bool(),
                                             ::testing::ValuesIn(int4_cases())),
                          [](const auto &info) {
                              return std::get<0>(info.param) + (std::get<1>(info.param) ? "_add_" : "_") +
