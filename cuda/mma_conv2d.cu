@@ -89,7 +89,9 @@ cudaError_t qh_cuda_conv2d_run(const ConvDesc &d0, int variant, const uint8_t *x
     const ConvDesc d = byte_view(d0);
     const QhCudaConvVariant &V = kVariants[variant];
     if (rq && V.splitk > 1) return cudaErrorInvalidValue;
-    if (a4 && (V.engine != 0 || layout != QhLayout::NHWC)) return cudaErrorNotSupported;
+    // W4A4 runs the other layouts on its byte view with s32 output only (the layout evaluation of
+    // bench/cuda/int4_conv_bench.cu --layouts; NC32HW32 of bytes = 64 u4 channels a block).
+    if (a4 && (V.engine != 0 || (layout != QhLayout::NHWC && (rq || res)))) return cudaErrorNotSupported;
     const Path path = path_of_b(d);
     if (path == Path::Direct && d.ic % V.bk != 0) return cudaErrorNotSupported;
     const bool gather = path == Path::RowGather || path == Path::RowGather4;

@@ -13,7 +13,9 @@
 // The kernel addresses pixels through strides (n, y, x, 32-channel block), so the three are
 // parameter sets of one loader and one epilogue. Layouts other than NHWC: direct path only
 // (IC % 64 == 0; other shapes return cudaErrorNotSupported), mma.sync tiles only (wgmma returns
-// cudaErrorNotSupported). Weights are packed as in mma_conv2d.cuh in every layout.
+// cudaErrorNotSupported). Weights are packed as in mma_conv2d.cuh in every layout. W4A4 (abits =
+// 4): the layout applies to the byte view of u4 storage (C = IC/2 bytes a pixel, so NC32HW32 is
+// NC64HW64 in channels), s32 output only.
 enum class QhLayout { NHWC = 0, HWNC = 1, NC32HW32 = 2 };
 
 // rq == nullptr: s32 output y = acc (+ bias_s32[oc] when not null); rq: fused requantize to u8;

@@ -27,7 +27,7 @@ build)
     -o "$D/wgmma_conv2d.o" 2>"$D/ptxas_wg.txt" &
   wait
   cat "$D/ptxas_w4.txt" "$D/ptxas_u4.txt" "$D/ptxas_wg.txt" >>"$D/ptxas.txt"
-  grep -E "registers|spill" "$D/ptxas.txt" | sort | uniq -c | head -20
+  grep -E "registers|spill" "$D/ptxas.txt" | sort | uniq -c | head -20 || true  # head closes the pipe early
   OBJS="$D/mma_conv2d.o $D/mma_conv2d_w4.o $D/mma_conv2d_u4.o $D/wgmma_conv2d.o"
   "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/mma_conv_bench.cu $OBJS -o "$D/mma_conv_bench"
   "$NVCC" -O3 -std=c++17 $ARCH $HOSTF bench/cuda/int4_conv_bench.cu $OBJS -o "$D/int4_conv_bench"

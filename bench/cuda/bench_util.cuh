@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "../../cuda/mma_conv2d.cuh"
+#include "../../cuda/mma_launch.cuh"  // mma_conv2d.cuh and the layouts other than NHWC
 
 #define CK(x)                                                                                        \
     do {                                                                                             \
@@ -25,6 +25,19 @@
     } while (0)
 
 namespace qh_bench {
+
+// Element offset of (n, y, x, c) of an [N][H][W][C] tensor in a layout (see QhLayout).
+inline long long lay_off(QhLayout l, long long N, long long H, long long W, long long C, long long n, long long y,
+                         long long x, long long c) {
+    switch (l) {
+    case QhLayout::HWNC: return ((y * W + x) * N + n) * C + c;
+    case QhLayout::NC32HW32: return (((n * (C / 32) + c / 32) * H + y) * W + x) * 32 + c % 32;
+    default: return ((n * H + y) * W + x) * C + c;
+    }
+}
+inline const char *lay_name(QhLayout l) {
+    return l == QhLayout::HWNC ? "HWNC" : l == QhLayout::NC32HW32 ? "NC32HW32" : "NHWC";
+}
 
 template <class F>
 void parallel_for(long long n, F f) {

@@ -13,7 +13,9 @@
 // checked the same way against the reference on the u4 values; TOPS of the best variant as a
 // fraction of --peak4 (the s4 mma.sync peak, measured by mma_rate in the same command).
 //   int4_conv_bench [--peak8 TOPS] [--peak4 TOPS] [--batches 1,8,256] [--reps 20] [--out FILE.json]
-//                   [--only NAME] [--skip-w4a8] [--skip-w4a4]
+//                   [--only NAME] [--skip-w4a8] [--skip-w4a4] [--layouts]
+// --layouts: W4A4 direct-path shapes also in HWNC and NC64HW64 (NC32HW32 of the u4 byte view), s32
+// output, every variant, checked through the layout's index map (the layout evaluation of issue 14).
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -72,9 +74,10 @@ struct CheckSet {
         cudaFree(g32);
         cudaFree(g8);
     }
-    long long check_s32(const int32_t *y) const {
+    // at: the outputs' element offsets on the device (another layout's), default idx_dev.
+    long long check_s32(const int32_t *y, const long long *at = nullptr) const {
         int n = int(idx.size());
-        gather_s32<<<(n + 255) / 256, 256>>>(y, idx_dev, n, g32);
+        gather_s32<<<(n + 255) / 256, 256>>>(y, at ? at : idx_dev, n, g32);
         CK(cudaGetLastError());
         std::vector<int32_t> got(n);
         CK(cudaMemcpy(got.data(), g32, n * 4, cudaMemcpyDeviceToHost));
@@ -152,7 +155,7 @@ int main(int argc, char **argv) {
     std::vector<int> batches = {1, 8, 256};
     int reps = 20;
     std::string out_path = "int4_conv_results.json", only;
-    bool skip_w4a8 = false, skip_w4a4 = false;
+    bool skip_w4a8 = false, skip_w4a4 = false, do_layouts = false;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
         if (a == "--peak8" && i + 1 < argc) peak8 = atof(argv[++i]);
@@ -162,6 +165,7 @@ int main(int argc, char **argv) {
         else if (a == "--out" && i + 1 < argc) out_path = argv[++i];
         else if (a == "--only" && i + 1 < argc) only = argv[++i];
         else if (a == "--skip-w4a8") skip_w4a8 = true;
+        else if (a == "--layouts") do_layouts = true;
         else if (a == "--skip-w4a4") skip_w4a4 = true;
         else {
             fprintf(stderr, "unknown argument %s\n", a.c_str());
@@ -382,6 +386,62 @@ int main(int argc, char **argv) {
             if (us > 0 && us < best) best = us, bestv = qh_cuda_conv2d_variant(v).name;
             fprintf(stderr, "w4a4 %s %s %.1f us%s\n", S.name, qh_cuda_conv2d_variant(v).name, us, b ? " MISMATCH" : "");
         }
+        // Layouts (--layouts): x in HWNC / NC64HW64 bytes, y (s32) in the same layout of OC.
+        std::string lay_json, lay_line;
+        if (do_layouts && qh_cuda_conv2d_direct(d)) {
+            const int cb = d.ic / 2, OH = d.oh(), OW = d.ow();  // bytes a pixel; direct: cb % 64 == 0
+            for (QhLayout lay : {QhLayout::HWNC, QhLayout::NC32HW32}) {
+                if (lay == QhLayout::NC32HW32 && (d.oc % 32 || cb % 32)) continue;
+                std::vector<uint8_t> xl(xp.size());
+                parallel_for((long long)npix, [&](long long pix) {
+                    const long long n = pix / ((long long)d.h * d.w), y = pix / d.w % d.h, x = pix % d.w;
+                    for (int c0 = 0; c0 < cb; c0 += 32)
+                        memcpy(&xl[lay_off(lay, d.n, d.h, d.w, cb, n, y, x, c0)], &xp[pix * cb + c0], 32);
+                });
+                std::vector<long long> at(cs.idx.size());
+                for (size_t i = 0; i < at.size(); ++i) {
+                    const long long m = cs.idx[i] / d.oc, r = m % ((long long)OH * OW);
+                    at[i] = lay_off(lay, d.n, OH, OW, d.oc, m / ((long long)OH * OW), r / OW, r % OW, int(cs.idx[i] % d.oc));
+                }
+                uint8_t *xld;
+                long long *atd;
+                CK(cudaMalloc(&xld, xl.size()));
+                CK(cudaMemcpy(xld, xl.data(), xl.size(), cudaMemcpyHostToDevice));
+                CK(cudaMalloc(&atd, at.size() * 8));
+                CK(cudaMemcpy(atd, at.data(), at.size() * 8, cudaMemcpyHostToDevice));
+                double lbest = 1e30;
+                std::string lv;
+                for (int v = 0; v < nv; ++v) {
+                    auto f = [&] {
+                        return qh_cuda_conv2d_run(d, v, xld, reinterpret_cast<const int8_t *>(wd), yd, nullptr, nullptr, ws,
+                                                  0, nullptr, lay);
+                    };
+                    CK(cudaMemset(yd, 0xA5, outs * 4));
+                    cudaError_t e = f();
+                    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
+                        cudaGetLastError();
+                        continue;
+                    }
+                    CK(e);
+                    CK(cudaDeviceSynchronize());
+                    long long b = cs.check_s32(yd, atd);
+                    const double us = tm.time(f, reps);
+                    b += cs.check_s32(yd, atd);
+                    checked += 2 * cs.idx.size();
+                    bad += b;
+                    if (b) fprintf(stderr, "MISMATCH w4a4 %s %s variant %s: %lld\n", S.name, lay_name(lay), qh_cuda_conv2d_variant(v).name, b);
+                    if (!b && us > 0 && us < lbest) lbest = us, lv = qh_cuda_conv2d_variant(v).name;
+                }
+                const char *ln = lay == QhLayout::HWNC ? "HWNC" : "NC64HW64";
+                char buf[160];
+                snprintf(buf, sizeof buf, ", \"%s_us\": %.2f, \"%s_variant\": \"%s\"", ln, lbest, ln, lv.c_str());
+                lay_json += buf;
+                snprintf(buf, sizeof buf, " %s %.1f us (%.3fx)", ln, lbest, lbest / best);
+                lay_line += buf;
+                cudaFree(xld);
+                cudaFree(atd);
+            }
+        }
         // The fused u4 epilogues (requantize; residual add) on the small shapes, every variant, all
         // outputs, against requant_ref / qadd_ref on the reference accumulators (lo..hi in [0, 15]).
         if (d.n <= 8) {
@@ -455,9 +515,13 @@ int main(int argc, char **argv) {
                  bestv.c_str(), checked, bad ? "  MISMATCH" : "");
         table.push_back(line);
         printf("%s\n", line);
+        if (!lay_line.empty()) {
+            table.push_back(std::string("w4a4 layouts ") + S.name + ": NHWC " + std::to_string(best).substr(0, 7) + " us," + lay_line);
+            printf("%s\n", table.back().c_str());
+        }
         fflush(stdout);
-        fprintf(js, "%s\n {\"shape\": \"%s\", \"us\": %.2f, \"tops\": %.2f, \"variant\": \"%s\", \"checked\": %lld, \"mismatches\": %lld}",
-                first_js ? "" : ",", S.name, best, tops, bestv.c_str(), checked, bad);
+        fprintf(js, "%s\n {\"shape\": \"%s\", \"us\": %.2f, \"tops\": %.2f, \"variant\": \"%s\", \"checked\": %lld, \"mismatches\": %lld%s}",
+                first_js ? "" : ",", S.name, best, tops, bestv.c_str(), checked, bad, lay_json.c_str());
         first_js = false;
         cudaFree(xd); cudaFree(wd); cudaFree(yd);
         if (ws) cudaFree(ws);
