@@ -113,7 +113,7 @@ int main(int argc, char **argv) {
     app.add_option("--dtypes", dtypes, "<src><wei><dst>: conv2d/dense u8s8u8 (default), u8s8s8, "
                    "u8s8s32, u8z8u8, u8z8s32; int4: u8s4u8 (W4A8), u4s4u4 (W4A4, u4 storage), u8s4u4, "
                    "u4s4u8 (conv2d), dense u8s4u8, u8s4s32; maxpool u8u8 (default), s8s8");
-    app.add_option("--target", target, "target tag of the build (default: the best this CPU runs)");
+    app.add_option("--target", target, "target tag of the build (default: the best this CPU runs); cuda = cuda_dp4a");
     app.add_option("--schedule-tag", sched_tag, "schedule registry tag (default: the target tag)");
     app.add_option("--knob", knob_args, "schedule knob name=value (repeatable, or comma-separated); "
                    "see --list-knobs");
@@ -141,6 +141,7 @@ int main(int argc, char **argv) {
             return 0;
         }
         if (target.empty()) target = default_target();
+        if (target == "cuda") target = "cuda_dp4a";  // as qhalide-resnet --target cuda: the Halide GPU kernels
         const std::string tag = sched_tag.empty() ? target : sched_tag;
         halide_target_of(target);  // unknown tags: a clear error
         if (list_knobs) {
