@@ -36,6 +36,8 @@ void set_uniform_precision(Graph &g, LayerPrecision p, bool keep_edges = true);
 
 // The precision a layer of a calibrated graph really runs at: w4a4 needs a 4-bit input value
 // (GraphValue::qtype u4/s4); otherwise int8 weights stay int8 and 4-bit weights give w4a8.
+// Graph inputs keep their 8 bits (four_bit_values): a w4a4 layer reading one (the stem, when the
+// edges are not kept) runs at w4a8, and says so here and in the bit-config text.
 LayerPrecision effective_precision(const Graph &g, const GraphNode &n);
 
 }  // namespace qh

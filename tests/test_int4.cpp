@@ -356,6 +356,40 @@ TEST(Int4Model, W4A4ResNet18VariantsAndStorageAgree) {
     EXPECT_LE(m->arena_bytes(), mu8->arena_bytes());
 }
 
+// W4A4 asked of every layer, the stem conv and the FC included (set_uniform_precision without
+// keeping the edges): the FC runs W4A4 as dense_u8s4 on 4-bit activations stored one a byte (the
+// pooled 512 values an image); the stem reads the graph input, which keeps 8 bits, so it runs
+// W4A8 and effective_precision says so.
+TEST(Int4Model, W4A4OnEveryLayerIncludingStemAndFc) {
+    Graph g = build_resnet({18, 10, 64});
+    set_uniform_precision(g, LayerPrecision::w4a4, /*keep_edges=*/false);
+    std::vector<Tensor> samples;
+    for (int i = 0; i < 3; i++) samples.push_back(random_input({1, 64, 64, 3}, 100 + i));
+    calibrate(g, samples, {});
+    const std::vector<int> layers = quantizable_layers(g);
+    for (int i : layers)
+        EXPECT_EQ(effective_precision(g, g.nodes[i]), i == layers.front() ? LayerPrecision::w4a8 : LayerPrecision::w4a4)
+            << g.nodes[i].name;
+    Tensor x = random_input({2, 64, 64, 3}, 302);
+    PrepareOptions po;
+    po.batch = 2;
+    auto m = Model::prepare(g, po);
+    EXPECT_EQ(count_kernels(*m, "dense_u8s4s32"), 1);
+    EXPECT_EQ(count_kernels(*m, "conv2d_u8s8u8"), 0);
+    for (const auto &l : m->layers())
+        if (l.layer == g.nodes[layers.front()].name)
+            EXPECT_EQ(l.kernel.rfind("conv2d_u8s4", 0), 0u) << "the stem, W4A8: " << l.kernel;
+    std::vector<float> first;
+    QH_FOR_EACH_TARGET(tag) {
+        auto out = run_once(g, x, po);
+        if (first.empty()) first = out;
+        else EXPECT_EQ(out, first) << tag;
+    }
+    Graph g8 = build_resnet({18, 10, 64});
+    calibrate(g8, samples, {});
+    EXPECT_GT(cosine(run_once(g8, x, po), first), 0.9) << "W4A4 everywhere still tracks int8";
+}
+
 TEST(Int4Model, WeightBytesAndAccuracyProxy) {
     Int4Resnet r8(LayerPrecision::automatic), r48(LayerPrecision::w4a8), r44(LayerPrecision::w4a4);
     auto m8 = Model::prepare(r8.g, {}), m48 = Model::prepare(r48.g, {}), m44 = Model::prepare(r44.g, {});
