@@ -14,6 +14,7 @@
 // Only graph inputs need a shape (batch dimension is replaced by prepare's batch size);
 // prepare() infers the rest.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -57,9 +58,27 @@ constexpr int64_t window_output_extent(int64_t in, int64_t kernel, int64_t strid
     return span < 0 ? 0 : span / stride + 1;
 }
 
+// ONNX auto_pad SAME_UPPER / SAME_LOWER: output extent ceil(in / stride), the total padding
+// max((out - 1) * stride + kernel - in, 0) split evenly, the odd pixel at the end (UPPER) or the
+// beginning (LOWER). infer_shapes turns it into explicit pads once the input extent is known.
+enum class AutoPad { none, same_upper, same_lower };
+
 struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
     int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
     int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
+    AutoPad auto_pad = AutoPad::none;  // not none: the pads are set by resolve_auto_pad
+    void resolve_auto_pad(int64_t in_h, int64_t in_w) {
+        auto split = [this](int64_t in, int k, int s, int &begin, int &end) {
+            const int64_t out = (in + s - 1) / s, total = std::max<int64_t>((out - 1) * s + k - in, 0);
+            const int64_t small = total / 2, big = total - small;
+            begin = int(auto_pad == AutoPad::same_upper ? small : big);
+            end = int(auto_pad == AutoPad::same_upper ? big : small);
+        };
+        if (auto_pad == AutoPad::none) return;
+        split(in_h, kernel_h, stride_h, pad_top, pad_bottom);
+        split(in_w, kernel_w, stride_w, pad_left, pad_right);
+        auto_pad = AutoPad::none;
+    }
     int64_t out_h(int64_t in_h) const { return window_output_extent(in_h, kernel_h, stride_h, pad_top, pad_bottom); }
     int64_t out_w(int64_t in_w) const { return window_output_extent(in_w, kernel_w, stride_w, pad_left, pad_right); }
 };

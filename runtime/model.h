@@ -149,7 +149,12 @@ private:
 // Graph passes (prepare runs them too; runtime/passes.h has the others).
 Graph fold_batchnorm(const Graph &g);  // Conv -> BatchNorm becomes one Conv (float weights)
 // Shapes of every value for `batch` (NHWC / {N,K}); throws naming the node on any mismatch.
-std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch);
+// Resolves auto_pad SAME_* windows (WindowAttrs::resolve_auto_pad) into explicit pads in `g`.
+std::vector<std::vector<int64_t>> infer_shapes(Graph &g, int batch);
+inline std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {  // on a copy
+    Graph c = g;
+    return infer_shapes(c, batch);
+}
 
 struct CalibrationOptions {
     // minmax: the observed range; percentile: clipped to [100-p, p] percentiles; mse: the clipping

@@ -16,9 +16,9 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     auto pads = attr_ints("pads", {0, 0, 0, 0});
     auto dil = attr_ints("dilations", {1, 1});
     std::string auto_pad = attr_string("auto_pad", "NOTSET");
-    if (auto_pad != "NOTSET" && auto_pad != "VALID")
-        nfail("auto_pad=" + auto_pad + " not supported (only NOTSET with explicit pads, or VALID)");
-    if (auto_pad == "VALID") pads = {0, 0, 0, 0};
+    if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+        nfail("auto_pad=" + auto_pad + " not supported (NOTSET with explicit pads, VALID, SAME_UPPER or SAME_LOWER)");
+    if (auto_pad != "NOTSET") pads = {0, 0, 0, 0};  // SAME_*: resolved from the input extent (WindowAttrs)
     if (strides.size() != 2 || strides[0] < 1 || strides[1] < 1)
         nfail("strides " + shape_str(strides) + " not supported (two values >= 1)");
     if (pads.size() != 4 || *std::min_element(pads.begin(), pads.end()) < 0)
@@ -46,6 +46,8 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     // ONNX pads: [H_begin, W_begin, H_end, W_end].
     w.pad_top = int(pads[0]); w.pad_left = int(pads[1]);
     w.pad_bottom = int(pads[2]); w.pad_right = int(pads[3]);
+    if (auto_pad == "SAME_UPPER") w.auto_pad = AutoPad::same_upper;
+    if (auto_pad == "SAME_LOWER") w.auto_pad = AutoPad::same_lower;
     return w;
 }
 

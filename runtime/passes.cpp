@@ -111,7 +111,7 @@ Graph fold_batchnorm(const Graph &src) {
     return g;
 }
 
-std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
+std::vector<std::vector<int64_t>> infer_shapes(Graph &g, int batch) {
     if (batch < 1) throw std::runtime_error("model '" + g.name + "': batch must be >= 1");
     std::vector<std::vector<int64_t>> s(g.values.size());
     for (int i : g.inputs) {
@@ -121,13 +121,15 @@ std::vector<std::vector<int64_t>> infer_shapes(const Graph &g, int batch) {
                                 std::to_string(batch));
     }
     ShapeInputs in;
-    for (const GraphNode &n : g.nodes) {
+    for (GraphNode &n : g.nodes) {
         in.shapes.clear();
         in.names.clear();
         for (int x : n.inputs) {
             in.shapes.push_back(s[x]);
             in.names.push_back(g.values[x].name);
         }
+        if (n.window.auto_pad != AutoPad::none && !in.shapes.empty() && in.shapes[0].size() == 4)
+            n.window.resolve_auto_pad(in.shapes[0][1], in.shapes[0][2]);  // NHWC
         std::vector<int64_t> y;
         try {
             y = output_shape(n, in);

@@ -474,8 +474,8 @@ TEST(OnnxImport, RefusesUnsupported) {
     }
     {
         Model m = conv_model();
-        attr_s(*m.g->mutable_node(0), "auto_pad", "SAME_UPPER");
-        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "auto_pad=SAME_UPPER not supported"});
+        attr_s(*m.g->mutable_node(0), "auto_pad", "SAME_EXTRA");
+        expect_error([&] { m.import(); }, {"node 'conv3' (Conv)", "auto_pad=SAME_EXTRA not supported (NOTSET with explicit pads, VALID, SAME_UPPER or SAME_LOWER)"});
     }
     {
         Model m = conv_model();
@@ -1275,8 +1275,6 @@ TEST_F(OnnxTestdata, RefusedNodeModels) {
     };
     refused("test_maxpool_2d_ceil", "ceil_mode=1 not supported");
     refused("test_maxpool_2d_dilations", "dilations [2,2] not supported");
-    refused("test_maxpool_2d_same_upper", "auto_pad=SAME_UPPER not supported");
-    refused("test_conv_with_autopad_same", "auto_pad=SAME_LOWER not supported");
     refused("test_gemm_alpha", "alpha=");
     refused("test_gemm_transposeA", "transA=1 not supported");
     refused("test_gemm_default_matrix_bias", "only a bias per output");

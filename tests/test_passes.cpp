@@ -322,3 +322,25 @@ TEST(Passes, PrepareIsThePasses) {
     }
     EXPECT_EQ(m->arena_bytes(), p.arena_size);
 }
+
+// ONNX auto_pad SAME_*: out = ceil(in / stride), total padding split, the odd pixel at the end
+// (UPPER) or the beginning (LOWER); resolved by infer_shapes from the input extent.
+TEST(Passes, AutoPadSameSplitsThePadding) {
+    auto pads = [](AutoPad mode, int k, int s, int64_t in) {
+        WindowAttrs w;
+        w.kernel_h = w.kernel_w = k;
+        w.stride_h = w.stride_w = s;
+        w.auto_pad = mode;
+        w.resolve_auto_pad(in, in);
+        EXPECT_EQ(w.auto_pad, AutoPad::none);
+        EXPECT_EQ(w.out_h(in), (in + s - 1) / s);
+        return std::vector<int>{w.pad_top, w.pad_bottom};
+    };
+    EXPECT_EQ(pads(AutoPad::same_upper, 3, 2, 8), (std::vector<int>{0, 1}));
+    EXPECT_EQ(pads(AutoPad::same_lower, 3, 2, 8), (std::vector<int>{1, 0}));
+    EXPECT_EQ(pads(AutoPad::same_upper, 3, 2, 7), (std::vector<int>{1, 1}));
+    EXPECT_EQ(pads(AutoPad::same_lower, 5, 1, 7), (std::vector<int>{2, 2}));
+    EXPECT_EQ(pads(AutoPad::same_upper, 2, 1, 5), (std::vector<int>{0, 1}));
+    EXPECT_EQ(pads(AutoPad::same_lower, 2, 1, 5), (std::vector<int>{1, 0}));
+    EXPECT_EQ(pads(AutoPad::same_upper, 1, 3, 5), (std::vector<int>{0, 0}));  // no padding needed
+}
