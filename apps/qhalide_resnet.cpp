@@ -323,7 +323,9 @@ int main(int argc, char **argv) {
                  "inputs), so their classes are meaningless; give an .onnx file for a real model."};
     app.add_option("--model", o.model, "resnet18, resnet50 or FILE.onnx (float, QDQ or QOperator)")
         ->capture_default_str();
-    app.add_option("--image", o.image, "PNG or JPEG (resize 256, center crop 224, ImageNet normalization), or .npy")
+    app.add_option("--image", o.image, "PNG or JPEG (resize 256, center crop 224, ImageNet normalization), or .npy "
+                                       "in qhalide's NHWC layout {N,S,S,3} (f32, or u8 for a model with a u8 input), "
+                                       "also for an .onnx model (qhalide-run takes ONNX's NCHW)")
         ->capture_default_str();
     app.add_option("--batch", o.batch, "batch size (the image is replicated)")->check(CLI::Range(1, 4096))->capture_default_str();
     app.add_option("--threads", o.threads, "threads (0: all cores)")->capture_default_str();
@@ -357,7 +359,7 @@ int main(int argc, char **argv) {
         ->check(CLI::IsMember({"minmax", "percentile"}))->capture_default_str();
     app.add_option("--percentile", o.percentile, "percentile calibration: clip at this percentile")
         ->check(CLI::Range(50.0, 100.0))->capture_default_str();
-    app.add_option("--calib", o.calib_files, "calibration images or .npy tensors (default: synthetic inputs)");
+    app.add_option("--calib", o.calib_files, "calibration images or .npy tensors, NHWC as --image (default: synthetic inputs)");
     app.add_option("--calib-samples", o.calib_samples, "number of synthetic calibration inputs")
         ->check(CLI::Range(1, 10000))->capture_default_str();
     app.add_option("--labels", o.labels, "class names, one per line")->capture_default_str();
