@@ -101,6 +101,21 @@ struct CheckSet {
     }
 };
 
+// The first run of a candidate: y poisoned (0xA5), then f(); false (error cleared) when the
+// variant does not take the shape, otherwise synchronized, ready to check.
+template <class F>
+bool checked_run(F f, void *y, size_t bytes) {
+    CK(cudaMemset(y, 0xA5, bytes));
+    const cudaError_t e = f();
+    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
+        cudaGetLastError();
+        return false;
+    }
+    CK(e);
+    CK(cudaDeviceSynchronize());
+    return true;
+}
+
 struct Timer {
     cudaEvent_t e0, e1;
     Timer() {
@@ -252,14 +267,7 @@ int main(int argc, char **argv) {
                         return u8 ? qh_cuda_conv2d_u8s8u8_v(dd, v, xd, wd, rq, reinterpret_cast<uint8_t *>(yd), ws, 0)
                                   : qh_cuda_conv2d_u8s8s32_v(dd, v, xd, wd, yd, ws, 0);
                     };
-                    CK(cudaMemset(yd, 0xA5, outs * 4));
-                    cudaError_t e = f();
-                    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
-                        cudaGetLastError();
-                        continue;
-                    }
-                    CK(e);
-                    CK(cudaDeviceSynchronize());
+                    if (!checked_run(f, yd, outs * 4)) continue;
                     long long b = u8 ? cs.check_u8(reinterpret_cast<uint8_t *>(yd), d, bias, mult, zy, 0, 255)
                                      : cs.check_s32(yd);
                     checked += cs.idx.size();
@@ -369,14 +377,7 @@ int main(int argc, char **argv) {
         long long bad = 0, checked = 0;
         for (int v = 0; v < nv; ++v) {
             auto f = [&] { return qh_cuda_conv2d_u4s4s32_v(d, v, xd, wd, yd, ws, 0); };
-            CK(cudaMemset(yd, 0xA5, outs * 4));
-            cudaError_t e = f();
-            if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
-                cudaGetLastError();
-                continue;
-            }
-            CK(e);
-            CK(cudaDeviceSynchronize());
+            if (!checked_run(f, yd, outs * 4)) continue;
             long long b = cs.check_s32(yd);
             double us = tm.time(f, reps);
             b += cs.check_s32(yd);
@@ -416,14 +417,7 @@ int main(int argc, char **argv) {
                         return qh_cuda_conv2d_run(d, v, xld, reinterpret_cast<const int8_t *>(wd), yd, nullptr, nullptr, ws,
                                                   0, nullptr, lay);
                     };
-                    CK(cudaMemset(yd, 0xA5, outs * 4));
-                    cudaError_t e = f();
-                    if (e == cudaErrorNotSupported || e == cudaErrorInvalidValue) {
-                        cudaGetLastError();
-                        continue;
-                    }
-                    CK(e);
-                    CK(cudaDeviceSynchronize());
+                    if (!checked_run(f, yd, outs * 4)) continue;
                     long long b = cs.check_s32(yd, atd);
                     const double us = tm.time(f, reps);
                     b += cs.check_s32(yd, atd);
