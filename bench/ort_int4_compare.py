@@ -45,6 +45,8 @@ from onnx.reference import ReferenceEvaluator
 import onnxruntime as ort
 from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_static)
 
+import onnx_net  # bench/onnx_net.py: the seeded conv nets both ORT comparisons build
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 SHAPE = [1, 3, 16, 16]
 CLASSES = 10
@@ -52,35 +54,8 @@ CLASSES = 10
 
 # ---- float models -------------------------------------------------------------------------------
 
-class Net:
-    def __init__(self, seed):
-        self.rng = np.random.default_rng(seed)
-        self.nodes, self.inits = [], []
-
-    def conv(self, x, name, ic, oc, k=3, stride=1, relu=True):
-        bound = np.sqrt(6.0 / (ic * k * k))
-        w = self.rng.uniform(-bound, bound, (oc, ic, k, k)).astype(np.float32)
-        # channels of different magnitude, so per-channel and per-tensor scales differ
-        w *= self.rng.uniform(0.3, 1.5, (oc, 1, 1, 1)).astype(np.float32)
-        b = self.rng.uniform(-0.1, 0.1, oc).astype(np.float32)
-        self.inits += [numpy_helper.from_array(w, name + ".w"), numpy_helper.from_array(b, name + ".b")]
-        self.nodes.append(helper.make_node("Conv", [x, name + ".w", name + ".b"], [name], name=name,
-                                           kernel_shape=[k, k], strides=[stride, stride], pads=[k // 2] * 4))
-        if not relu:
-            return name
-        return self.op("Relu", [name], name + ".relu")
-
-    def op(self, op, ins, name, **attrs):
-        self.nodes.append(helper.make_node(op, ins, [name], name=name, **attrs))
-        return name
-
-    def model(self, name, out):
-        graph = helper.make_graph(self.nodes, name, [helper.make_tensor_value_info("input", TensorProto.FLOAT, SHAPE)],
-                                  [helper.make_tensor_value_info(out, TensorProto.FLOAT, [1, CLASSES])], self.inits)
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], producer_name="qhalide-bench")
-        m.ir_version = 10
-        onnx.checker.check_model(m, full_check=True)
-        return m
+def Net(seed):
+    return onnx_net.Net(seed, SHAPE, CLASSES, opset=21, ir_version=10)
 
 
 def cnn(maxpool, seed=2026):
@@ -97,12 +72,7 @@ def cnn(maxpool, seed=2026):
     y = n.conv(y, "conv3", 16, 16, relu=False)
     x = n.op("Relu", [n.op("Add", [y, x], "add")], "add.relu")
     x = n.conv(x, "conv4", 16, 32, stride=2)
-    x = n.op("Flatten", [n.op("GlobalAveragePool", [x], "gap")], "flatten", axis=1)
-    w = (n.rng.uniform(-1, 1, (CLASSES, 32)) / np.sqrt(32)).astype(np.float32)
-    b = n.rng.uniform(-0.1, 0.1, CLASSES).astype(np.float32)
-    n.inits += [numpy_helper.from_array(w, "fc.w"), numpy_helper.from_array(b, "fc.b")]
-    n.nodes.append(helper.make_node("Gemm", [x, "fc.w", "fc.b"], ["logits"], name="fc", transB=1))
-    return n.model("cnn_maxpool" if maxpool else "cnn_stride", "logits")
+    return n.model("cnn_maxpool" if maxpool else "cnn_stride", n.head(x, 32))
 
 
 def tie_model(four_bit_act):
