@@ -185,3 +185,100 @@ public:
 }  // namespace
 
 HALIDE_REGISTER_GENERATOR(Conv2d, conv2d)
+
+// conv2d_grouped: quantized grouped / depthwise / dilated 2-D convolution (ONNX Conv with
+// group > 1 or dilations > 1, and QLinearConv likewise). Not blocked: one output channel per
+// vector lane, so a depthwise conv (group = C) is C independent small windows, not a dense conv
+// over zeros.
+//
+// Layout contract (Halide dims innermost first):
+//   input    u8  (c, x, y, n)         NHWC, c dense, IC = G * CG channels
+//   weights  s8  (OCpad, CG, KW, KH)  weights(o, i, kx, ky) = w'[o][i][ky][kx] (ONNX OIHW
+//            reordered so output channels are dense), zero for o >= OC; OCpad multiple of 64
+//   bias     s32 (OCpad) effective bias: bias - z_x * sum W' + K * z_x * z_w', K = CG*KH*KW
+//   wzp      s32 (OCpad) weight zero points z_w' (weight_zp variants only)
+//   mult     f32 (OCpad) s_x * s_w[o] / s_y
+//   group_out  M = OC / G, output channels per group; output channel o reads input channels
+//              (o / M) * CG + i, i < CG (CG = weights' dim 1)
+//   output   u8 (c, x, y, n)  NHWC
+// Math: acc(o) = bias'(o) + sum_{i, kx, ky} X((o/M)*CG + i, x*sx + kx*dx - px, y*sy + ky*dy - py) W'(o, i, kx, ky)
+//       - z_w'(o) * sum X (same window; weight_zp only), X = input with z_x outside the image,
+// which equals sum (X - z_x)(W - z_w) + bias (the fold is the dense conv's, with no channel
+// padding). The product u8 x s8 is exact in int16 (|255 * -128| < 2^15), so the multiply is
+// 16-bit and only the accumulation is 32-bit. Bounds: as conv2d (runtime/pack.h).
+// Epilogue: y = clamp(round(acc * mult[o]) + z_y, act_min, act_max).
+namespace {
+
+class Conv2dGrouped : public Generator<Conv2dGrouped> {
+public:
+    GeneratorParam<std::string> schedule_tag{"schedule", "generic"};
+    GeneratorParam<std::string> knobs{"knobs", ""};
+    GeneratorParam<bool> weight_zp{"weight_zp", false};
+    GeneratorParam<Type> dst_type{"dst_type", UInt(8)};
+
+    Input<Buffer<uint8_t, 4>> input{"input"};
+    Input<int32_t> input_zp{"input_zp"};
+    Input<Buffer<int8_t, 4>> weights{"weights"};
+    Input<Buffer<int32_t, 1>> bias{"bias"};
+    Input<Buffer<int32_t, 1>> wzp{"wzp"};
+    Input<Buffer<float, 1>> mult{"mult"};
+    Input<int32_t> output_zp{"output_zp"};
+    Input<int32_t> act_min{"act_min"};
+    Input<int32_t> act_max{"act_max"};
+    Input<int32_t> stride_x{"stride_x"};
+    Input<int32_t> stride_y{"stride_y"};
+    Input<int32_t> pad_x{"pad_x"};
+    Input<int32_t> pad_y{"pad_y"};
+    Input<int32_t> dilation_x{"dilation_x"};
+    Input<int32_t> dilation_y{"dilation_y"};
+    Input<int32_t> group_out{"group_out"};
+    Output<Buffer<void, 4>> output{"output"};
+
+    void configure() { output.set_type(dst_type); }
+
+    void generate() {
+        qh::GroupedConvStages s;
+        Var c("c"), x("x"), y("y"), n("n");
+        s.c = c; s.x = x; s.y = y; s.n = n;
+        Expr IC = input.dim(0).extent(), W = input.dim(1).extent(), H = input.dim(2).extent();
+        Expr CG = weights.dim(1).extent(), KW = weights.dim(2).extent(), KH = weights.dim(3).extent();
+        Func bc = BoundaryConditions::constant_exterior(
+            input, cast<uint8_t>(input_zp), {{0, IC}, {0, W}, {0, H}, {Expr(), Expr()}});
+        s.padded = Func("padded");
+        s.padded(c, x, y, n) = bc(c, x, y, n);
+        s.r = RDom(0, CG, 0, KW, 0, KH, "r");
+        s.depthwise = group_out == 1 && CG == 1;
+        const RDom &r = s.r;
+        Expr ic = (c / group_out) * CG + r.x;
+        Expr xv = s.padded(ic, x * stride_x + r.y * dilation_x - pad_x, y * stride_y + r.z * dilation_y - pad_y, n);
+        Expr wv = weights(c, r.x, r.y, r.z);
+        s.acc = Func("acc");
+        s.acc(c, x, y, n) = bias(c);
+        s.acc(c, x, y, n) += cast<int32_t>(widening_mul(xv, wv));
+        Expr a = s.acc(c, x, y, n);
+        if (weight_zp) {
+            s.has_xsum = true;
+            s.xsum = Func("xsum");
+            s.xsum(c, x, y, n) = 0;
+            s.xsum(c, x, y, n) += cast<int32_t>(xv);
+            a -= wzp(c) * s.xsum(c, x, y, n);
+        }
+        Type t = dst_type;
+        output(c, x, y, n) = cast(t, qh::requantize(a, mult(c), output_zp, t, act_min, act_max));
+        s.output = output;
+
+        input.dim(0).set_min(0).set_stride(1);
+        for (int d = 1; d < 4; d++) input.dim(d).set_min(0);
+        weights.dim(0).set_min(0).set_stride(1);
+        for (int d = 1; d < 4; d++) weights.dim(d).set_min(0);
+        output.dim(0).set_min(0).set_stride(1);
+        for (int d = 1; d < 4; d++) output.dim(d).set_min(0);
+
+        qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};
+        qh::ScheduleRegistry<qh::GroupedConvStages>::get().apply("conv2d_grouped", schedule_tag, s, ctx);
+    }
+};
+
+}  // namespace
+
+HALIDE_REGISTER_GENERATOR(Conv2dGrouped, conv2d_grouped)

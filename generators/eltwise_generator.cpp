@@ -182,9 +182,30 @@ public:
     }
 };
 
+// Table lookup: y(i, p) = table[x(i, p)]. Any unary op on a u8-quantized tensor is exact as the
+// 256-entry table DequantizeLinear -> op -> QuantizeLinear (runtime/layers/common.cpp u8_table);
+// so is requantizing a tensor to other quantization parameters (Concat's inputs). 2-D views
+// (inner dense, outer with any stride): a whole tensor as (numel, 1), or one Concat input
+// {pixels, C_i} written into its channel slice of the output (outer stride C).
+class Lut : public EltwiseBase<Lut> {
+public:
+    Input<Buffer<uint8_t, 2>> input{"input"};
+    Input<Buffer<uint8_t, 1>> table{"table"};
+    Output<Buffer<uint8_t, 2>> output{"output"};
+    void generate() {
+        Var i("i"), p("p");
+        output(i, p) = table(cast<int32_t>(input(i, p)));
+        input.dim(0).set_stride(1);
+        output.dim(0).set_stride(1);
+        table.dim(0).set_bounds(0, 256);
+        apply_schedule("lut", output, {i, p});
+    }
+};
+
 }  // namespace
 
 HALIDE_REGISTER_GENERATOR(Quantize, quantize)
+HALIDE_REGISTER_GENERATOR(Lut, lut)
 HALIDE_REGISTER_GENERATOR(Dequantize, dequantize)
 HALIDE_REGISTER_GENERATOR(Requantize, requantize)
 HALIDE_REGISTER_GENERATOR(Int4Pack, int4_pack)

@@ -5,6 +5,11 @@
 // global_avgpool (ONNX QLinearGlobalAveragePool): sum = sum_{x,y} input (int32, exact),
 //   output(c, n) = clamp(round(float(sum - HW * z_x) * mult) + z_y),  mult = s_x / (s_y * HW).
 //   Bound: 255 * H * W < 2^31.
+// avgpool (ONNX AveragePool on a quantized tensor, DQ -> AveragePool -> Q): over the window's
+//   positions inside the counted region [count_x0, count_x1) x [count_y0, count_y1) (the image,
+//   or with count_include_pad the image plus its pads), acc = sum (x - z_x) (exact int32; pad
+//   positions read z_x and add 0), cnt = the number of such positions, and
+//   y = clamp(round((float(acc) * mult) / float(cnt)) + z_y, 0, qmax),  mult = s_x / s_y.
 #include "Halide.h"
 #include "qh_math.h"
 #include "stages.h"
@@ -91,7 +96,58 @@ public:
     }
 };
 
+class AvgPool : public Generator<AvgPool> {
+public:
+    GeneratorParam<std::string> schedule_tag{"schedule", "generic"};
+    GeneratorParam<std::string> knobs{"knobs", ""};
+
+    Input<Buffer<uint8_t, 4>> input{"input"};
+    Input<int32_t> kernel_x{"kernel_x"};
+    Input<int32_t> kernel_y{"kernel_y"};
+    Input<int32_t> stride_x{"stride_x"};
+    Input<int32_t> stride_y{"stride_y"};
+    Input<int32_t> pad_x{"pad_x"};
+    Input<int32_t> pad_y{"pad_y"};
+    Input<int32_t> count_x0{"count_x0"};
+    Input<int32_t> count_x1{"count_x1"};
+    Input<int32_t> count_y0{"count_y0"};
+    Input<int32_t> count_y1{"count_y1"};
+    Input<int32_t> input_zp{"input_zp"};
+    Input<float> mult{"mult"};
+    Input<int32_t> output_zp{"output_zp"};
+    Input<int32_t> qmax{"qmax"};
+    Output<Buffer<uint8_t, 4>> output{"output"};
+
+    void generate() {
+        qh::PoolStages s;
+        Var c("c"), x("x"), y("y"), n("n");
+        s.c = c; s.x = x; s.y = y; s.n = n;
+        Expr W = input.dim(1).extent(), H = input.dim(2).extent();
+        Func bc = BoundaryConditions::constant_exterior(input, cast<uint8_t>(input_zp),
+                                                         {{Expr(), Expr()}, {0, W}, {0, H}, {Expr(), Expr()}});
+        s.padded = Func("padded");
+        s.padded(c, x, y, n) = bc(c, x, y, n);
+        s.r = RDom(0, kernel_x, 0, kernel_y, "r");
+        Expr x0 = x * stride_x - pad_x, y0 = y * stride_y - pad_y;
+        s.sum = Func("sum");
+        s.sum(c, x, y, n) = 0;
+        s.sum(c, x, y, n) += cast<int32_t>(s.padded(c, x0 + s.r.x, y0 + s.r.y, n)) - input_zp;
+        Expr cx = min(x0 + kernel_x, count_x1) - max(x0, count_x0);
+        Expr cy = min(y0 + kernel_y, count_y1) - max(y0, count_y0);
+        Expr cnt = max(cx, 1) * max(cy, 1);
+        Expr scaled = strict_float((cast<float>(s.sum(c, x, y, n)) * mult) / cast<float>(cnt));
+        output(c, x, y, n) = cast<uint8_t>(qh::clamp_to(UInt(8), qh::round_to_i32(scaled) + output_zp, 0, qmax));
+        s.output = output;
+        s.kernel_x = kernel_x; s.kernel_y = kernel_y; s.stride_x = stride_x; s.stride_y = stride_y;
+        input.dim(0).set_min(0).set_stride(1);
+        output.dim(0).set_min(0).set_stride(1);
+        qh::ScheduleContext ctx{get_target(), qh::Knobs(knobs), using_autoscheduler()};
+        qh::ScheduleRegistry<qh::PoolStages>::get().apply("avgpool", schedule_tag, s, ctx);
+    }
+};
+
 }  // namespace
 
 HALIDE_REGISTER_GENERATOR(MaxPool, maxpool)
+HALIDE_REGISTER_GENERATOR(AvgPool, avgpool)
 HALIDE_REGISTER_GENERATOR(GlobalAvgPool, global_avgpool)

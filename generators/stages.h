@@ -56,6 +56,19 @@ struct Conv2dStages {
     int out_pack = 1;  // output elements per byte of `output`'s c (2: u4 storage, dst_bits=4)
 };
 
+// conv2d_grouped: output(c, x, y, n) = epilogue(acc(c, x, y, n)), acc a plain (not blocked)
+// per-channel reduction over the group's input channels and the dilated window.
+struct GroupedConvStages {
+    Halide::Func padded;  // (c, x, y, n) u8 input, zero point outside the image
+    Halide::Func acc;     // (c, x, y, n) int32
+    Halide::Func xsum;    // (c, x, y, n) int32 window sum of the group's inputs (weight_zp only)
+    Halide::Func output;  // (c, x, y, n)
+    Halide::Var c, x, y, n;
+    Halide::RDom r;          // r.x: input channel within the group, r.y: kx, r.z: ky
+    Halide::Expr depthwise;  // one input and one output channel per group: input channel = c
+    bool has_xsum = false;
+};
+
 // conv2d_extern: output(oc, x, y, n) = epilogue(acc(oc, x, y, n) + bias(oc)), where acc is a
 // define_extern stage (the tensor-core microkernel on the GPU, no schedule of its own beyond its
 // compute level) and col the optional im2col packing stage it reads.

@@ -52,7 +52,8 @@ std::vector<bool> four_bit_values(const Graph &g) {
     for (const GraphNode &n : g.nodes) {
         const int out = n.output;
         bool can = n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add ||
-                   n.op == OpKind::GlobalAvgPool || n.precision == LayerPrecision::fp32;  // (its quantize step)
+                   n.op == OpKind::GlobalAvgPool || n.op == OpKind::AvgPool ||
+                   n.precision == LayerPrecision::fp32;  // (its quantize step)
         if (transparent(n.op) && n.precision != LayerPrecision::fp32) can = four[n.inputs[0]];
         four[out] = want[out] && can;
     }

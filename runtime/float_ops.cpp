@@ -9,9 +9,10 @@
 
 namespace qh::f32 {
 
-ConvWeights prepare_conv_weights(const Tensor &w, const Tensor &bias) {
+ConvWeights prepare_conv_weights(const Tensor &w, const Tensor &bias, int group) {
     if (w.dtype() != DType::f32) throw std::runtime_error("fp32 path: weights must be f32, have " + w.describe());
     ConvWeights c;
+    c.group = group;
     c.oc = int(w.dim(0));
     c.ic = int(w.dim(1));
     c.kh = w.rank() == 4 ? int(w.dim(2)) : 1;
@@ -33,7 +34,7 @@ ConvWeights prepare_conv_weights(const Tensor &w, const Tensor &bias) {
 namespace {
 
 bool is_pointwise(const ConvWeights &w, const WindowAttrs &a) {
-    return w.kh == 1 && w.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 &&
+    return w.group == 1 && w.kh == 1 && w.kw == 1 && a.stride_h == 1 && a.stride_w == 1 && a.pad_top == 0 &&
            a.pad_left == 0 && a.pad_bottom == 0 && a.pad_right == 0;
 }
 
@@ -47,36 +48,71 @@ void gemm_bias(int M, int K, const float *A, const ConvWeights &w, float *C) {
 
 size_t conv2d_scratch_floats(const std::vector<int64_t> &xs, const ConvWeights &w, const WindowAttrs &a) {
     if (is_pointwise(w, a)) return 0;
+    if (w.group > 1 && w.ic == 1 && w.oc == w.group) return 0;  // depthwise: direct loops
     return size_t(a.out_h(xs[1]) * a.out_w(xs[2])) * w.kh * w.kw * w.ic;
 }
+
+namespace {
+// Depthwise (one input and one output channel per group): y[c] = bias[c] + sum x[c] w[c],
+// vectorizable over the dense channels.
+void depthwise(const Tensor &x, const ConvWeights &w, const WindowAttrs &a, Tensor &y) {
+    const int N = int(x.dim(0)), H = int(x.dim(1)), W = int(x.dim(2)), C = int(x.dim(3));
+    const int OH = int(y.dim(1)), OW = int(y.dim(2)), K = w.kh * w.kw;
+    for (int n = 0; n < N; n++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                float *o = y.data<float>() + ((size_t(n) * OH + oy) * OW + ox) * C;
+                std::memcpy(o, w.bias.data(), sizeof(float) * C);
+                for (int ky = 0; ky < w.kh; ky++) {
+                    const int iy = oy * a.stride_h + ky * a.dilation_h - a.pad_top;
+                    if (iy < 0 || iy >= H) continue;
+                    for (int kx = 0; kx < w.kw; kx++) {
+                        const int ix = ox * a.stride_w + kx * a.dilation_w - a.pad_left;
+                        if (ix < 0 || ix >= W) continue;
+                        const float *i = x.data<float>() + ((size_t(n) * H + iy) * W + ix) * C;
+                        const size_t t = size_t(ky) * w.kw + kx;
+                        for (int c = 0; c < C; c++) o[c] += i[c] * w.w[size_t(c) * K + t];
+                    }
+                }
+            }
+}
+}  // namespace
 
 void conv2d(const Tensor &x, const ConvWeights &w, const WindowAttrs &a, float *scratch, Tensor &y) {
     const int N = int(x.dim(0)), H = int(x.dim(1)), W = int(x.dim(2)), C = int(x.dim(3));
     const int OH = int(y.dim(1)), OW = int(y.dim(2));
-    const int K = w.kh * w.kw * C;
     if (is_pointwise(w, a)) {
         gemm_bias(N * H * W, C, x.data<float>(), w, y.data<float>());
         return;
     }
+    if (w.group > 1 && w.ic == 1 && w.oc == w.group) return depthwise(x, w, a, y);
+    // Per image and group: im2col of the group's channels, then one sgemm into the group's
+    // output channels (ldc = OC).
+    const int CG = w.ic, MG = w.oc / w.group, K = w.kh * w.kw * CG;
     for (int n = 0; n < N; n++) {
         const float *xn = x.data<float>() + size_t(n) * H * W * C;
-        // im2col: row (oy, ox), columns (ky, kx, c); zeros outside the image.
-        for (int oy = 0; oy < OH; oy++)
-            for (int ox = 0; ox < OW; ox++) {
-                float *row = scratch + (size_t(oy) * OW + ox) * K;
-                for (int ky = 0; ky < w.kh; ky++) {
-                    int iy = oy * a.stride_h + ky - a.pad_top;
-                    for (int kx = 0; kx < w.kw; kx++) {
-                        int ix = ox * a.stride_w + kx - a.pad_left;
-                        float *dst = row + (size_t(ky) * w.kw + kx) * C;
-                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
-                            std::memset(dst, 0, sizeof(float) * C);
-                        else
-                            std::memcpy(dst, xn + (size_t(iy) * W + ix) * C, sizeof(float) * C);
+        float *yn = y.data<float>() + size_t(n) * OH * OW * w.oc;
+        for (int p = 0; p < OH * OW; p++) std::memcpy(yn + size_t(p) * w.oc, w.bias.data(), sizeof(float) * w.oc);
+        for (int g = 0; g < w.group; g++) {
+            // im2col: row (oy, ox), columns (ky, kx, c); zeros outside the image.
+            for (int oy = 0; oy < OH; oy++)
+                for (int ox = 0; ox < OW; ox++) {
+                    float *row = scratch + (size_t(oy) * OW + ox) * K;
+                    for (int ky = 0; ky < w.kh; ky++) {
+                        const int iy = oy * a.stride_h + ky * a.dilation_h - a.pad_top;
+                        for (int kx = 0; kx < w.kw; kx++) {
+                            const int ix = ox * a.stride_w + kx * a.dilation_w - a.pad_left;
+                            float *dst = row + (size_t(ky) * w.kw + kx) * CG;
+                            if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                std::memset(dst, 0, sizeof(float) * CG);
+                            else
+                                std::memcpy(dst, xn + (size_t(iy) * W + ix) * C + size_t(g) * CG, sizeof(float) * CG);
+                        }
                     }
                 }
-            }
-        gemm_bias(OH * OW, K, scratch, w, y.data<float>() + size_t(n) * OH * OW * w.oc);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, OH * OW, MG, K, 1.f, scratch, K,
+                        w.w.data() + size_t(g) * MG * K, K, 1.f, yn + size_t(g) * MG, w.oc);
+        }
     }
 }
 
@@ -123,6 +159,29 @@ void maxpool(const Tensor &x, const WindowAttrs &a, Tensor &y) {
                         for (int c = 0; c < C; c++) o[c] = std::max(o[c], i[c]);
                     }
                 }
+            }
+}
+
+void avgpool(const Tensor &x, const WindowAttrs &a, bool count_include_pad, Tensor &y) {
+    const int N = int(x.dim(0)), H = int(x.dim(1)), W = int(x.dim(2)), C = int(x.dim(3));
+    const int OH = int(y.dim(1)), OW = int(y.dim(2));
+    std::vector<double> acc(C);
+    for (int n = 0; n < N; n++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                std::fill(acc.begin(), acc.end(), 0.0);
+                const int y0 = oy * a.stride_h - a.pad_top, x0 = ox * a.stride_w - a.pad_left;
+                const int cy0 = count_include_pad ? -a.pad_top : 0, cy1 = count_include_pad ? H + a.pad_bottom : H;
+                const int cx0 = count_include_pad ? -a.pad_left : 0, cx1 = count_include_pad ? W + a.pad_right : W;
+                const int cnt = std::max(std::min(y0 + a.kernel_h, cy1) - std::max(y0, cy0), 1) *
+                                std::max(std::min(x0 + a.kernel_w, cx1) - std::max(x0, cx0), 1);
+                for (int iy = std::max(y0, 0); iy < std::min(y0 + a.kernel_h, H); iy++)
+                    for (int ix = std::max(x0, 0); ix < std::min(x0 + a.kernel_w, W); ix++) {
+                        const float *i = x.data<float>() + ((size_t(n) * H + iy) * W + ix) * C;
+                        for (int c = 0; c < C; c++) acc[c] += i[c];
+                    }
+                float *o = y.data<float>() + ((size_t(n) * OH + oy) * OW + ox) * C;
+                for (int c = 0; c < C; c++) o[c] = float(acc[c] / cnt);
             }
 }
 

@@ -26,13 +26,14 @@
 namespace qh {
 
 enum class OpKind {
-    Conv,           // in: x {N,H,W,C}; weights OIHW; bias {OC}; attrs kernel/stride/pad; groups 1
+    Conv,           // in: x {N,H,W,C}; weights O(I/group)HW; bias {OC}; attrs window (with dilation), group
     Dense,          // in: x {N,K}; weights {OC, K} (y = x W^T + b), i.e. ONNX Gemm transB=1
     BatchNorm,      // in: x; y = x * bn_scale[c] + bn_shift[c] (eps/mean/var already combined)
     Relu,           // in: x
     Add,            // in: a, b (same shape)
     MaxPool,        // in: x; attrs kernel/stride/pad
     GlobalAvgPool,  // in: x {N,H,W,C} -> {N,1,1,C}
+    AvgPool,        // in: x; attrs window (ceil_mode), count_include_pad
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
     Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
     // ONNX QuantizeLinear / DequantizeLinear where they cannot be folded into a value's quant
@@ -52,10 +53,17 @@ constexpr int kMaxWindowAttr = 65535;
 // fp32 im2col): `kernel` taps moved by `stride` over `in` elements padded with pad_begin before
 // and pad_end after give floor((in + pad_begin + pad_end - kernel) / stride) + 1 outputs; 0
 // when the window does not fit in the padded input (never a negative or truncated-up count).
+// ceil_mode (pools): ceil instead of floor, except that the last window must start inside the
+// input or its begin padding (ONNX, as PyTorch). `kernel` is the window's span: (k - 1) * d + 1
+// for dilation d.
 constexpr int64_t window_output_extent(int64_t in, int64_t kernel, int64_t stride, int64_t pad_begin,
-                                       int64_t pad_end) {
+                                       int64_t pad_end, bool ceil_mode = false) {
     const int64_t span = in + pad_begin + pad_end - kernel;
-    return span < 0 ? 0 : span / stride + 1;
+    if (span < 0) return 0;
+    if (!ceil_mode) return span / stride + 1;
+    int64_t out = (span + stride - 1) / stride + 1;
+    if ((out - 1) * stride >= in + pad_begin) out--;
+    return out;
 }
 
 // ONNX auto_pad SAME_UPPER / SAME_LOWER: output extent ceil(in / stride), the total padding
@@ -63,10 +71,15 @@ constexpr int64_t window_output_extent(int64_t in, int64_t kernel, int64_t strid
 // beginning (LOWER). infer_shapes turns it into explicit pads once the input extent is known.
 enum class AutoPad { none, same_upper, same_lower };
 
-struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
+struct WindowAttrs {  // Conv, MaxPool, AveragePool (stride >= 1)
     int kernel_h = 1, kernel_w = 1, stride_h = 1, stride_w = 1;
     int pad_top = 0, pad_left = 0, pad_bottom = 0, pad_right = 0;
     AutoPad auto_pad = AutoPad::none;  // not none: the pads are set by resolve_auto_pad
+    int dilation_h = 1, dilation_w = 1;  // Conv: taps `dilation` apart
+    bool ceil_mode = false;              // pools: window_output_extent's ceil rule
+    // The window's extent in input pixels.
+    int span_h() const { return (kernel_h - 1) * dilation_h + 1; }
+    int span_w() const { return (kernel_w - 1) * dilation_w + 1; }
     void resolve_auto_pad(int64_t in_h, int64_t in_w) {
         auto split = [this](int64_t in, int k, int s, int &begin, int &end) {
             const int64_t out = (in + s - 1) / s, total = std::max<int64_t>((out - 1) * s + k - in, 0);
@@ -75,12 +88,16 @@ struct WindowAttrs {  // Conv and MaxPool (stride >= 1)
             end = int(auto_pad == AutoPad::same_upper ? big : small);
         };
         if (auto_pad == AutoPad::none) return;
-        split(in_h, kernel_h, stride_h, pad_top, pad_bottom);
-        split(in_w, kernel_w, stride_w, pad_left, pad_right);
+        split(in_h, span_h(), stride_h, pad_top, pad_bottom);
+        split(in_w, span_w(), stride_w, pad_left, pad_right);
         auto_pad = AutoPad::none;
     }
-    int64_t out_h(int64_t in_h) const { return window_output_extent(in_h, kernel_h, stride_h, pad_top, pad_bottom); }
-    int64_t out_w(int64_t in_w) const { return window_output_extent(in_w, kernel_w, stride_w, pad_left, pad_right); }
+    int64_t out_h(int64_t in_h) const {
+        return window_output_extent(in_h, span_h(), stride_h, pad_top, pad_bottom, ceil_mode);
+    }
+    int64_t out_w(int64_t in_w) const {
+        return window_output_extent(in_w, span_w(), stride_w, pad_left, pad_right, ceil_mode);
+    }
 };
 
 // Precision of one Conv or Dense layer (HAWQ-V3's per-layer bit configuration): its weights and
@@ -109,7 +126,9 @@ struct GraphNode {
     std::string name;
     std::vector<int> inputs;  // value ids
     int output = -1;          // value id
-    WindowAttrs window;       // Conv, MaxPool
+    WindowAttrs window;       // Conv, MaxPool, AvgPool
+    int group = 1;            // Conv: input and output channels split in `group` groups
+    bool count_include_pad = false;  // AvgPool: pad positions count in the divisor
     // Conv / Dense constants.
     //  weights: f32, or u8/s8 with quant (per tensor, or per output channel: axis 0, OC values).
     //  bias: empty, f32 {OC}, or s32 {OC} in units of x_scale * w_scale[oc] (ONNX QLinearConv /

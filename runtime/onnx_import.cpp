@@ -28,6 +28,7 @@ void Importer::import_node() {
         if (op == "Add") return add();
         if (op == "MaxPool") return maxpool();
         if (op == "GlobalAveragePool") return global_avgpool(false);
+        if (op == "AveragePool") return avgpool();
         if (op == "Flatten") return flatten(false);
         if (op == "Reshape") return flatten(true);
         if (op == "Gemm") return gemm();
@@ -38,7 +39,7 @@ void Importer::import_node() {
         if (op == "Constant") return constant_node();
         if (op == "QuantizeLinear") return quantize();
         if (op == "DequantizeLinear") return dequantize();
-        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, GlobalAveragePool, "
+        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, AveragePool, GlobalAveragePool, "
               "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, QuantizeLinear, DequantizeLinear, "
               "QLinearConv, QLinearMatMul; com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");
     }

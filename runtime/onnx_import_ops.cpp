@@ -23,19 +23,20 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
         nfail("strides " + shape_str(strides) + " not supported (two values >= 1)");
     if (pads.size() != 4 || *std::min_element(pads.begin(), pads.end()) < 0)
         nfail("pads " + shape_str(pads) + " not supported (four values >= 0)");
-    if (dil != std::vector<int64_t>{1, 1}) nfail("dilations " + shape_str(dil) + " not supported (only 1)");
+    if (dil.size() != 2 || dil[0] < 1 || dil[1] < 1 || dil[0] > kMaxWindowAttr || dil[1] > kMaxWindowAttr)
+        nfail("dilations " + shape_str(dil) + " not supported (two values >= 1)");
+    if (!conv && dil != std::vector<int64_t>{1, 1})
+        nfail("dilations " + shape_str(dil) + " not supported on pools (only 1; Conv takes any)");
     for (const auto *vals : {&ks, &strides, &pads})
         for (int64_t x : *vals)
             if (x < 0 || x > kMaxWindowAttr)
                 nfail("window attribute " + std::to_string(x) + " (kernel_shape " + shape_str(ks) + ", strides " +
                       shape_str(strides) + ", pads " + shape_str(pads) + ") out of range 0.." +
                       std::to_string(kMaxWindowAttr));
-    if (conv) {
-        int64_t group = attr_int("group", 1);
-        if (group != 1) nfail("group=" + std::to_string(group) + " not supported (only group=1)");
-    } else {
+    if (!conv) {
         int64_t ceil = attr_int("ceil_mode", 0);
-        if (ceil != 0) nfail("ceil_mode=" + std::to_string(ceil) + " not supported (only 0)");
+        if (ceil != 0 && ceil != 1) nfail("ceil_mode=" + std::to_string(ceil) + " not supported (0 or 1)");
+        w.ceil_mode = ceil == 1;
         int64_t so = attr_int("storage_order", 0);
         if (so != 0) nfail("storage_order=" + std::to_string(so) + " not supported (only 0)");
     }
@@ -46,6 +47,7 @@ WindowAttrs Importer::window(bool conv, int64_t kh, int64_t kw) {
     // ONNX pads: [H_begin, W_begin, H_end, W_end].
     w.pad_top = int(pads[0]); w.pad_left = int(pads[1]);
     w.pad_bottom = int(pads[2]); w.pad_right = int(pads[3]);
+    w.dilation_h = int(dil[0]); w.dilation_w = int(dil[1]);
     if (auto_pad == "SAME_UPPER") w.auto_pad = AutoPad::same_upper;
     if (auto_pad == "SAME_LOWER") w.auto_pad = AutoPad::same_lower;
     return w;
@@ -167,6 +169,16 @@ Tensor Importer::bias(int i, const Weights &w, const QuantParams &xq) {
 
 // ---- ops -------------------------------------------------------------------------------------
 
+// Conv's `group`: >= 1, dividing the output channels (the input's channel count, weights' I x
+// group, is checked by the shape rule).
+int Importer::conv_group(const Tensor &w) {
+    const int64_t group = attr_int("group", 1);
+    if (group < 1 || group > w.dim(0) || w.dim(0) % group != 0)
+        nfail("group=" + std::to_string(group) + " must be >= 1 and divide the " + std::to_string(w.dim(0)) +
+              " output channels of weights " + w.describe());
+    return int(group);
+}
+
 void Importer::conv() {
     check_arity(2, 3);
     allow_attrs({"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
@@ -175,6 +187,7 @@ void Importer::conv() {
     n.op = OpKind::Conv;
     Weights w = weights(1, false, 4);
     n.window = window(true, w.w.dim(2), w.w.dim(3));
+    n.group = conv_group(w.w);
     n.bias = bias(2, w, g_.values[x.v].quant);
     n.weights = w.w;
     n.inputs = {x.v};
@@ -216,6 +229,7 @@ void Importer::qlinear_conv() {
     GraphNode n;
     n.op = OpKind::Conv;
     n.window = window(true, wc.dim(2), wc.dim(3));
+    n.group = conv_group(wc);
     if (has_in(8)) n.bias = int32_bias(8, oc, "bias");
     n.weights = w.w;
     n.inputs = {x.v};
@@ -360,6 +374,21 @@ void Importer::maxpool() {
     DType qt = g_.values[x.v].qtype;
     int v = emit(std::move(n), x.repr);
     if (x.repr != DType::f32) set_quant(v, q, qt);  // max commutes with dequantization
+}
+
+// AveragePool (opset 7-22: ceil_mode, count_include_pad, auto_pad; dilations 1).
+void Importer::avgpool() {
+    check_arity(1, 1);
+    allow_attrs({"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "count_include_pad", "auto_pad"});
+    const Act &x = float_act(0, "input");
+    GraphNode n;
+    n.op = OpKind::AvgPool;
+    n.window = window(false, 0, 0);
+    const int64_t inc = attr_int("count_include_pad", 0);
+    if (inc != 0 && inc != 1) nfail("count_include_pad=" + std::to_string(inc) + " not supported (0 or 1)");
+    n.count_include_pad = inc == 1;
+    n.inputs = {x.v};
+    emit(std::move(n));
 }
 
 void Importer::global_avgpool(bool qlinear) {

@@ -367,6 +367,8 @@ private:
 
     // ---- shared pieces ----
     WindowAttrs window(bool conv, int64_t kh, int64_t kw);
+    int conv_group(const Tensor &w);
+    void avgpool();
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);
     Tensor bias(int i, const Weights &w, const QuantParams &xq);

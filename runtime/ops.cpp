@@ -3,6 +3,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <cstring>
 #include <stdexcept>
 
 #include "HalideBuffer.h"
@@ -204,8 +205,8 @@ void check_conv(const std::string &op, const Tensor &x, const PackedWeights &w,
     expect_tensor(x, op, "input", {DType::u8, DType::u4}, 4);
     QH_EXPECT(x.dtype() != DType::u4 || x.dim(3) % 2 == 0, op,
               "u4 input " + x.describe() + " needs an even channel count (pixels are whole bytes)");
-    QH_EXPECT(p.group == 1, op, "group=" + std::to_string(p.group) + " unsupported (only 1)");
-    QH_EXPECT(p.dilation_h == 1 && p.dilation_w == 1, op, "dilation unsupported (only 1)");
+    QH_EXPECT(p.group == 1 && p.dilation_h == 1 && p.dilation_w == 1 && !w.grouped, op,
+              "a grouped or dilated conv (group=" + std::to_string(p.group) + ") runs on conv2d_grouped");
     QH_EXPECT(p.stride_h >= 1 && p.stride_w >= 1, op, "strides must be >= 1");
     QH_EXPECT(p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0, op,
            "pads must be >= 0");
@@ -286,6 +287,41 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
     using Fn = kernels::conv2d_u8s8u8_fn;
     return bind_conv_kernel(op, pick_shaped(family_or_fail<Fn>(op, family), conv_key(x, w, p, y), d), st, w, p,
                             zp0(y), {});
+}
+
+BoundOp bind_conv2d_grouped(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
+    const std::string &op = p.name;
+    expect_tensor(x, op, "input", {DType::u8}, 4);
+    expect_tensor(y, op, "output", {DType::u8}, 4);
+    QH_EXPECT(w.grouped, op, "weights '" + w.name + "' are not packed for conv2d_grouped");
+    QH_EXPECT(p.group >= 1 && w.oc % p.group == 0, op,
+              "group=" + std::to_string(p.group) + " does not divide the " + std::to_string(w.oc) + " output channels");
+    QH_EXPECT(p.dilation_h >= 1 && p.dilation_w >= 1 && p.stride_h >= 1 && p.stride_w >= 1, op,
+              "strides and dilations must be >= 1");
+    QH_EXPECT(p.pad_top >= 0 && p.pad_left >= 0 && p.pad_bottom >= 0 && p.pad_right >= 0, op, "pads must be >= 0");
+    QH_EXPECT(x.dim(3) == int64_t(w.ic) * p.group, op,
+              "input " + x.describe() + " has " + std::to_string(x.dim(3)) + " channels, weights '" + w.name +
+                  "' expect " + std::to_string(w.ic) + " x group " + std::to_string(p.group));
+    QH_EXPECT(x.quant.zp_at(0) == w.input_zp, op,
+              "input zero point " + std::to_string(x.quant.zp_at(0)) + " differs from the " +
+                  std::to_string(w.input_zp) + " weights '" + w.name + "' were packed for");
+    expect_per_tensor(y, op, "output");
+    auto want = conv2d_output_shape(x, w, p);
+    QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected shape " + shape_str(want));
+    const Device d = op_device(op, {&x, &y});
+    const std::string family = std::string("conv2d_grouped_u8") + (w.has_zero_point ? "z8" : "s8") + "u8";
+    auto st = dot_state(view<uint8_t>(x, nhwc_dims(x)), w, {w.oc_pad, w.ic, w.kw, w.kh},
+                        view_any(y, nhwc_dims(y)), d);
+    using Fn = kernels::conv2d_grouped_u8s8u8_fn;
+    const auto k = pick_shaped(family_or_fail<Fn>(op, family), conv_key(x, w, p, y) + "_g" + std::to_string(p.group) +
+                                                                   "_d" + std::to_string(p.dilation_h) + "x" +
+                                                                   std::to_string(p.dilation_w), d);
+    const Fn fn = k.fn;
+    const int zx = w.input_zp, zy = zp0(y), lo = p.act.min, hi = p.act.max, sw = p.stride_w, sh = p.stride_h,
+              pl = p.pad_left, pt = p.pad_top, dw = p.dilation_w, dh = p.dilation_h, m = w.oc / p.group;
+    return BoundOp(op, k.name, [=] {
+        return fn(st->in, zx, st->wts, st->bias, st->wzp, st->mult, zy, lo, hi, sw, sh, pl, pt, dw, dh, m, st->out);
+    });
 }
 
 BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
@@ -416,6 +452,66 @@ BoundOp bind_global_avgpool(const Tensor &x, Tensor &y, int qmax) {
                        [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
                            return fn(in, zx, mult, zy, qmax, out);
                        });
+}
+
+BoundOp bind_avgpool(const Tensor &x, const PoolParams &p, bool count_include_pad, Tensor &y, int qmax) {
+    const std::string &op = p.name;
+    expect_tensor(x, op, "input", {DType::u8}, 4);
+    expect_tensor(y, op, "output", {DType::u8}, 4);
+    auto want = pool_output_shape(x, p);
+    QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected " + shape_str(want));
+    expect_per_tensor(x, op, "input");
+    expect_per_tensor(y, op, "output");
+    QH_EXPECT(int64_t(p.kernel_h) * p.kernel_w * 255 < INT32_MAX, op, "window out of the int32 accumulator range");
+    QH_EXPECT(qmax >= 0 && qmax <= 255, op, "qmax " + std::to_string(qmax) + " outside u8");
+    const float mult = x.quant.scale[0] / y.quant.scale[0];
+    const int32_t zx = zp0(x), zy = zp0(y);
+    const int H = int(x.dim(1)), W = int(x.dim(2));
+    const int cx0 = count_include_pad ? -p.pad_left : 0, cx1 = count_include_pad ? W + p.pad_right : W;
+    const int cy0 = count_include_pad ? -p.pad_top : 0, cy1 = count_include_pad ? H + p.pad_bottom : H;
+    const PoolParams q = p;
+    return bind_in_out(op, pick(kernels::avgpool_u8u8(), op_device(op, {&x, &y})), view_any(x, nhwc_dims(x)),
+                       view_any(y, nhwc_dims(y)), [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+                           return fn(in, q.kernel_w, q.kernel_h, q.stride_w, q.stride_h, q.pad_left, q.pad_top, cx0,
+                                     cx1, cy0, cy1, zx, mult, zy, qmax, out);
+                       });
+}
+
+namespace {
+// The 256-entry table of a u8 -> u8 op, where the kernel reads it (device memory on a GPU).
+std::shared_ptr<Buf<uint8_t>> table_buffer(const uint8_t *table, Device d, const std::string &op) {
+    auto t = std::make_shared<Buf<uint8_t>>(256);
+    std::memcpy(t->data(), table, 256);
+    upload_once(*t, d, op + " table");
+    return t;
+}
+}  // namespace
+
+BoundOp bind_lut(const Tensor &x, const uint8_t *table, Tensor &y, const std::string &op) {
+    expect_tensor(x, op, "input", {DType::u8}, -1);
+    expect_tensor(y, op, "output", {DType::u8}, -1);
+    QH_EXPECT(x.numel() == y.numel(), op, "input " + x.describe() + " and output " + y.describe() + " differ in size");
+    const Device d = op_device(op, {&x, &y});
+    auto t = table_buffer(table, d, op);
+    const int n = int(x.numel());
+    return bind_in_out(op, pick(kernels::lut_u8u8(), d), view_any(x, {n, 1}), view_any(y, {n, 1}),
+                       [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
+}
+
+BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int64_t offset, const std::string &op) {
+    expect_tensor(x, op, "input", {DType::u8}, 4);
+    expect_tensor(y, op, "output", {DType::u8}, 4);
+    QH_EXPECT(x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1) && x.dim(2) == y.dim(2) && offset >= 0 &&
+                  offset + x.dim(3) <= y.dim(3),
+              op, "input " + x.describe() + " does not fit output " + y.describe() + " at channel " + std::to_string(offset));
+    const Device d = op_device(op, {&x, &y});
+    auto t = table_buffer(table, d, op);
+    const int pixels = int(x.dim(0) * x.dim(1) * x.dim(2)), cx = int(x.dim(3)), cy = int(y.dim(3));
+    Buf<void> out = view_any(y, {cy, pixels});
+    out.crop(0, int(offset), cx);  // the slice: cx channels at `offset`, pixel stride cy
+    out.translate(0, -int(offset));
+    return bind_in_out(op, pick(kernels::lut_u8u8(), d), view_any(x, {cx, pixels}), std::move(out),
+                       [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
 }
 
 BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {

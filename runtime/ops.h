@@ -59,7 +59,7 @@ struct Activation {
 struct Conv2dParams : WindowAttrs {
     Conv2dParams() { kernel_h = kernel_w = 0; }
     explicit Conv2dParams(const WindowAttrs &w) : WindowAttrs(w) {}
-    int dilation_h = 1, dilation_w = 1, group = 1;  // only 1 is supported
+    int group = 1;  // > 1 (or a dilation): bind_conv2d_grouped
     Activation act;
     std::string name = "conv2d";  // layer name for messages
 };
@@ -79,6 +79,9 @@ std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w
 // x.quant zero point must equal the one the weights were packed with.
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
+// Grouped, depthwise or dilated conv (conv2d_grouped): weights packed with `grouped` (ic = input
+// channels per group, x has ic * p.group), y u8 per tensor.
+BoundOp bind_conv2d_grouped(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 // y, residual: u8 with per-tensor quant; weights packed with rp.conv_scale as output scale.
 BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,
                         const ResidualParams &rp, const Tensor &residual, Tensor &y);
@@ -98,6 +101,16 @@ struct PoolParams : WindowAttrs {  // the IR's window (graph.h)
 std::vector<int64_t> pool_output_shape(const Tensor &x, const PoolParams &p);
 BoundOp bind_maxpool(const Tensor &x, const PoolParams &p, Tensor &y);  // u8 or s8
 void maxpool(const Tensor &x, const PoolParams &p, Tensor &y);
+// ONNX AveragePool on u8 (DequantizeLinear -> AveragePool -> QuantizeLinear; x and y per
+// tensor): the mean of (x - z_x) over the counted window positions (count_include_pad: pads
+// count), requantized to y, saturated to [0, qmax].
+BoundOp bind_avgpool(const Tensor &x, const PoolParams &p, bool count_include_pad, Tensor &y, int qmax = 255);
+// y = table[x] over u8 tensors of equal element counts (256 entries).
+BoundOp bind_lut(const Tensor &x, const uint8_t *table, Tensor &y, const std::string &name = "lut");
+// One input of a channel concatenation: y[..., offset : offset + C_x] = table[x] (table: x's
+// quantization to y's; the identity when they agree). x and y NHWC of equal N, H, W.
+BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int64_t offset,
+                          const std::string &name = "concat");
 // {N,H,W,C} u8 -> {N,C} u8, saturated to [0, qmax] (15: a 4-bit value stored as u8)
 BoundOp bind_global_avgpool(const Tensor &x, Tensor &y, int qmax = 255);
 void global_avgpool(const Tensor &x, Tensor &y);

@@ -57,7 +57,8 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
     p.name = w.name;
     p.oc = w.oc; p.ic = w.ic; p.kh = w.kh; p.kw = w.kw;
     p.oc_pad = (w.oc + 63) / 64 * 64;
-    p.ic_pad = (w.ic + 3) / 4 * 4;
+    p.grouped = w.grouped;
+    p.ic_pad = w.grouped ? w.ic : (w.ic + 3) / 4 * 4;
     p.input_zp = x_zp;
     const int64_t K = p.reduction();
     const int64_t per_oc = int64_t(w.ic) * w.kh * w.kw;
@@ -81,7 +82,7 @@ PackedWeights pack_weights(const WeightsDesc &w, float x_scale, int32_t x_zp, fl
         }
     p.has_zero_point = !fits;
     // s4 when asked for (or the weights are 4-bit) and every w - z_w is a nibble.
-    bool nibbles = fits && (w.bits == 4 || is4);
+    bool nibbles = fits && !w.grouped && (w.bits == 4 || is4);
     for (int o = 0; o < w.oc && nibbles; o++)
         for (int64_t i = 0; i < per_oc && nibbles; i++) {
             int32_t v = raw(o * per_oc + i) - zp(o);
@@ -127,6 +128,16 @@ const int8_t *PackedWeights::blocked() const {
         if (!d) throw std::length_error("weights '" + name + "': out of memory for the " + std::to_string(bytes) +
                                         "-byte blocked layout");
         std::memset(d, 0, bytes);
+        if (grouped) {
+            for (int o = 0; o < oc; o++)
+                for (int c = 0; c < ic; c++)
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++)
+                            d[((int64_t(ky) * kw + kx) * ic + c) * oc_pad + o] =
+                                unpacked[((int64_t(o) * ic + c) * kh + ky) * kw + kx];
+            blocked_->data = std::shared_ptr<int8_t>(d, std::free);
+            return;
+        }
         const int CB = ic_pad / 4;
         const bool w4 = weight_bits == 4;
         for (int o = 0; o < oc; o++)

@@ -40,6 +40,9 @@ struct WeightsDesc {
     // 4: pack as s4 (the kernels' weight_bits=4 layout) when every w - z_w fits in [-8, 7];
     // 8: s8. u4/s4 weights ask for 4 whatever this says.
     int bits = 8;
+    // conv2d_grouped's layout (grouped / depthwise / dilated convs): ic is the input channels
+    // of one group, not padded; 8-bit only. See PackedWeights::blocked().
+    bool grouped = false;
     int oc = 0, ic = 0, kh = 1, kw = 1;
     std::vector<int32_t> zero_point;  // empty, 1 or oc values
     std::vector<float> scale;         // 1 or oc values (unused for s32 outputs)
@@ -52,6 +55,7 @@ struct PackedWeights {
     int oc_pad = 0, ic_pad = 0;
     bool has_zero_point = false;  // use the z8 kernel family
     int weight_bits = 8;          // 4: symmetric s4 weights (the *s4* kernel families)
+    bool grouped = false;         // conv2d_grouped's layout (ic_pad = ic)
     int input_zp = 0;             // z_x folded into bias
     std::vector<int32_t> bias;     // effective bias, oc_pad
     std::vector<int32_t> wzp;      // z_w', oc_pad
@@ -67,6 +71,7 @@ struct PackedWeights {
     // variant, cuda_dp4a), once, thread-safe, then shared by every copy of these weights. An
     // implementation with its own layout (cuda_mma) never makes it. With weight_bits = 4 it is
     // [OCO/2][KH][KW][CIO][16][4] bytes, block 2p in the low nibble and 2p + 1 in the high one.
+    // With `grouped` it is conv2d_grouped's [KH][KW][IC][OCpad]: output channels dense.
     const int8_t *blocked() const;
 
 private:

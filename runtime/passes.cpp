@@ -228,6 +228,8 @@ std::vector<FusedGroup> fuse(const Graph &g) {
 // pack_node decides: float weights of a w4a8/w4a4 layer, or 4-bit weights whose w - z_w fit.
 bool packs_4bit(const GraphNode &n) {
     if (n.op != OpKind::Conv && n.op != OpKind::Dense) return false;
+    if (n.op == OpKind::Conv && (n.group > 1 || n.window.dilation_h > 1 || n.window.dilation_w > 1))
+        return false;  // conv2d_grouped has 8-bit weights only
     const Tensor &w = n.weights;
     if (w.dtype() == DType::f32)
         return n.precision == LayerPrecision::w4a8 || n.precision == LayerPrecision::w4a4;

@@ -16,7 +16,27 @@ std::string read_asm(const std::string &kernel) {
 using qh::test::count_matches;
 
 bool is_dot_family(const std::string &k) {
-    return k.rfind("conv2d_", 0) == 0 || k.rfind("dense_", 0) == 0;
+    return (k.rfind("conv2d_", 0) == 0 && k.rfind("conv2d_grouped_", 0) != 0) || k.rfind("dense_", 0) == 0;
+}
+
+// conv2d_grouped reduces over taps, not over 4 adjacent channels: its u8 x s8 products are
+// 16-bit (exact), zero-extended to 32-bit lanes and accumulated by the word dot product:
+// vpdpwssd on AVX-512 VNNI, vpmaddwd (+ add) on AVX2, pmaddwd on SSE2; no 32-bit multiply in the
+// window loop (vpmulld only indexes).
+TEST(Codegen, GroupedConvUsesWordDotProducts) {
+    int checked = 0;
+    for (auto &k : qh::all_kernel_names()) {
+        if (k.rfind("conv2d_grouped_", 0) != 0) continue;
+        std::string s = read_asm(k);
+        if (k.find("__x86_avx512vnni") != std::string::npos)
+            EXPECT_GT(count_matches(s, "vpdpwssd[^\\n]*%zmm"), 0u) << k;
+        else if (k.find("__x86_avx2") != std::string::npos)
+            EXPECT_GT(count_matches(s, "vpmaddwd[^\\n]*%ymm"), 0u) << k;
+        else
+            EXPECT_GT(count_matches(s, "\\bv?pmaddwd\\b"), 0u) << k;
+        checked++;
+    }
+    EXPECT_GE(checked, 2);
 }
 
 TEST(Codegen, VnniConvAndDenseUseVpdpbusd) {

@@ -239,6 +239,113 @@ INSTANTIATE_TEST_SUITE_P(
                       DenseCase{"u8_weights_zp_u8", 2, 130, 65, 40, DType::u8, true}),
     [](const auto &info) { return info.param.name; });
 
+// conv2d_grouped: depthwise (MobileNet / EfficientNet shapes), channel multipliers, grouped,
+// dilated (dense and depthwise), asymmetric weights, batch and tails; every CPU variant
+// against the reference, bit-exact, with a poisoned output.
+struct GroupedCase {
+    std::string name;
+    ref::ConvProblem p;
+    int32_t x_zp = 128;
+    bool u8_weights = false;  // u8 weights with per-channel zero points (the z8 family)
+    int32_t act_lo = 0, act_hi = 255;
+};
+
+ref::ConvProblem grouped_shape(int n, int hw, int c, int oc, int k, int s, int group, int dil = 1) {
+    ref::ConvProblem p = shape(n, hw, c, oc, k, s, (k - 1) * dil / 2);
+    p.group = group;
+    p.dilation_h = p.dilation_w = dil;
+    return p;
+}
+
+std::vector<GroupedCase> grouped_cases() {
+    std::vector<GroupedCase> v;
+    v.push_back({"dw3x3_s1_c32_112", grouped_shape(1, 112, 32, 32, 3, 1, 32)});
+    v.push_back({"dw3x3_s2_c96_asym", [] {  // TF SAME at stride 2: pads (0, 0, 1, 1)
+        auto p = grouped_shape(1, 56, 96, 96, 3, 2, 96);
+        p.pad_top = p.pad_left = 0;
+        return p;
+    }(), 3});
+    v.push_back({"dw5x5_s1_c240_relu6", grouped_shape(1, 14, 240, 240, 5, 1, 240), 0, false, 0, 200});
+    v.push_back({"dw5x5_s2_c672", grouped_shape(1, 14, 672, 672, 5, 2, 672), 17});
+    v.push_back({"dw3x3_c1152_7x7", grouped_shape(1, 7, 1152, 1152, 3, 1, 1152), 250});
+    v.push_back({"dw_odd_c13_b2", grouped_shape(2, 9, 13, 13, 3, 1, 13), 60});
+    v.push_back({"dw_multiplier2", grouped_shape(1, 10, 24, 48, 3, 1, 24), 99});
+    v.push_back({"group4_c16_oc32", grouped_shape(1, 12, 16, 32, 3, 1, 4), 5});
+    v.push_back({"group2_c6_oc10_odd", grouped_shape(2, 7, 6, 10, 3, 2, 2), 140});
+    v.push_back({"dilated2_dense_c8_oc20", grouped_shape(1, 15, 8, 20, 3, 1, 1, 2), 31});
+    v.push_back({"dilated3_dw_c40", grouped_shape(1, 16, 40, 40, 3, 1, 40, 3), 200});
+    v.push_back({"dw_u8_weights_zp", grouped_shape(1, 11, 70, 70, 3, 1, 70), 128, true});
+    v.push_back({"group4_u8_weights_zp", grouped_shape(2, 8, 12, 12, 5, 1, 4), 9, true});
+    return v;
+}
+
+class GroupedConvTest : public ::testing::TestWithParam<GroupedCase> {};
+
+TEST_P(GroupedConvTest, BitExactAllVariants) {
+    const GroupedCase &tc = GetParam();
+    const auto &p = tc.p;
+    uint32_t seed = std::hash<std::string>()(tc.name);
+    auto xv = random_vec<uint8_t>(size_t(p.n) * p.h * p.w * p.c, 0, 255, seed);
+    const int cg = p.c / p.group;
+    const size_t nw = size_t(p.oc) * cg * p.kh * p.kw;
+    std::vector<int32_t> wv, zw;
+    std::vector<uint8_t> wu8;
+    std::vector<int8_t> ws8;
+    WeightsDesc wd;
+    wd.name = tc.name;
+    wd.grouped = true;
+    wd.oc = p.oc; wd.ic = cg; wd.kh = p.kh; wd.kw = p.kw;
+    if (tc.u8_weights) {
+        wu8 = random_vec<uint8_t>(nw, 0, 255, seed + 1);
+        wv.assign(wu8.begin(), wu8.end());
+        zw = random_vec<int32_t>(p.oc, 0, 255, seed + 2);
+        wd.dtype = DType::u8; wd.data = wu8.data();
+    } else {
+        ws8 = random_vec<int8_t>(nw, -127, 127, seed + 1);
+        wv.assign(ws8.begin(), ws8.end());
+        zw = {0};
+        wd.dtype = DType::s8; wd.data = ws8.data();
+    }
+    wd.zero_point = zw;
+    auto bias = random_vec<int32_t>(p.oc, -3000, 3000, seed + 3);
+    wd.bias = bias.data();
+    std::vector<float> wscale(p.oc);
+    for (int o = 0; o < p.oc; o++) wscale[o] = 0.002f + 0.0005f * (o % 7);
+    wd.scale = wscale;
+    const float xs = 0.02f, ys = 0.004f * float(p.kh * p.kw * cg) / 9.f;
+    const int32_t yzp = 77;
+    auto acc = ref::conv2d_acc(p, xv, tc.x_zp, wv, zw, bias);
+    std::vector<float> mult(p.oc);
+    for (int o = 0; o < p.oc; o++) mult[o] = (xs * wscale[o]) / ys;
+    auto want = ref::requantize_all(acc, p.oc, mult, yzp, tc.act_lo, tc.act_hi);
+    EXPECT_NE(std::count(want.begin(), want.end(), tc.act_lo), 0);  // both ends saturate somewhere
+    EXPECT_NE(std::count(want.begin(), want.end(), tc.act_hi), 0);
+    PackedWeights pw = pack_weights(wd, xs, tc.x_zp, ys);
+    EXPECT_EQ(pw.has_zero_point, tc.u8_weights);
+
+    Tensor x = tensor_from(DType::u8, {p.n, p.h, p.w, p.c}, xv, QuantParams::per_tensor(xs, tc.x_zp));
+    Conv2dParams cp;
+    cp.name = tc.name;
+    cp.stride_h = p.stride_h; cp.stride_w = p.stride_w;
+    cp.pad_top = p.pad_top; cp.pad_left = p.pad_left; cp.pad_bottom = p.pad_bottom; cp.pad_right = p.pad_right;
+    cp.dilation_h = p.dilation_h; cp.dilation_w = p.dilation_w;
+    cp.group = p.group;
+    cp.act = {tc.act_lo, tc.act_hi};
+    int ran = 0;
+    QH_FOR_EACH_TARGET(tag) {
+        Tensor y(DType::u8, {p.n, p.oh(), p.ow(), p.oc}, QuantParams::per_tensor(ys, yzp));
+        std::fill_n(y.data<uint8_t>(), y.nbytes(), 0xA5);
+        bind_conv2d_grouped(x, pw, cp, y).run();
+        EXPECT_EQ(first_mismatch(values<uint8_t>(y), want), "")
+            << "kernel " << last_kernel(tc.u8_weights ? "conv2d_grouped_u8z8u8" : "conv2d_grouped_u8s8u8");
+        ran++;
+    }
+    EXPECT_GE(ran, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Shapes, GroupedConvTest, ::testing::ValuesIn(grouped_cases()),
+                         [](const auto &info) { return info.param.name; });
+
 TEST(Conv2dErrors, ClearMessages) {
     std::vector<int8_t> w(16 * 8 * 9, 1);
     WeightsDesc wd;

@@ -3,6 +3,7 @@
 // int4_pack / int4_unpack, plus the validation errors of each op. Outputs are poisoned (0xA5)
 // before each run so an element a kernel forgets to write is caught.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -147,6 +148,82 @@ TEST_P(MaxPoolTest, BitExactAllVariants) {
 
 INSTANTIATE_TEST_SUITE_P(Shapes, MaxPoolTest, ::testing::ValuesIn(pool_cases()),
                          [](const auto &info) { return info.param.name; });
+
+// ---------------------------------------------------------------------------------------------
+// avgpool (ONNX AveragePool on u8): count_include_pad both ways, ceil_mode, asymmetric pads
+
+struct AvgCase {
+    std::string name;
+    int n, h, w, c, kh, kw, sh, sw, pt, pl, pb, pr;
+    bool include_pad, ceil;
+    int32_t zx, zy;
+    float sx, sy;
+};
+
+class AvgPoolTest : public ::testing::TestWithParam<AvgCase> {};
+
+TEST_P(AvgPoolTest, BitExactAllVariants) {
+    const AvgCase &tc = GetParam();
+    uint32_t seed = uint32_t(std::hash<std::string>()(tc.name));
+    auto xv = random_vec<uint8_t>(size_t(tc.n) * tc.h * tc.w * tc.c, 0, 255, seed);
+    Tensor x = tensor_from(DType::u8, {tc.n, tc.h, tc.w, tc.c}, xv, QuantParams::per_tensor(tc.sx, tc.zx));
+    PoolParams p;
+    p.kernel_h = tc.kh; p.kernel_w = tc.kw; p.stride_h = tc.sh; p.stride_w = tc.sw;
+    p.pad_top = tc.pt; p.pad_left = tc.pl; p.pad_bottom = tc.pb; p.pad_right = tc.pr;
+    p.ceil_mode = tc.ceil;
+    const auto yshape = pool_output_shape(x, p);
+    const int oh = int(yshape[1]), ow = int(yshape[2]);
+    if (tc.ceil) EXPECT_GT(oh, int(window_output_extent(tc.h, tc.kh, tc.sh, tc.pt, tc.pb)));  // ceil adds a row
+    auto want = ref::avgpool(xv, tc.n, tc.h, tc.w, tc.c, tc.kh, tc.kw, tc.sh, tc.sw, tc.pt, tc.pl, tc.pb, tc.pr,
+                             tc.include_pad, oh, ow, tc.zx, tc.sx, tc.zy, tc.sy);
+    ASSERT_GT(std::set<int32_t>(want.begin(), want.end()).size(), 8u);
+    int ran = 0;
+    QH_FOR_EACH_TARGET(tag) {
+        Tensor y(DType::u8, yshape, QuantParams::per_tensor(tc.sy, tc.zy));
+        poison(y);
+        bind_avgpool(x, p, tc.include_pad, y).run();
+        EXPECT_EQ(first_mismatch(tensor_values(y), want), "");
+        expect_variant("avgpool_u8u8", tag);
+        ran++;
+    }
+    EXPECT_GE(ran, 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, AvgPoolTest,
+    ::testing::Values(AvgCase{"k3s1_pad1_excl", 1, 12, 12, 40, 3, 3, 1, 1, 1, 1, 1, 1, false, false, 128, 100, 0.05f, 0.04f},
+                      AvgCase{"k3s1_pad1_incl", 2, 9, 11, 17, 3, 3, 1, 1, 1, 1, 1, 1, true, false, 128, 120, 0.02f, 0.02f},
+                      AvgCase{"k3s2_ceil_asym", 1, 15, 15, 33, 3, 3, 2, 2, 1, 0, 0, 1, false, true, 77, 0, 0.1f, 0.05f},
+                      AvgCase{"k2s2_ceil_incl", 1, 7, 7, 64, 2, 2, 2, 2, 0, 0, 0, 0, true, true, 0, 128, 0.03f, 0.03f},
+                      AvgCase{"k7_global_like", 1, 7, 7, 96, 7, 7, 1, 1, 0, 0, 0, 0, false, false, 128, 128, 0.02f, 0.002f}),
+    [](const auto &info) { return info.param.name; });
+
+// lut: y = table[x]; the concat slice writes its channels at an offset and nothing else.
+TEST(Lut, TableAndConcatSliceAllVariants) {
+    std::array<uint8_t, 256> table;
+    for (int i = 0; i < 256; i++) table[i] = uint8_t(255 - (i * 7) % 256);
+    auto xv = random_vec<uint8_t>(2 * 5 * 3 * 24, 0, 255, 3);
+    Tensor x = tensor_from(DType::u8, {2, 5, 3, 24}, xv, QuantParams::per_tensor(1.f, 0));
+    int ran = 0;
+    QH_FOR_EACH_TARGET(tag) {
+        Tensor y(DType::u8, {2, 5, 3, 24});
+        poison(y);
+        bind_lut(x, table.data(), y).run();
+        for (size_t i = 0; i < xv.size(); i++) ASSERT_EQ(y.data<uint8_t>()[i], table[xv[i]]) << i;
+        Tensor cat(DType::u8, {2, 5, 3, 40});
+        std::memset(cat.raw(), 0xEE, cat.nbytes());
+        bind_concat_slice(x, table.data(), cat, 9).run();
+        for (int64_t pix = 0; pix < 30; pix++)
+            for (int c = 0; c < 40; c++) {
+                const uint8_t got = cat.data<uint8_t>()[pix * 40 + c];
+                const uint8_t want = c >= 9 && c < 33 ? table[xv[pix * 24 + (c - 9)]] : uint8_t(0xEE);
+                ASSERT_EQ(got, want) << "pixel " << pix << " channel " << c;
+            }
+        expect_variant("lut_u8u8", tag);
+        ran++;
+    }
+    EXPECT_GE(ran, 1);
+}
 
 // ---------------------------------------------------------------------------------------------
 // global_avgpool

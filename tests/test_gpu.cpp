@@ -669,11 +669,107 @@ TEST(GpuFormulation, UnknownFormulationIsAnError) {
     }
 }
 
+// conv2d_grouped, avgpool and lut (with its concat-slice form) on the GPU, byte for byte against
+// the CPU variant this machine picks, through the ops' binds on device tensors, poisoned.
+namespace {
+std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+    std::vector<uint8_t> v(n);
+    for (auto &b : v) b = uint8_t((seed = seed * 1664525u + 1013904223u) >> 24);
+    return v;
+}
+// Runs `bind(in, out)` on host tensors and on device copies; the device output must equal the host's.
+template <typename Bind>
+void expect_gpu_equals_cpu(const std::string &what, qh::DType dt, std::vector<int64_t> xs, std::vector<int64_t> ys,
+                           qh::QuantParams xq, qh::QuantParams yq, uint32_t seed, Bind bind) {
+    SCOPED_TRACE(what);
+    DevTensor xd(dt, xs, xq), yd(qh::DType::u8, ys, yq);
+    xd.host = random_bytes(xd.host.size(), seed);
+    qh::Tensor xh = qh::Tensor::wrap(dt, xs, xd.host.data(), xq);
+    qh::Tensor yh(qh::DType::u8, ys, yq);
+    std::memset(yh.raw(), 0x5A, yh.nbytes());
+    bind(xh, yh).run();
+    xd.buf->upload();
+    yd.buf->upload();  // poison
+    qh::BoundOp b = bind(xd.t, yd.t);
+    b.run();
+    yd.buf->download();
+    size_t bad = 0, first = 0;
+    for (size_t i = 0; i < yd.host.size(); i++)
+        if (yd.host[i] != yh.data<uint8_t>()[i] && bad++ == 0) first = i;
+    EXPECT_EQ(bad, 0u) << "of " << yd.host.size() << " differ (" << b.kernel() << "), first at " << first;
+    EXPECT_NE(b.kernel().find("__cuda_dp4a"), std::string::npos) << b.kernel();
+}
+}  // namespace
+
+TEST(GpuNewOps, GroupedConvBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    struct G { const char *name; int n, hw, c, oc, k, s, group, dil; bool u8w; };
+    for (const G &g : {G{"dw3x3_s1_c32", 1, 112, 32, 32, 3, 1, 32, 1, false}, G{"dw5x5_s2_c672_b2", 2, 14, 672, 672, 5, 2, 672, 1, false},
+                       G{"dw3x3_c1152", 1, 7, 1152, 1152, 3, 1, 1152, 1, false}, G{"group4_c16_oc32", 1, 12, 16, 32, 3, 1, 4, 1, false},
+                       G{"dilated2_dw_c40", 1, 16, 40, 40, 3, 1, 40, 2, false}, G{"dw_u8_zp_c70", 1, 11, 70, 70, 3, 1, 70, 1, true}}) {
+        const int cg = g.c / g.group;
+        auto wraw = random_bytes(size_t(g.oc) * cg * g.k * g.k, 7);
+        std::vector<int32_t> bias(g.oc);
+        for (int o = 0; o < g.oc; o++) bias[o] = (o * 977) % 4001 - 2000;
+        qh::WeightsDesc wd;
+        wd.name = g.name;
+        wd.grouped = true;
+        wd.oc = g.oc; wd.ic = cg; wd.kh = wd.kw = g.k;
+        wd.dtype = g.u8w ? qh::DType::u8 : qh::DType::s8;
+        if (!g.u8w) for (auto &b : wraw) b = uint8_t(std::max<int>(int8_t(b), -127));
+        wd.data = wraw.data();
+        wd.zero_point = g.u8w ? std::vector<int32_t>(g.oc, 131) : std::vector<int32_t>{0};
+        wd.scale = {0.003f};
+        wd.bias = bias.data();
+        const float ys = 0.004f * float(g.k * g.k * cg) / 9.f;
+        qh::PackedWeights pw = qh::pack_weights(wd, 0.02f, 120, ys);
+        qh::Conv2dParams p;
+        p.name = g.name;
+        p.stride_h = p.stride_w = g.s;
+        p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = (g.k - 1) * g.dil / 2;
+        p.dilation_h = p.dilation_w = g.dil;
+        p.group = g.group;
+        p.act = {0, 230};
+        const int64_t o = (g.hw + 2 * p.pad_top - (g.k - 1) * g.dil - 1) / g.s + 1;
+        expect_gpu_equals_cpu(g.name, qh::DType::u8, {g.n, g.hw, g.hw, g.c}, {g.n, o, o, g.oc},
+                              qh::QuantParams::per_tensor(0.02f, 120), qh::QuantParams::per_tensor(ys, 77), 11,
+                              [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_conv2d_grouped(x, pw, p, y); });
+    }
+}
+
+TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    for (bool inc : {false, true})
+        for (bool ceil : {false, true}) {
+            qh::PoolParams p;
+            p.name = "avgpool";
+            p.kernel_h = p.kernel_w = 3;
+            p.stride_h = p.stride_w = 2;
+            p.pad_top = p.pad_left = 1;
+            p.pad_bottom = p.pad_right = 0;
+            p.ceil_mode = ceil;
+            const std::vector<int64_t> xs{2, 17, 17, 40};
+            const std::vector<int64_t> ys{2, p.out_h(17), p.out_w(17), 40};
+            expect_gpu_equals_cpu("avgpool inc" + std::to_string(inc) + " ceil" + std::to_string(ceil), qh::DType::u8, xs, ys,
+                                  qh::QuantParams::per_tensor(0.05f, 100), qh::QuantParams::per_tensor(0.03f, 90), 5,
+                                  [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_avgpool(x, p, inc, y); });
+        }
+    uint8_t table[256];
+    for (int i = 0; i < 256; i++) table[i] = uint8_t((i * 37 + 11) % 256);
+    expect_gpu_equals_cpu("lut", qh::DType::u8, {3, 5, 7, 9}, {3, 5, 7, 9}, qh::QuantParams::per_tensor(1.f, 0),
+                          qh::QuantParams::per_tensor(1.f, 0), 9,
+                          [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_lut(x, table, y); });
+    // A concat slice writes only its channels: the others keep the (equal) poison on both sides.
+    expect_gpu_equals_cpu("concat slice", qh::DType::u8, {2, 6, 5, 24}, {2, 6, 5, 56}, qh::QuantParams::per_tensor(1.f, 0),
+                          qh::QuantParams::per_tensor(1.f, 0), 13,
+                          [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_concat_slice(x, table, y, 16); });
+}
+
 // Every GPU kernel of the library is exercised above.
 TEST(GpuKernels, ListIsComplete) {
     auto names = qh::gpu_kernels::all_names();
     const size_t mma = qh::cuda_mma_built() ? 4 : 0;  // the conv2d_extern families
-    EXPECT_EQ(names.size(), 42u + mma);  // 28 int8 + 14 int4 families
+    EXPECT_EQ(names.size(), 46u + mma);  // 28 int8 + 14 int4 + conv2d_grouped x2, avgpool, lut families
     size_t extern_kernels = 0;
     for (auto &k : names) {
         const bool dp4a = k.find("__cuda_dp4a") != std::string::npos;
@@ -973,11 +1069,7 @@ TEST(GpuModelErrors, PrepareForCudaRefusesClearly) {
     qh::PrepareOptions fp = po;
     fp.precision = qh::Precision::fp32;
     EXPECT_NE(message(sg.g, fp).find("fp32 path runs on the CPU only"), std::string::npos) << message(sg.g, fp);
-    // A standalone Relu (QDQ parameters differ on both sides) runs as a host lookup table.
-    qh::testing_graphs::SmallQuantGraph qdq;
-    qdq.g.values[qdq.g.find_value("conv1")].quant = qh::QuantParams::per_tensor(0.3f, 100);
-    std::string e = message(qdq.g, po);
-    EXPECT_NE(e.find("layer 'relu1' (relu): no cuda kernel"), std::string::npos) << e;
+    std::string e;
     // No device here: a clear error, not a crash in the driver.
     if (!cuda_device_available()) {
         e = message(sg.g, po);
@@ -999,6 +1091,7 @@ TEST(GpuCodegen, ConvAndDenseUseDp4a) {
     int checked = 0;
     for (auto &k : qh::gpu_kernels::all_names()) {
         if (k.rfind("conv2d_", 0) != 0 && k.rfind("dense_", 0) != 0) continue;
+        if (k.rfind("conv2d_grouped_", 0) == 0) continue;  // reduces over taps, not 4 channels
         if (k.find("__cuda_dp4a") == std::string::npos) continue;  // cuda_mma: tensor cores (extern)
         std::string ptx = read_ptx(k);
         EXPECT_GT(count_matches(ptx, "\\bdp4a\\.[us]32\\.[us]32\\b"), 0u) << k << " has no dp4a";

@@ -10,6 +10,9 @@ namespace layers {
 std::string check_window(const WindowAttrs &a) {
     if (a.kernel_h < 1 || a.kernel_w < 1 || a.stride_h < 1 || a.stride_w < 1) return "kernel and stride must be >= 1";
     if (a.pad_top < 0 || a.pad_left < 0 || a.pad_bottom < 0 || a.pad_right < 0) return "pads must be >= 0";
+    if (a.dilation_h < 1 || a.dilation_w < 1) return "dilations must be >= 1";
+    if (int64_t(a.kernel_h - 1) * a.dilation_h >= kMaxWindowAttr || int64_t(a.kernel_w - 1) * a.dilation_w >= kMaxWindowAttr)
+        return "dilated window over the limit of " + std::to_string(kMaxWindowAttr);
     for (int x : {a.kernel_h, a.kernel_w, a.stride_h, a.stride_w, a.pad_top, a.pad_left, a.pad_bottom, a.pad_right})
         if (x > kMaxWindowAttr)
             return "window attribute " + std::to_string(x) + " is over the limit of " + std::to_string(kMaxWindowAttr);
@@ -41,8 +44,8 @@ std::vector<int64_t> window_shape(const GraphNode &n, const ShapeInputs &in, int
     const WindowAttrs &a = n.window;
     std::vector<int64_t> y = {x[0], a.out_h(x[1]), a.out_w(x[2]), channels};
     if (y[1] < 1 || y[2] < 1)
-        throw ShapeError(in.describe(0) + " is smaller than the window " + std::to_string(a.kernel_h) + "x" +
-                         std::to_string(a.kernel_w) + " (pads " + std::to_string(a.pad_top) + "," +
+        throw ShapeError(in.describe(0) + " is smaller than the window " + std::to_string(a.span_h()) + "x" +
+                         std::to_string(a.span_w()) + " (pads " + std::to_string(a.pad_top) + "," +
                          std::to_string(a.pad_left) + "," + std::to_string(a.pad_bottom) + "," +
                          std::to_string(a.pad_right) + ")");
     return y;
@@ -84,7 +87,7 @@ std::vector<float> weight_scales(const Tensor &w, int qmax) {
     return s;
 }
 
-const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale) {
+const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale, bool grouped) {
     const Tensor &w = n.weights;
     const int oc = int(w.dim(0)), ic = int(w.dim(1));
     const int kh = w.rank() == 4 ? int(w.dim(2)) : 1, kw = w.rank() == 4 ? int(w.dim(3)) : 1;
@@ -92,6 +95,7 @@ const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams
     WeightsDesc d;
     d.name = n.name + ".weights";
     d.oc = oc; d.ic = ic; d.kh = kh; d.kw = kw;
+    d.grouped = grouped;
     if (w.dtype() != DType::f32 && w.quant.empty()) node_error(p.g, n, "integer weights without quantization parameters");
     if (w.dtype() == DType::f32)  // NaN / infinity would reach a float -> int8 conversion below
         for (int64_t k = 0; k < w.numel(); k++)
@@ -179,12 +183,8 @@ std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, 
 
 void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut) {
     const int x = n.inputs[0], y = n.output;
-    Step s = node_step(n, op, "host: 256-entry lookup table (dequantize, op, quantize)");
-    s.run = [x, y, lut](Exec &e) {
-        const uint8_t *a = e.T(x).data<uint8_t>();
-        uint8_t *o = e.T(y).data<uint8_t>();
-        for (int64_t k = 0, end = e.T(x).numel(); k < end; k++) o[k] = lut[a[k]];
-    };
+    Step s = node_step(n, op);
+    s.bind = [x, y, lut, name = n.name](Exec &e) { return bind_lut(e.T(x), lut.data(), e.T(y), name); };
     p.steps.push_back(std::move(s));
 }
 

@@ -11,8 +11,8 @@
 
 namespace qh::layers {
 
-extern const OpDef conv, dense, batchnorm, relu, add, maxpool, global_avgpool, flatten, clip, quantize_linear,
-    dequantize_linear;
+extern const OpDef conv, dense, batchnorm, relu, add, maxpool, avgpool, global_avgpool, flatten, clip,
+    quantize_linear, dequantize_linear;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);
@@ -41,8 +41,9 @@ inline int weight_qmax(const GraphNode &n) {
 inline float weight_scale(const std::vector<float> &s, int64_t o) { return s.size() == 1 ? s[0] : s[o]; }
 // Conv/Dense weights packed for the kernels (pack.h): integer weights as given, float weights
 // quantized with weight_scales (4-bit, [-7, 7], for w4a8 / w4a4 layers); float bias quantized to int32 in units of x_scale * w_scale[oc]
-// (round half even, saturated). out_scale 0: s32 output.
-const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale);
+// (round half even, saturated). out_scale 0: s32 output. grouped: conv2d_grouped's layout.
+const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams &xq, float out_scale,
+                               bool grouped = false);
 
 // The clamp, in output integer units, of the Relu or Clip fused at the end of an int8 group
 // (gr.act), for output quantization yq; no clamp without one. Exact because y's quantization is

@@ -14,6 +14,7 @@ const OpDef &op_def(OpKind k) {
     case OpKind::Relu: return layers::relu;
     case OpKind::Add: return layers::add;
     case OpKind::MaxPool: return layers::maxpool;
+    case OpKind::AvgPool: return layers::avgpool;
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
     case OpKind::Clip: return layers::clip;

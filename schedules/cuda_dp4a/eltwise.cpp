@@ -42,6 +42,19 @@ void maxpool(PoolStages &s, const ScheduleContext &ctx) {
     s.output.specialize(s.kernel_x == 3 && s.kernel_y == 3 && s.stride_x == 2 && s.stride_y == 2);
 }
 
+// Like maxpool: threads over 32 channels x 8 output pixels, the window summed in the thread.
+void avgpool(PoolStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    Var co("co"), ci("ci"), xo("xo"), xi("xi"), yn("yn");
+    s.output.split(s.c, co, ci, 32, TailStrategy::GuardWithIf)
+        .split(s.x, xo, xi, 8, TailStrategy::GuardWithIf)
+        .fuse(s.y, s.n, yn)
+        .reorder(ci, xi, co, xo, yn)
+        .gpu_blocks(co, xo, yn)
+        .gpu_threads(ci, xi);
+    s.sum.compute_at(s.output, xi);
+}
+
 // One thread per (channel, image): a serial sum over the H*W window (consecutive threads read
 // consecutive channels of a pixel: coalesced).
 void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
@@ -60,7 +73,9 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "cuda_dp4a", eltwise, kEltwise
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "cuda_dp4a", maxpool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "cuda_dp4a", avgpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "cuda_dp4a", global_avgpool, {});
 
 }  // namespace

@@ -21,10 +21,25 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
     // small tasks serialize on it (64-vector tasks made the batch-16 input quantize 2 ms at 16
     // threads, 1 ms more than one thread).
     const int chunk = v * 1024;
+    Var t_fused("t_fused");
     if (s.vars.size() == 1) {
         s.output.split(inner, io, ii, chunk, TailStrategy::GuardWithIf)
             .vectorize(ii, v, TailStrategy::GuardWithIf)
             .parallel(io);
+        return;
+    }
+    if (s.vars.size() == 2) {  // (inner, outer), outer of any stride
+        Var p = s.vars[1], po("po"), pi("pi");
+        Expr inner_extent = s.output.output_buffer().dim(0).extent();
+        // Long rows: chunks of a row are the tasks; short rows: 64 rows a task.
+        s.output.specialize(inner_extent >= chunk)
+            .split(inner, io, ii, chunk, TailStrategy::GuardWithIf)
+            .vectorize(ii, v, TailStrategy::GuardWithIf)
+            .fuse(io, p, t_fused)
+            .parallel(t_fused);
+        s.output.split(p, po, pi, 64, TailStrategy::GuardWithIf)
+            .vectorize(inner, v, TailStrategy::GuardWithIf)
+            .parallel(po);
         return;
     }
     // 3-D (inner, channel, outer). Channel-last per-axis views ({N, C} logits, NHWC with the
@@ -54,6 +69,17 @@ void maxpool(PoolStages &s, const ScheduleContext &ctx) {
         .parallel(yno);
 }
 
+void avgpool(PoolStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    Var yn("yn"), yno("yno"), yni("yni");
+    s.output.vectorize(s.c, 16, TailStrategy::GuardWithIf)
+        .fuse(s.y, s.n, yn)
+        .split(yn, yno, yni, 4, TailStrategy::GuardWithIf)
+        .parallel(yno);
+    s.sum.compute_at(s.output, s.c).vectorize(s.c);
+    s.sum.update().reorder(s.c, s.r.x, s.r.y).vectorize(s.c);
+}
+
 void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
     s.output.vectorize(s.c, 16, TailStrategy::GuardWithIf).parallel(s.n);
@@ -67,7 +93,9 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "generic", eltwise, kEltwiseKn
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "generic", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "generic", maxpool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "generic", avgpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "generic", global_avgpool, {});
 
 }  // namespace

@@ -45,15 +45,16 @@ std::vector<int64_t> conv2d_acc(const ConvProblem &p, const std::vector<uint8_t>
                 for (int o = 0; o < p.oc; o++) {
                     int64_t acc = bias.empty() ? 0 : bias[o];
                     int32_t z = zw.size() == 1 ? zw[0] : zw[o];
+                    const int cg = p.c / p.group, g = o / (p.oc / p.group);
                     for (int ky = 0; ky < p.kh; ky++) {
-                        int iy = oy * p.stride_h + ky - p.pad_top;
+                        int iy = oy * p.stride_h + ky * p.dilation_h - p.pad_top;
                         if (iy < 0 || iy >= p.h) continue;  // padding: x - zx = 0
                         for (int kx = 0; kx < p.kw; kx++) {
-                            int ix = ox * p.stride_w + kx - p.pad_left;
+                            int ix = ox * p.stride_w + kx * p.dilation_w - p.pad_left;
                             if (ix < 0 || ix >= p.w) continue;
-                            const uint8_t *xp = &x[((size_t(n) * p.h + iy) * p.w + ix) * p.c];
-                            for (int c = 0; c < p.c; c++) {
-                                int32_t wv = w[((size_t(o) * p.c + c) * p.kh + ky) * p.kw + kx];
+                            const uint8_t *xp = &x[((size_t(n) * p.h + iy) * p.w + ix) * p.c + size_t(g) * cg];
+                            for (int c = 0; c < cg; c++) {
+                                int32_t wv = w[((size_t(o) * cg + c) * p.kh + ky) * p.kw + kx];
                                 acc += int64_t(int32_t(xp[c]) - zx) * (wv - z);
                             }
                         }
@@ -91,6 +92,31 @@ std::vector<int32_t> maxpool(const std::vector<int32_t> &x, int n, int h, int w,
                     out[((size_t(b) * oh + oy) * ow + ox) * c + ch] = m;
                 }
     return out;
+}
+
+std::vector<int32_t> avgpool(const std::vector<uint8_t> &x, int n, int h, int w, int c, int kh, int kw, int sh,
+                             int sw, int pt, int pl, int pb, int pr, bool count_include_pad, int oh, int ow,
+                             int32_t zx, float sx, int32_t zy, float sy) {
+    std::vector<int32_t> y(size_t(n) * oh * ow * c);
+    for (int b = 0; b < n; b++)
+        for (int oy = 0; oy < oh; oy++)
+            for (int ox = 0; ox < ow; ox++)
+                for (int ch = 0; ch < c; ch++) {
+                    int64_t sum = 0;
+                    int cnt = 0;
+                    for (int ky = 0; ky < kh; ky++)
+                        for (int kx = 0; kx < kw; kx++) {
+                            const int iy = oy * sh + ky - pt, ix = ox * sw + kx - pl;
+                            const bool in = iy >= 0 && iy < h && ix >= 0 && ix < w;
+                            const bool counted = count_include_pad ? iy >= -pt && iy < h + pb && ix >= -pl && ix < w + pr : in;
+                            cnt += counted;
+                            if (in) sum += int32_t(x[((size_t(b) * h + iy) * w + ix) * c + ch]) - zx;
+                        }
+                    const float mult = sx / sy;
+                    const float v = (float(sum) * mult) / float(std::max(cnt, 1));
+                    y[((size_t(b) * oh + oy) * ow + ox) * c + ch] = std::clamp(round_sat(v, -65536, 65536) + zy, 0, 255);
+                }
+    return y;
 }
 
 std::vector<int32_t> global_avgpool(const std::vector<uint8_t> &x, int n, int hw, int c,

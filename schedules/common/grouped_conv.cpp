@@ -1,0 +1,56 @@
+#include "grouped_conv.h"
+
+using namespace Halide;
+
+namespace qh::sched {
+
+std::vector<KnobSpec> grouped_conv_knobs(const GroupedTile &d) {
+    return {
+        {"tile_c", d.tile_c, 4, 64, "output channels per register tile (divides 64, multiple of the vector)"},
+        {"tile_x", d.tile_x, 1, 16, "output pixels per register tile"},
+    };
+}
+
+void grouped_conv_cpu(GroupedConvStages &s, const ScheduleContext &ctx, const GroupedTile &d) {
+    if (ctx.auto_schedule) return;
+    const auto specs = grouped_conv_knobs(d);
+    const int tc = ctx.knobs.get(specs[0]), tx = ctx.knobs.get(specs[1]), v = std::min(d.vector, tc);
+    if (64 % tc || tc % v)
+        throw std::runtime_error("knob 'tile_c'=" + std::to_string(tc) + ": must divide 64 and be a multiple of " +
+                                 std::to_string(v));
+    Func out = s.output;
+    Var co("co"), ci("ci"), cv("cv"), cl("cl"), xo("xo"), xi("xi"), yn("yn");
+    out.split(s.c, co, ci, tc, TailStrategy::GuardWithIf)
+        .split(s.x, xo, xi, tx, TailStrategy::GuardWithIf)
+        .split(ci, cv, cl, v)
+        .reorder(cl, cv, xi, xo, co, s.y, s.n)
+        .vectorize(cl)
+        .unroll(cv)
+        .unroll(xi)
+        .fuse(s.y, s.n, yn)
+        .parallel(yn);
+    // Fixed tile extents, also at the channel and x tails (weights, bias and multipliers are
+    // padded to 64 channels; padded channels read the zero point): the tile lives in registers.
+    s.acc.compute_at(out, xo)
+        .bound_extent(s.c, tc)
+        .bound_extent(s.x, tx)
+        .reorder(s.c, s.x, s.y, s.n)
+        .vectorize(s.c, v)
+        .unroll(s.c)
+        .unroll(s.x);
+    s.acc.update()
+        .reorder(s.c, s.x, s.r.x, s.r.y, s.r.z, s.y, s.n)
+        .vectorize(s.c, v)
+        .unroll(s.c)
+        .unroll(s.x);
+    if (s.has_xsum) {
+        s.xsum.compute_at(out, xo).bound_extent(s.c, tc).bound_extent(s.x, tx).vectorize(s.c, v).unroll(s.c).unroll(s.x);
+        s.xsum.update().reorder(s.c, s.x, s.r.x, s.r.y, s.r.z, s.y, s.n).vectorize(s.c, v).unroll(s.c).unroll(s.x);
+    }
+    s.padded.compute_at(out, yn).vectorize(s.c, v, TailStrategy::GuardWithIf);
+    // After the schedule (a specialization copies it as it is when made): in a depthwise conv
+    // the input channel index is c itself, so the loads above are dense vectors.
+    out.specialize(s.depthwise);
+}
+
+}  // namespace qh::sched

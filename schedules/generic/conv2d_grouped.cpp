@@ -1,0 +1,13 @@
+// conv2d_grouped on generic (schedules/common/grouped_conv.h).
+#include "common/grouped_conv.h"
+
+namespace {
+
+using namespace qh;
+const sched::GroupedTile kDefaults = {4, 16, 4};  // {int32 lanes, tile_c, tile_x}
+
+void conv2d_grouped(GroupedConvStages &s, const ScheduleContext &ctx) { sched::grouped_conv_cpu(s, ctx, kDefaults); }
+
+QH_REGISTER_SCHEDULE(GroupedConvStages, "conv2d_grouped", "generic", conv2d_grouped, sched::grouped_conv_knobs(kDefaults));
+
+}  // namespace
