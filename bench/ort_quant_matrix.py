@@ -93,7 +93,50 @@ def plain(seed=2027):
     return n.model("plain", n.head(x, 32))
 
 
-MODELS = {"resnet_block": resnet_block, "plain": plain}
+def mobilenet_v2(seed=2028):
+    """MobileNetV2-style: ReLU6 stem at stride 2, inverted residuals (1x1 expand, 3x3 depthwise,
+    1x1 project, residual Add), a stride-2 depthwise block, and an Inception-style Concat of a
+    1x1 branch, a depthwise branch and a 3x3 average pool."""
+    n = Net(seed)
+    x = n.conv("input", "stem", 3, 16, stride=2, act="relu6")
+    y = n.conv(x, "b1.expand", 16, 48, k=1, act="relu6")
+    y = n.dwconv(y, "b1.dw", 48)
+    y = n.conv(y, "b1.project", 48, 16, k=1, act="none")
+    x = n.op("Add", [x, y], "b1.add")
+    y = n.conv(x, "b2.expand", 16, 64, k=1, act="relu6")
+    y = n.dwconv(y, "b2.dw", 64, stride=2)
+    x = n.conv(y, "b2.project", 64, 24, k=1, act="none")
+    a = n.conv(x, "mix.a", 24, 16, k=1, act="relu6")
+    b = n.dwconv(x, "mix.b", 24, k=5, mult=2)
+    c = n.op("AveragePool", [x], "mix.pool", kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1])
+    x = n.op("Concat", [a, b, c], "mix.concat", axis=1)
+    x = n.conv(x, "head.conv", 88, 32, k=1, act="relu6")
+    return n.model("mobilenet_v2", n.head(x, 32))
+
+
+def efficientnet(seed=2029):
+    """EfficientNet-style: SiLU everywhere, MBConv with a 5x5 stride-2 depthwise conv and
+    squeeze-excitation (GlobalAveragePool, 1x1 reduce + SiLU, 1x1 expand + Sigmoid, Mul broadcast
+    over H x W), a residual MBConv, and a HardSwish (MobileNetV3) head conv."""
+    n = Net(seed)
+    x = n.conv("input", "stem", 3, 16, stride=2, act="silu")
+    y = n.conv(x, "b1.expand", 16, 64, k=1, act="silu")
+    y = n.dwconv(y, "b1.dw", 64, k=5, stride=2, act="silu")
+    s = n.op("GlobalAveragePool", [y], "b1.se.gap")
+    s = n.conv(s, "b1.se.reduce", 64, 8, k=1, act="silu")
+    s = n.conv(s, "b1.se.expand", 8, 64, k=1, act="none")
+    s = n.op("Sigmoid", [s], "b1.se.gate")
+    y = n.op("Mul", [y, s], "b1.se.scale")
+    x = n.conv(y, "b1.project", 64, 24, k=1, act="none")
+    y = n.conv(x, "b2.expand", 24, 72, k=1, act="silu")
+    y = n.dwconv(y, "b2.dw", 72, act="silu")
+    y = n.conv(y, "b2.project", 72, 24, k=1, act="none")
+    x = n.op("Add", [x, y], "b2.add")
+    x = n.conv(x, "head.conv", 24, 48, k=1, act="hardswish")
+    return n.model("efficientnet", n.head(x, 48))
+
+
+MODELS = {"resnet_block": resnet_block, "plain": plain, "mobilenet_v2": mobilenet_v2, "efficientnet": efficientnet}
 
 
 def random_inputs(n, seed):

@@ -202,9 +202,41 @@ public:
     }
 };
 
+// ONNX QLinearMul (and DQ -> Mul -> Q) with numpy broadcasting of b over (c, p, n) views (c the
+// dense channels, p = H*W pixels, n images; b's strides are 0 along broadcast dimensions):
+// y = clamp(round(float((a - za) * (b - zb)) * m + float(zy)), act_min, act_max),  m = sa*sb/sy.
+// The product is exact in int32; one float multiply, one float add of the zero point, then
+// round half to even: the arithmetic of ONNX Runtime's MLAS kernel (qlmul.cpp, x86), so the
+// results are bit-identical with it. no_contraction as in quantized_add.
+class QMul : public EltwiseBase<QMul> {
+public:
+    Input<Buffer<uint8_t, 3>> a{"a"};
+    Input<int32_t> a_zp{"a_zp"};
+    Input<Buffer<uint8_t, 3>> b{"b"};
+    Input<int32_t> b_zp{"b_zp"};
+    Input<float> mult{"mult"};
+    Input<int32_t> output_zp{"output_zp"};
+    Input<int32_t> act_min{"act_min"};
+    Input<int32_t> act_max{"act_max"};
+    Output<Buffer<uint8_t, 3>> output{"output"};
+    void generate() {
+        Var c("c"), p("p"), n("n");
+        Expr prod = (cast<int32_t>(a(c, p, n)) - a_zp) * (cast<int32_t>(b(c, p, n)) - b_zp);
+        Expr scaled = strict_float(cast<float>(prod) * mult);
+        if (get_target().has_gpu_feature()) scaled = strict_float(select(a_zp < (1 << 30), scaled, 0.0f));
+        Expr v = strict_float(scaled + cast<float>(output_zp));
+        output(c, p, n) = cast<uint8_t>(qh::clamp_to(UInt(8), qh::round_to_i32(v), act_min, act_max));
+        a.dim(0).set_stride(1);
+        b.dim(0).set_stride(Expr());  // 0 where b is broadcast along the channels
+        output.dim(0).set_stride(1);
+        apply_schedule("mul", output, {c, p, n});
+    }
+};
+
 }  // namespace
 
 HALIDE_REGISTER_GENERATOR(Quantize, quantize)
+HALIDE_REGISTER_GENERATOR(QMul, mul)
 HALIDE_REGISTER_GENERATOR(Lut, lut)
 HALIDE_REGISTER_GENERATOR(Dequantize, dequantize)
 HALIDE_REGISTER_GENERATOR(Requantize, requantize)

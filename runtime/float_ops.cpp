@@ -132,6 +132,30 @@ void add(const Tensor &a, const Tensor &b, Tensor &y) {
     for (int64_t i = 0; i < a.numel(); i++) d[i] = p[i] + q[i];
 }
 
+void mul(const Tensor &a, const Tensor &b, Tensor &y) {
+    // b's element for a's index: strides of b's shape right-aligned to a's, 0 where broadcast.
+    const int r = int(a.rank()), rb = int(b.rank());
+    std::vector<int64_t> stride(r, 0);
+    int64_t s = 1;
+    for (int d = rb - 1; d >= 0; d--) {
+        stride[r - rb + d] = b.dim(d) == 1 ? 0 : s;
+        s *= b.dim(d);
+    }
+    const float *p = a.data<float>(), *q = b.data<float>();
+    float *o = y.data<float>();
+    std::vector<int64_t> idx(r, 0);
+    int64_t bi = 0;
+    for (int64_t i = 0; i < a.numel(); i++) {
+        o[i] = p[i] * q[bi];
+        for (int d = r - 1; d >= 0; d--) {  // next index of a, b's offset with it
+            bi += stride[d];
+            if (++idx[d] < a.dim(d)) break;
+            bi -= stride[d] * idx[d];
+            idx[d] = 0;
+        }
+    }
+}
+
 void batchnorm(const Tensor &x, const std::vector<float> &scale, const std::vector<float> &shift, Tensor &y) {
     const size_t C = scale.size();
     const float *s = x.data<float>();

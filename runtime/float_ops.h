@@ -28,6 +28,8 @@ void conv2d(const Tensor &x, const ConvWeights &w, const WindowAttrs &a, float *
 void dense(const Tensor &x, const ConvWeights &w, Tensor &y);
 void relu(const Tensor &x, Tensor &y);
 void add(const Tensor &a, const Tensor &b, Tensor &y);
+// y = a * b, b broadcast to a's shape (numpy rules, ranks right-aligned).
+void mul(const Tensor &a, const Tensor &b, Tensor &y);
 void batchnorm(const Tensor &x, const std::vector<float> &scale, const std::vector<float> &shift, Tensor &y);
 void maxpool(const Tensor &x, const WindowAttrs &a, Tensor &y);
 // ONNX AveragePool: the mean over the window's positions inside the image (with

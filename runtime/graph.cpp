@@ -104,7 +104,7 @@ void Graph::validate() const {
     std::vector<int> producer(values.size(), -1);
     for (const GraphNode &n : nodes) {
         const OpDef &def = op_def(n.op);
-        if (int(n.inputs.size()) != def.arity)
+        if (def.arity >= 0 ? int(n.inputs.size()) != def.arity : n.inputs.empty())
             fail(n, "expects " + std::to_string(def.arity) + " input(s), has " + std::to_string(n.inputs.size()));
         for (int v : n.inputs) {
             if (v < 0 || size_t(v) >= values.size()) fail(n, "input id out of range");

@@ -29,6 +29,11 @@ void Importer::import_node() {
         if (op == "MaxPool") return maxpool();
         if (op == "GlobalAveragePool") return global_avgpool(false);
         if (op == "AveragePool") return avgpool();
+        if (op == "Sigmoid") return unary(OpKind::Sigmoid, false);
+        if (op == "HardSigmoid") return unary(OpKind::HardSigmoid, false);
+        if (op == "HardSwish") return unary(OpKind::HardSwish, false);
+        if (op == "Mul") return mul(false);
+        if (op == "Concat") return concat(false);
         if (op == "Flatten") return flatten(false);
         if (op == "Reshape") return flatten(true);
         if (op == "Gemm") return gemm();
@@ -39,7 +44,8 @@ void Importer::import_node() {
         if (op == "Constant") return constant_node();
         if (op == "QuantizeLinear") return quantize();
         if (op == "DequantizeLinear") return dequantize();
-        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, AveragePool, GlobalAveragePool, "
+        nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Add, Mul, "
+              "Concat, MaxPool, AveragePool, GlobalAveragePool, "
               "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, QuantizeLinear, DequantizeLinear, "
               "QLinearConv, QLinearMatMul; com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");
     }
@@ -47,7 +53,11 @@ void Importer::import_node() {
         if (op == "QLinearAdd") return qlinear_add();
         if (op == "QLinearGlobalAveragePool") return global_avgpool(true);
         if (op == "QGemm") return qgemm();
-        nfail("op not supported (com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");
+        if (op == "QLinearSigmoid") return unary(OpKind::Sigmoid, true);
+        if (op == "QLinearMul") return mul(true);
+        if (op == "QLinearConcat") return concat(true);
+        nfail("op not supported (com.microsoft: QLinearAdd, QLinearMul, QLinearSigmoid, QLinearConcat, "
+              "QLinearGlobalAveragePool, QGemm)");
     }
     nfail("domain '" + n.domain() + "' not supported (only the default ONNX domain and com.microsoft)");
 }

@@ -376,6 +376,87 @@ void Importer::maxpool() {
     if (x.repr != DType::f32) set_quant(v, q, qt);  // max commutes with dequantization
 }
 
+// Sigmoid, HardSigmoid (alpha, beta), HardSwish; QLinearSigmoid (com.microsoft) when qlinear.
+void Importer::unary(OpKind k, bool qlinear) {
+    if (qlinear) {
+        check_arity(4, 5);
+        allow_attrs({});
+        read_quant_input(0, 1, 2, "input");
+    } else {
+        check_arity(1, 1);
+        if (k == OpKind::HardSigmoid) allow_attrs({"alpha", "beta"});
+        else allow_attrs({});
+    }
+    const Act &x = qlinear ? act(0, "input") : float_act(0, "input");
+    GraphNode n;
+    n.op = k;
+    if (k == OpKind::HardSigmoid) {
+        n.alpha = attr_float("alpha", 0.2f);
+        n.beta = attr_float("beta", 0.5f);
+    }
+    n.inputs = {x.v};
+    if (!qlinear) {
+        emit(std::move(n));
+        return;
+    }
+    DType yt;
+    QuantParams yq = act_quant(3, 4, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+// Mul (numpy broadcasting; the shape rule checks it); QLinearMul (com.microsoft) when qlinear.
+void Importer::mul(bool qlinear) {
+    GraphNode n;
+    n.op = OpKind::Mul;
+    if (!qlinear) {
+        check_arity(2, 2);
+        allow_attrs({});
+        for (int i = 0; i < 2; i++)
+            if (consts_.count(in_name(i)) || qconsts_.count(in_name(i)))
+                nfail("multiplying by constant '" + in_name(i) + "' is not supported (both operands must be computed values)");
+        n.inputs = {float_act(0, "input A").v, float_act(1, "input B").v};
+        emit(std::move(n));
+        return;
+    }
+    check_arity(7, 8);
+    allow_attrs({});
+    read_quant_input(0, 1, 2, "input A");
+    read_quant_input(3, 4, 5, "input B");
+    n.inputs = {act(0, "input A").v, act(3, "input B").v};
+    DType yt;
+    QuantParams yq = act_quant(6, 7, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
+// Concat along axis 1 of NCHW (-3 of rank 4); QLinearConcat (com.microsoft: Y_scale, Y_zero_point,
+// then (X, scale, zero point) per input) when qlinear.
+void Importer::concat(bool qlinear) {
+    allow_attrs({"axis"});
+    const int64_t axis = attr_int("axis", 1);
+    if (axis != 1 && axis != -3) nfail("axis=" + std::to_string(axis) + " not supported (only the channels: 1 of NCHW)");
+    GraphNode n;
+    n.op = OpKind::Concat;
+    if (!qlinear) {
+        if (node_->input_size() < 1) nfail("needs at least one input");
+        for (int i = 0; i < node_->input_size(); i++) n.inputs.push_back(float_act(i, "input " + std::to_string(i)).v);
+        emit(std::move(n));
+        return;
+    }
+    if (node_->input_size() < 5 || (node_->input_size() - 2) % 3 != 0)
+        nfail("QLinearConcat needs Y_scale, Y_zero_point and (X, scale, zero point) triples, has " +
+              std::to_string(node_->input_size()) + " inputs");
+    for (int i = 2; i < node_->input_size(); i += 3) {
+        read_quant_input(i, i + 1, i + 2, "input " + std::to_string((i - 2) / 3));
+        n.inputs.push_back(act(i, "input " + std::to_string((i - 2) / 3)).v);
+    }
+    DType yt;
+    QuantParams yq = act_quant(0, 1, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
+}
+
 // AveragePool (opset 7-22: ceil_mode, count_include_pad, auto_pad; dilations 1).
 void Importer::avgpool() {
     check_arity(1, 1);

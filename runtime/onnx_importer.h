@@ -369,6 +369,9 @@ private:
     WindowAttrs window(bool conv, int64_t kh, int64_t kw);
     int conv_group(const Tensor &w);
     void avgpool();
+    void unary(OpKind k, bool qlinear);
+    void mul(bool qlinear);
+    void concat(bool qlinear);
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);
     Tensor bias(int i, const Weights &w, const QuantParams &xq);

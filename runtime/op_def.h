@@ -32,7 +32,7 @@ struct ShapeInputs {
 struct OpDef {
     OpKind kind;
     const char *name;
-    int arity;
+    int arity;  // number of inputs; -1: one or more (Concat)
     // Structural checks beyond arity and value ids (constants present and consistent, window
     // attributes in range); returns what is wrong, "" when nothing is. Graph::validate.
     std::string (*check)(const GraphNode &n);

@@ -514,6 +514,46 @@ BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int6
                        [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
 }
 
+BoundOp bind_mul(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y, const std::string &op) {
+    expect_tensor(a, op, "a", {DType::u8}, -1);
+    expect_tensor(b, op, "b", {DType::u8}, -1);
+    expect_tensor(y, op, "output", {DType::u8}, -1);
+    QH_EXPECT(a.shape() == y.shape(), op, "output " + y.describe() + " must have a's shape " + a.describe());
+    for (const Tensor *t : {&a, &b, (const Tensor *)&y}) expect_per_tensor(*t, op, "operand");
+    // (c, p, n) views: c the last dimension, n the first (rank 4; else 1), p the rest.
+    const int r = int(a.rank());
+    QH_EXPECT(r >= 1 && int(b.rank()) <= r, op, "b " + b.describe() + " has a higher rank than a " + a.describe());
+    std::vector<int64_t> bs(r, 1);  // b's shape right-aligned to a's
+    for (int d = 0; d < int(b.rank()); d++) bs[r - b.rank() + d] = b.dim(d);
+    for (int d = 0; d < r; d++)
+        QH_EXPECT(bs[d] == a.dim(d) || bs[d] == 1, op, "b " + b.describe() + " does not broadcast to " + a.describe());
+    const int64_t C = a.dim(r - 1), N = r == 4 ? a.dim(0) : 1, P = a.numel() / std::max<int64_t>(C * N, 1);
+    int64_t bp = 1;
+    bool p_full = true, p_one = true;
+    for (int d = (r == 4 ? 1 : 0); d < r - 1; d++) {
+        bp *= bs[d];
+        p_full = p_full && bs[d] == a.dim(d);
+        p_one = p_one && bs[d] == 1;
+    }
+    QH_EXPECT(p_full || p_one, op, "b " + b.describe() + " broadcasts over some of " + a.describe() +
+                                       "'s inner dimensions but not all (supported: all or none)");
+    const int64_t bc = bs[r - 1], bn = r == 4 ? bs[0] : 1;
+    halide_dimension_t bd[3] = {{0, int(C), bc == 1 ? 0 : 1, 0},
+                                {0, int(P), p_one ? 0 : int(bc), 0},
+                                {0, int(N), bn == 1 ? 0 : int(bc * bp), 0}};
+    const Device d = op_device(op, {&a, &b, &y});
+    auto bb = std::make_shared<Buf<uint8_t>>(view<uint8_t>(b, {int(b.numel())}));
+    *bb = Buf<uint8_t>(bb->data(), 3, bd);
+    if (d != Device::cpu) device_view(*bb, b);
+    const float m = (a.quant.scale[0] * b.quant.scale[0]) / y.quant.scale[0];
+    const int32_t za = zp0(a), zb = zp0(b), zy = zp0(y), lo = act.min, hi = act.max;
+    const std::vector<int> dims = {int(C), int(P), int(N)};
+    return bind_in_out(op, pick(kernels::mul_u8u8u8(), d), view_any(a, dims), view_any(y, dims),
+                       [=](auto fn, halide_buffer_t *in, halide_buffer_t *out) {
+                           return fn(in, za, *bb, zb, m, zy, lo, hi, out);
+                       });
+}
+
 BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y) {
     const std::string op = "add";
     expect_tensor(a, op, "a", {DType::u8}, -1);

@@ -118,6 +118,11 @@ void global_avgpool(const Tensor &x, Tensor &y);
 BoundOp bind_add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);
 void add(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y);
 
+// ONNX QLinearMul on u8, per tensor: y = clamp(round(float((a - za)(b - zb)) * (sa*sb/sy) + zy), act),
+// b broadcast to a's shape (rank 4 NHWC or equal ranks; each of b's dims equal or 1; H and W
+// broadcast together).
+BoundOp bind_mul(const Tensor &a, const Tensor &b, const Activation &act, Tensor &y, const std::string &name = "mul");
+
 // ONNX QuantizeLinear / DequantizeLinear; per-axis when quant.axis >= 0 (axis of the tensor's
 // own shape, e.g. 1 for NCHW channels).
 // f32 -> u8/s8 with y.quant, saturated to [type min, qmax] (qmax < 0: the type's maximum; 15: a

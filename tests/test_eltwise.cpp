@@ -225,6 +225,46 @@ TEST(Lut, TableAndConcatSliceAllVariants) {
     EXPECT_GE(ran, 1);
 }
 
+// mul (QLinearMul) with numpy broadcasting of b over NHWC a.
+TEST(Mul, BroadcastsBitExactAllVariants) {
+    const std::vector<int64_t> as = {2, 5, 7, 19};
+    auto av = random_vec<uint8_t>(2 * 5 * 7 * 19, 0, 255, 21);
+    Tensor a = tensor_from(DType::u8, as, av, QuantParams::per_tensor(0.04f, 120));
+    for (std::vector<int64_t> bs : {as, std::vector<int64_t>{2, 1, 1, 19}, std::vector<int64_t>{1, 1, 1, 19},
+                                    std::vector<int64_t>{1}, std::vector<int64_t>{2, 5, 7, 1}, std::vector<int64_t>{19}}) {
+        SCOPED_TRACE(shape_str(bs));
+        int64_t nb = 1;
+        for (auto d : bs) nb *= d;
+        auto bv = random_vec<uint8_t>(size_t(nb), 0, 255, 22);
+        Tensor b = tensor_from(DType::u8, bs, bv, QuantParams::per_tensor(0.03f, 7));
+        // b's element for a's index (n, h, w, c), numpy broadcasting right-aligned.
+        std::vector<int64_t> bfull(4, 1);
+        for (size_t d = 0; d < bs.size(); d++) bfull[4 - bs.size() + d] = bs[d];
+        std::vector<int32_t> want(av.size());
+        for (int64_t n = 0; n < 2; n++)
+            for (int64_t h = 0; h < 5; h++)
+                for (int64_t w = 0; w < 7; w++)
+                    for (int64_t c = 0; c < 19; c++) {
+                        const int64_t i = ((n * 5 + h) * 7 + w) * 19 + c;
+                        const int64_t j = (((bfull[0] > 1 ? n : 0) * bfull[1] + (bfull[1] > 1 ? h : 0)) * bfull[2] +
+                                           (bfull[2] > 1 ? w : 0)) * bfull[3] + (bfull[3] > 1 ? c : 0);
+                        want[i] = ref::qlinear_mul(av[i], 120, 0.04f, bv[j], 7, 0.03f, 60, 0.05f, 0, 255);
+                    }
+        ASSERT_GT(std::set<int32_t>(want.begin(), want.end()).size(), 20u);
+        if (bs == as) ASSERT_GT(std::count(want.begin(), want.end(), 255), 0);  // saturates
+        int ran = 0;
+        QH_FOR_EACH_TARGET(tag) {
+            Tensor y(DType::u8, as, QuantParams::per_tensor(0.05f, 60));
+            poison(y);
+            bind_mul(a, b, {0, 255}, y).run();
+            EXPECT_EQ(first_mismatch(tensor_values(y), want), "");
+            expect_variant("mul_u8u8u8", tag);
+            ran++;
+        }
+        EXPECT_GE(ran, 1);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // global_avgpool
 

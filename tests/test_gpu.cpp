@@ -39,6 +39,7 @@
 #if QH_HAVE_CUDA_MMA
 #include "../cuda/mma_ops.h"
 #endif
+#include "mobile_graphs.h"
 #include "small_quant_graph.h"
 #include "test_util.h"
 
@@ -759,6 +760,19 @@ TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
     expect_gpu_equals_cpu("lut", qh::DType::u8, {3, 5, 7, 9}, {3, 5, 7, 9}, qh::QuantParams::per_tensor(1.f, 0),
                           qh::QuantParams::per_tensor(1.f, 0), 9,
                           [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_lut(x, table, y); });
+    // mul with b broadcast over H x W (squeeze-excitation) and as a full tensor: b's values come
+    // from a second device tensor, fixed for both runs.
+    for (std::vector<int64_t> bs : {std::vector<int64_t>{2, 1, 1, 40}, std::vector<int64_t>{2, 9, 9, 40}}) {
+        DevTensor bd(qh::DType::u8, bs, qh::QuantParams::per_tensor(0.03f, 7));
+        bd.host = random_bytes(bd.host.size(), 17);
+        bd.buf->upload();
+        qh::Tensor bh = qh::Tensor::wrap(qh::DType::u8, bs, bd.host.data(), bd.t.quant);
+        expect_gpu_equals_cpu("mul b " + qh::shape_str(bs), qh::DType::u8, {2, 9, 9, 40}, {2, 9, 9, 40},
+                              qh::QuantParams::per_tensor(0.04f, 120), qh::QuantParams::per_tensor(0.05f, 60), 19,
+                              [&](const qh::Tensor &x, qh::Tensor &y) {
+                                  return qh::bind_mul(x, x.device() == qh::Device::cpu ? bh : bd.t, {0, 255}, y);
+                              });
+    }
     // A concat slice writes only its channels: the others keep the (equal) poison on both sides.
     expect_gpu_equals_cpu("concat slice", qh::DType::u8, {2, 6, 5, 24}, {2, 6, 5, 56}, qh::QuantParams::per_tensor(1.f, 0),
                           qh::QuantParams::per_tensor(1.f, 0), 13,
@@ -769,7 +783,7 @@ TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
 TEST(GpuKernels, ListIsComplete) {
     auto names = qh::gpu_kernels::all_names();
     const size_t mma = qh::cuda_mma_built() ? 4 : 0;  // the conv2d_extern families
-    EXPECT_EQ(names.size(), 46u + mma);  // 28 int8 + 14 int4 + conv2d_grouped x2, avgpool, lut families
+    EXPECT_EQ(names.size(), 47u + mma);  // 28 int8 + 14 int4 + conv2d_grouped x2, avgpool, lut, mul families
     size_t extern_kernels = 0;
     for (auto &k : names) {
         const bool dp4a = k.find("__cuda_dp4a") != std::string::npos;
@@ -828,7 +842,7 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     const std::string form = formulation_name;
     int convs = 0, in_form = 0;
     for (const auto &l : gpu->layers()) {
-        const bool conv = l.op.rfind("conv2d", 0) == 0, dense = l.op.rfind("dense", 0) == 0;
+        const bool conv = l.op.rfind("conv2d", 0) == 0 && l.op != "conv2d_grouped", dense = l.op.rfind("dense", 0) == 0;
         const bool on_mma = l.kernel.find("__cuda_mma") != std::string::npos;
         const bool on_dp4a = l.kernel.find("__cuda_dp4a") != std::string::npos;
         if (conv && mma) EXPECT_TRUE(on_mma) << l.name << ": " << l.kernel;
@@ -1053,6 +1067,23 @@ INSTANTIATE_TEST_SUITE_P(Depths, GpuResNet, ::testing::Values(18, 50),
 
 // These run everywhere (CI included): the refusals come before any device is touched, and on a
 // machine without a CUDA device prepare says so.
+// The MobileNetV2-style and EfficientNet-style graphs (tests/mobile_graphs.h) on the GPU, logits
+// bit-identical with the CPU at batch 1 and 2 (depthwise / grouped / dilated convs, avgpool,
+// lut tables, mul and concat on cuda_dp4a; the dense convs on cuda_mma when built).
+TEST(GpuModel, MobileGraphsBitExactWithCpu) {
+    QH_REQUIRE_CUDA();
+    for (qh::Graph g : {qh::testing_graphs::mobilenet_v2_graph(), qh::testing_graphs::efficientnet_graph()}) {
+        SCOPED_TRACE(g.name);
+        g = qh::testing_graphs::calibrated(g);
+        for (int batch : {1, 2}) {
+            auto layers = expect_cuda_matches_cpu(g, batch, 77);
+            int grouped = 0;
+            for (const auto &l : layers) grouped += l.op == "conv2d_grouped";
+            EXPECT_GE(grouped, 3);
+        }
+    }
+}
+
 TEST(GpuModelErrors, PrepareForCudaRefusesClearly) {
     qh::testing_graphs::SmallQuantGraph sg;
     qh::PrepareOptions po;

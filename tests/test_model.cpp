@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <set>
 #include <cstring>
 #include <random>
 
@@ -11,6 +12,7 @@
 #include "reference_ops.h"
 #include "models/resnet.h"
 #include "small_quant_graph.h"
+#include "mobile_graphs.h"
 #include "test_util.h"
 
 using namespace qh;
@@ -126,6 +128,48 @@ TEST_F(ResNetSmall, EveryKernelVariantGivesIdenticalLogits) {
             first = out;
         else
             EXPECT_EQ(out, first) << tag;
+    }
+}
+
+// MobileNetV2-style and EfficientNet-style graphs (tests/mobile_graphs.h: depthwise, grouped
+// and dilated convs, ReLU6, SiLU, squeeze-excitation Mul, HardSwish, Concat, AveragePool):
+// every CPU variant gives the same logits, bit for bit, at batch 2; the int8 model agrees with
+// fp32; every op runs on its kernel (no fp32 fallback inside the int8 model).
+TEST(MobileGraphs, EveryKernelVariantGivesIdenticalLogits) {
+    for (Graph g : {testing_graphs::mobilenet_v2_graph(), testing_graphs::efficientnet_graph()}) {
+        SCOPED_TRACE(g.name);
+        g = testing_graphs::calibrated(g);
+        Tensor x = random_input({2, 32, 32, 3}, 301);
+        std::vector<float> first;
+        std::string first_tag;
+        QH_FOR_EACH_TARGET(tag) {
+            auto m = Model::prepare(g, {2});
+            std::set<std::string> ops;
+            for (const auto &l : m->layers()) {
+                ops.insert(l.op.substr(0, l.op.find('+')));
+                EXPECT_EQ(l.kernel.find("fp32"), std::string::npos) << l.name << " " << l.kernel;
+            }
+            const bool mv2 = g.name == "mobilenet_v2_style";
+            for (const char *op : mv2 ? std::vector<const char *>{"conv2d_grouped", "concat", "avgpool", "conv2d_add"}
+                                      : std::vector<const char *>{"conv2d_grouped", "mul", "sigmoid", "hard_sigmoid", "conv2d_add"})
+                EXPECT_TRUE(ops.count(op)) << op;
+            set_input(*m, x);
+            m->execute();
+            auto out = output_vec(*m);
+            if (first.empty()) {
+                first = out;
+                first_tag = tag;
+            } else {
+                EXPECT_EQ(out, first) << tag << " vs " << first_tag;
+            }
+        }
+        auto mf = Model::prepare(g, {2, 0, Precision::fp32});
+        set_input(*mf, x);
+        mf->execute();
+        auto f = output_vec(*mf);
+        double dot = 0, na = 0, nb = 0;
+        for (size_t i = 0; i < f.size(); i++) dot += f[i] * first[i], na += f[i] * f[i], nb += first[i] * first[i];
+        EXPECT_GT(dot / std::sqrt(na * nb), 0.98) << "int8 vs fp32 logit cosine";
     }
 }
 

@@ -12,7 +12,7 @@
 namespace qh::layers {
 
 extern const OpDef conv, dense, batchnorm, relu, add, maxpool, avgpool, global_avgpool, flatten, clip,
-    quantize_linear, dequantize_linear;
+    quantize_linear, dequantize_linear, sigmoid, hard_sigmoid, hard_swish, mul, concat;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);
@@ -58,7 +58,7 @@ std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, 
 // Quantization assignment of a u8 elementwise op (Relu, Clip): the output keeps the input's
 // quantization unless it has its own.
 void keep_input_quant(Program &p, FusedGroup &gr);
-// A host step applying such a table.
+// A step applying such a table (the lut kernel, on the CPU or the GPU).
 void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut);
 
 // Flatten, and the int8/fp32 copy of any view that must be materialized: y aliases x unless y is

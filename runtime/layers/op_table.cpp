@@ -15,6 +15,11 @@ const OpDef &op_def(OpKind k) {
     case OpKind::Add: return layers::add;
     case OpKind::MaxPool: return layers::maxpool;
     case OpKind::AvgPool: return layers::avgpool;
+    case OpKind::Sigmoid: return layers::sigmoid;
+    case OpKind::HardSigmoid: return layers::hard_sigmoid;
+    case OpKind::HardSwish: return layers::hard_swish;
+    case OpKind::Mul: return layers::mul;
+    case OpKind::Concat: return layers::concat;
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
     case OpKind::Clip: return layers::clip;
@@ -26,7 +31,7 @@ const OpDef &op_def(OpKind k) {
 
 std::vector<int64_t> output_shape(const GraphNode &n, const ShapeInputs &in) {
     const OpDef &d = op_def(n.op);
-    if (int(in.shapes.size()) != d.arity || in.names.size() != in.shapes.size())
+    if ((d.arity >= 0 ? int(in.shapes.size()) != d.arity : in.shapes.empty()) || in.names.size() != in.shapes.size())
         throw ShapeError(std::string(d.name) + " expects " + std::to_string(d.arity) + " input shape(s), has " +
                          std::to_string(in.shapes.size()));
     return d.shape(n, in);

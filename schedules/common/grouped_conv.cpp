@@ -8,26 +8,29 @@ std::vector<KnobSpec> grouped_conv_knobs(const GroupedTile &d) {
     return {
         {"tile_c", d.tile_c, 4, 64, "output channels per register tile (divides 64, multiple of the vector)"},
         {"tile_x", d.tile_x, 1, 16, "output pixels per register tile"},
+        {"rows", d.rows, 1, 16, "output rows per parallel task (the padded input rows are copied once per task)"},
     };
 }
 
 void grouped_conv_cpu(GroupedConvStages &s, const ScheduleContext &ctx, const GroupedTile &d) {
     if (ctx.auto_schedule) return;
     const auto specs = grouped_conv_knobs(d);
-    const int tc = ctx.knobs.get(specs[0]), tx = ctx.knobs.get(specs[1]), v = std::min(d.vector, tc);
+    const int tc = ctx.knobs.get(specs[0]), tx = ctx.knobs.get(specs[1]), rows = ctx.knobs.get(specs[2]);
+    const int v = std::min(d.vector, tc);
     if (64 % tc || tc % v)
         throw std::runtime_error("knob 'tile_c'=" + std::to_string(tc) + ": must divide 64 and be a multiple of " +
                                  std::to_string(v));
     Func out = s.output;
-    Var co("co"), ci("ci"), cv("cv"), cl("cl"), xo("xo"), xi("xi"), yn("yn");
+    Var co("co"), ci("ci"), cv("cv"), cl("cl"), xo("xo"), xi("xi"), yo("yo"), yi("yi"), yn("yn");
     out.split(s.c, co, ci, tc, TailStrategy::GuardWithIf)
         .split(s.x, xo, xi, tx, TailStrategy::GuardWithIf)
+        .split(s.y, yo, yi, rows, TailStrategy::GuardWithIf)
         .split(ci, cv, cl, v)
-        .reorder(cl, cv, xi, xo, co, s.y, s.n)
+        .reorder(cl, cv, xi, xo, co, yi, yo, s.n)
         .vectorize(cl)
         .unroll(cv)
         .unroll(xi)
-        .fuse(s.y, s.n, yn)
+        .fuse(yo, s.n, yn)
         .parallel(yn);
     // Fixed tile extents, also at the channel and x tails (weights, bias and multipliers are
     // padded to 64 channels; padded channels read the zero point): the tile lives in registers.

@@ -74,6 +74,7 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "cuda_dp4a", eltwise, kEltwiseK
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "mul", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "cuda_dp4a", maxpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "cuda_dp4a", avgpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "cuda_dp4a", global_avgpool, {});

@@ -4,7 +4,7 @@
 namespace {
 
 using namespace qh;
-const sched::GroupedTile kDefaults = {4, 16, 4};  // {int32 lanes, tile_c, tile_x}
+const sched::GroupedTile kDefaults = {4, 16, 4, 4};  // {int32 lanes, tile_c, tile_x, rows}
 
 void conv2d_grouped(GroupedConvStages &s, const ScheduleContext &ctx) { sched::grouped_conv_cpu(s, ctx, kDefaults); }
 

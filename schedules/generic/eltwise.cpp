@@ -94,6 +94,7 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "generic", eltwise, kEltwiseKno
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "generic", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "mul", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "generic", maxpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "generic", avgpool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "generic", global_avgpool, {});

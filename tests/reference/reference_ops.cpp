@@ -119,6 +119,14 @@ std::vector<int32_t> avgpool(const std::vector<uint8_t> &x, int n, int h, int w,
     return y;
 }
 
+int32_t qlinear_mul(int32_t a, int32_t za, float sa, int32_t b, int32_t zb, float sb, int32_t zy, float sy,
+                    int32_t lo, int32_t hi) {
+    const float m = (sa * sb) / sy;
+    volatile float prod = float((a - za) * (b - zb)) * m;  // two roundings, never an fma
+    const float v = prod + float(zy);
+    return round_sat(v, lo, hi);
+}
+
 std::vector<int32_t> global_avgpool(const std::vector<uint8_t> &x, int n, int hw, int c,
                                     int32_t zx, float sx, int32_t zy, float sy) {
     std::vector<int32_t> out(size_t(n) * c);

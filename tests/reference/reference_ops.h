@@ -48,6 +48,10 @@ std::vector<int32_t> avgpool(const std::vector<uint8_t> &x, int n, int h, int w,
 std::vector<int32_t> global_avgpool(const std::vector<uint8_t> &x, int n, int hw, int c,
                                     int32_t zx, float sx, int32_t zy, float sy);
 int32_t quantize(float x, float scale, int32_t zp, int32_t lo, int32_t hi);
+// ONNX QLinearMul as ONNX Runtime's x86 kernel computes it: the exact integer product, one float32
+// multiply by (sa * sb) / sy, one float32 add of zy, round half to even, saturate to [lo, hi].
+int32_t qlinear_mul(int32_t a, int32_t za, float sa, int32_t b, int32_t zb, float sb, int32_t zy, float sy,
+                    int32_t lo, int32_t hi);
 float dequantize(int32_t x, float scale, int32_t zp);
 // int4: pack two per byte (element 2i low nibble); values must already be in nibble range
 std::vector<uint8_t> int4_pack(const std::vector<int32_t> &v);
