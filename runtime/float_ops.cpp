@@ -132,7 +132,10 @@ void add(const Tensor &a, const Tensor &b, Tensor &y) {
     for (int64_t i = 0; i < a.numel(); i++) d[i] = p[i] + q[i];
 }
 
-void mul(const Tensor &a, const Tensor &b, Tensor &y) {
+namespace {
+// y = op(a, b), b broadcast to a's shape (numpy rules, ranks right-aligned).
+template <typename Op>
+void broadcast_binary(const Tensor &a, const Tensor &b, Tensor &y, Op op) {
     // b's element for a's index: strides of b's shape right-aligned to a's, 0 where broadcast.
     const int r = int(a.rank()), rb = int(b.rank());
     std::vector<int64_t> stride(r, 0);
@@ -146,7 +149,7 @@ void mul(const Tensor &a, const Tensor &b, Tensor &y) {
     std::vector<int64_t> idx(r, 0);
     int64_t bi = 0;
     for (int64_t i = 0; i < a.numel(); i++) {
-        o[i] = p[i] * q[bi];
+        o[i] = op(p[i], q[bi]);
         for (int d = r - 1; d >= 0; d--) {  // next index of a, b's offset with it
             bi += stride[d];
             if (++idx[d] < a.dim(d)) break;
@@ -154,6 +157,15 @@ void mul(const Tensor &a, const Tensor &b, Tensor &y) {
             idx[d] = 0;
         }
     }
+}
+}  // namespace
+
+void mul(const Tensor &a, const Tensor &b, Tensor &y) {
+    broadcast_binary(a, b, y, [](float u, float v) { return u * v; });
+}
+
+void add_broadcast(const Tensor &a, const Tensor &b, Tensor &y) {
+    broadcast_binary(a, b, y, [](float u, float v) { return u + v; });
 }
 
 void batchnorm(const Tensor &x, const std::vector<float> &scale, const std::vector<float> &shift, Tensor &y) {

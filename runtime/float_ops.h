@@ -30,6 +30,7 @@ void relu(const Tensor &x, Tensor &y);
 void add(const Tensor &a, const Tensor &b, Tensor &y);
 // y = a * b, b broadcast to a's shape (numpy rules, ranks right-aligned).
 void mul(const Tensor &a, const Tensor &b, Tensor &y);
+void add_broadcast(const Tensor &a, const Tensor &b, Tensor &y);  // y = a + b, b broadcast as mul
 void batchnorm(const Tensor &x, const std::vector<float> &scale, const std::vector<float> &shift, Tensor &y);
 void maxpool(const Tensor &x, const WindowAttrs &a, Tensor &y);
 // ONNX AveragePool: the mean over the window's positions inside the image (with

@@ -70,23 +70,21 @@ void Graph::validate() const {
     }
     if (inputs.empty()) throw std::runtime_error("graph '" + name + "': no inputs");
     if (outputs.empty()) throw std::runtime_error("graph '" + name + "': no outputs");
-    // Graph inputs that only QuantizeLinear / DequantizeLinear nodes read may have rank 1; those
-    // only DequantizeLinear nodes read may be integers of any of their types, with the node's
+    // Graph inputs only DequantizeLinear nodes read may be integers of any of their types, with the node's
     // quantization instead of their own.
-    std::vector<bool> only_qdq(values.size(), true), only_dq(values.size(), true);
+    std::vector<bool> only_dq(values.size(), true);
     for (const GraphNode &n : nodes)
         for (int v : n.inputs)
             if (v >= 0 && size_t(v) < values.size()) {
                 only_dq[v] = only_dq[v] && n.op == OpKind::DequantizeLinear;
-                only_qdq[v] = only_qdq[v] && (n.op == OpKind::DequantizeLinear || n.op == OpKind::QuantizeLinear);
             }
     for (int i : inputs) {
         if (i < 0 || size_t(i) >= values.size()) throw std::runtime_error("graph '" + name + "': bad input id");
         const GraphValue &v = values[i];
-        if (v.shape.size() != 4 && v.shape.size() != 2 && !(v.shape.size() == 1 && only_qdq[i]))
+        if (v.shape.empty() || v.shape.size() > 6)
             throw std::runtime_error("graph '" + name + "', input '" + v.name +
-                                     "': needs a shape of rank 4 (NHWC) or 2 (rank 1 only for QuantizeLinear / "
-                                     "DequantizeLinear), has rank " + std::to_string(v.shape.size()));
+                                     "': needs a shape of rank 1 to 6 (4: NHWC), has rank " +
+                                     std::to_string(v.shape.size()));
         for (size_t d = 1; d < v.shape.size(); d++)
             if (v.shape[d] < 1)
                 throw std::runtime_error("graph '" + name + "', input '" + v.name + "': shape " + shape_str(v.shape) +

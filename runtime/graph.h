@@ -38,7 +38,9 @@ enum class OpKind {
     HardSigmoid,    // in: x; y = max(0, min(1, alpha * x + beta))
     HardSwish,      // in: x; y = x * max(0, min(1, x / 6 + 1 / 2))
     Mul,            // in: a, b; b broadcast to a's shape (numpy rules; b {N,1,1,C}, {1,1,1,C}, a scalar, ...)
-    Concat,         // in: x0, x1, ...; along the channels (ONNX axis 1 of NCHW)
+    Concat,         // in: x0, x1, ...; along `axis` of the IR layout (NHWC for rank 4)
+    GlobalMaxPool,  // in: x {N,H,W,C} -> {N,1,1,C}
+    Softmax,        // in: x; along `axis` of the IR layout (softmax_to_end: over axis..rank-1, opset < 13)
     Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
     Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
     // ONNX QuantizeLinear / DequantizeLinear where they cannot be folded into a value's quant
@@ -135,6 +137,8 @@ struct GraphNode {
     int group = 1;            // Conv: input and output channels split in `group` groups
     bool count_include_pad = false;  // AvgPool: pad positions count in the divisor
     float alpha = 0.2f, beta = 0.5f;  // HardSigmoid
+    int axis = -1;                    // Concat, Softmax: the IR axis (ONNX NCHW axis 1 is NHWC's 3)
+    bool softmax_to_end = false;      // Softmax (opset < 13): normalize over axes axis..rank-1 together
     // Conv / Dense constants.
     //  weights: f32, or u8/s8 with quant (per tensor, or per output channel: axis 0, OC values).
     //  bias: empty, f32 {OC}, or s32 {OC} in units of x_scale * w_scale[oc] (ONNX QLinearConv /

@@ -34,6 +34,8 @@ void Importer::import_node() {
         if (op == "HardSwish") return unary(OpKind::HardSwish, false);
         if (op == "Mul") return mul(false);
         if (op == "Concat") return concat(false);
+        if (op == "GlobalMaxPool") return global_maxpool();
+        if (op == "Softmax") return softmax();
         if (op == "Flatten") return flatten(false);
         if (op == "Reshape") return flatten(true);
         if (op == "Gemm") return gemm();
@@ -45,7 +47,7 @@ void Importer::import_node() {
         if (op == "QuantizeLinear") return quantize();
         if (op == "DequantizeLinear") return dequantize();
         nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Add, Mul, "
-              "Concat, MaxPool, AveragePool, GlobalAveragePool, "
+              "Concat, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Softmax, "
               "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, QuantizeLinear, DequantizeLinear, "
               "QLinearConv, QLinearMatMul; com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");
     }
@@ -94,10 +96,11 @@ void Importer::add_graph_input(int index) {
     } catch (const std::length_error &e) {
         fail(e.what());
     }
+    // Rank 4 is NCHW, stored NHWC; other ranks keep ONNX's order (elementwise ops, Q/DQ,
+    // Concat and Mul take them; ops with a layout check theirs).
     if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
-    else if (s.size() != 2 && s.size() != 1)
-        fail(where + " has rank " + std::to_string(s.size()) +
-             " (only 4: NCHW, or 2: {N, K}; 1 for QuantizeLinear / DequantizeLinear)");
+    else if (s.empty() || s.size() > 6)
+        fail(where + " has rank " + std::to_string(s.size()) + " (supported: 1 to 6; 4 is NCHW)");
     int v = g_.add_value(name, s, dt);
     shape_.resize(g_.values.size());
     shape_[v] = s;
@@ -208,7 +211,11 @@ void Importer::outputs() {
 Graph Importer::run() {
     const auto &gp = m_.graph();
     bool std_opset = false;
-    for (const auto &o : m_.opset_import()) std_opset = std_opset || is_std_domain(o.domain());
+    for (const auto &o : m_.opset_import())
+        if (is_std_domain(o.domain())) {
+            std_opset = true;
+            opset_ = o.version();
+        }
     if (!std_opset) fail("no opset_import for the default ONNX domain (truncated or not an ONNX model?)");
     if (!m_.has_graph()) fail("no graph");
     if (gp.input_size() == 0) fail("the graph has no inputs");

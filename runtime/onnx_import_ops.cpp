@@ -332,7 +332,22 @@ void Importer::add() {
     emit(add_node(a, b));
 }
 
+// A rank-4 operand is stored NHWC: a lower-rank one broadcast against it would align with the
+// wrong dimensions unless it is a single value.
+void Importer::check_broadcast(const Act &a, const Act &b) {
+    const auto &sa = shape_of(a), &sb = shape_of(b);
+    auto numel = [](const std::vector<int64_t> &v) {
+        int64_t k = 1;
+        for (auto d : v) k *= d;
+        return k;
+    };
+    if (sa.size() != sb.size() && (sa.size() == 4 || sb.size() == 4) && numel(sa.size() == 4 ? sb : sa) != 1)
+        nfail("broadcasting " + shape_str(sa.size() == 4 ? sb : sa) + " against a rank-4 (NCHW) operand is not "
+              "supported (give both rank 4, or a single value)");
+}
+
 GraphNode Importer::add_node(const Act &a, const Act &b) {
+    check_broadcast(a, b);
     GraphNode n;
     n.op = OpKind::Add;
     n.inputs = {a.v, b.v};
@@ -416,6 +431,7 @@ void Importer::mul(bool qlinear) {
             if (consts_.count(in_name(i)) || qconsts_.count(in_name(i)))
                 nfail("multiplying by constant '" + in_name(i) + "' is not supported (both operands must be computed values)");
         n.inputs = {float_act(0, "input A").v, float_act(1, "input B").v};
+        check_broadcast(act(0, "input A"), act(1, "input B"));
         emit(std::move(n));
         return;
     }
@@ -430,14 +446,23 @@ void Importer::mul(bool qlinear) {
     set_quant(v, yq, yt);
 }
 
-// Concat along axis 1 of NCHW (-3 of rank 4); QLinearConcat (com.microsoft: Y_scale, Y_zero_point,
-// then (X, scale, zero point) per input) when qlinear.
+// Concat along any axis (rank 4: NCHW's axis mapped to NHWC's); QLinearConcat (com.microsoft:
+// Y_scale, Y_zero_point, then (X, scale, zero point) per input) when qlinear.
 void Importer::concat(bool qlinear) {
     allow_attrs({"axis"});
     const int64_t axis = attr_int("axis", 1);
-    if (axis != 1 && axis != -3) nfail("axis=" + std::to_string(axis) + " not supported (only the channels: 1 of NCHW)");
     GraphNode n;
     n.op = OpKind::Concat;
+    {
+        const int first = qlinear ? 2 : 0;
+        if (node_->input_size() <= first) nfail("needs at least one input");
+        const int64_t r = int64_t(shape_of(act(first, "input 0")).size());
+        if (axis < -r || axis >= r)
+            nfail("axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(r));
+        const int64_t a = axis < 0 ? axis + r : axis;
+        static const int kNchwToNhwc[4] = {0, 3, 1, 2};
+        n.axis = int(r == 4 ? kNchwToNhwc[a] : a);
+    }
     if (!qlinear) {
         if (node_->input_size() < 1) nfail("needs at least one input");
         for (int i = 0; i < node_->input_size(); i++) n.inputs.push_back(float_act(i, "input " + std::to_string(i)).v);
@@ -455,6 +480,50 @@ void Importer::concat(bool qlinear) {
     QuantParams yq = act_quant(0, 1, yt);
     int v = emit(std::move(n), yt);
     set_quant(v, yq, yt);
+}
+
+// GlobalMaxPool: rank 4 (NCHW) only; the output keeps the input's quantization (max commutes with it).
+void Importer::global_maxpool() {
+    check_arity(1, 1);
+    allow_attrs({});
+    const Act &x = act(0, "input");
+    if (shape_of(x).size() != 4) nfail("input has rank " + std::to_string(shape_of(x).size()) + " (only 4: NCHW)");
+    GraphNode n;
+    n.op = OpKind::GlobalMaxPool;
+    n.inputs = {x.v};
+    QuantParams q = g_.values[x.v].quant;
+    DType qt = g_.values[x.v].qtype;
+    if (x.repr != DType::f32 && q.empty()) nfail("input '" + in_name(0) + "' is integer with no known scale/zero point");
+    int v = emit(std::move(n), x.repr);
+    if (x.repr != DType::f32) set_quant(v, q, qt);
+}
+
+// Softmax: opset >= 13 along `axis` (default -1); before, over axes axis..rank-1 (default 1). On
+// a rank-4 (NCHW) input the axis maps to NHWC; opset < 13 then needs axis 0 or 1 (the same
+// trailing set in both layouts). Float only: in a quantized model it is a float island.
+void Importer::softmax() {
+    check_arity(1, 1);
+    allow_attrs({"axis"});
+    const Act &x = float_act(0, "input");
+    const int64_t r = int64_t(shape_of(x).size());
+    const bool to_end = opset_ < 13;
+    int64_t axis = attr_int("axis", to_end ? 1 : -1);
+    if (axis < -r || axis >= r) nfail("axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(r));
+    if (axis < 0) axis += r;
+    GraphNode n;
+    n.op = OpKind::Softmax;
+    n.softmax_to_end = to_end && axis < r - 1;
+    if (r == 4) {
+        static const int kNchwToNhwc[4] = {0, 3, 1, 2};
+        if (n.softmax_to_end && axis > 1)
+            nfail("axis=" + std::to_string(axis) + " (opset " + std::to_string(opset_) +
+                  ": over axes axis..3 together) not supported on NCHW input (only 0 or 1)");
+        axis = n.softmax_to_end ? (axis == 0 ? 0 : 1) : kNchwToNhwc[axis];
+    }
+    n.axis = int(axis);
+    n.inputs = {x.v};
+    if (!g_.values[x.v].quant.empty()) n.precision = LayerPrecision::fp32;  // a float island
+    emit(std::move(n));
 }
 
 // AveragePool (opset 7-22: ceil_mode, count_include_pad, auto_pad; dilations 1).

@@ -372,6 +372,10 @@ private:
     void unary(OpKind k, bool qlinear);
     void mul(bool qlinear);
     void concat(bool qlinear);
+    void global_maxpool();
+    void check_broadcast(const Act &a, const Act &b);
+    int64_t opset_ = 0;  // the default domain's opset version
+    void softmax();
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);
     Tensor bias(int i, const Weights &w, const QuantParams &xq);

@@ -498,19 +498,27 @@ BoundOp bind_lut(const Tensor &x, const uint8_t *table, Tensor &y, const std::st
                        [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
 }
 
-BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int64_t offset, const std::string &op) {
-    expect_tensor(x, op, "input", {DType::u8}, 4);
-    expect_tensor(y, op, "output", {DType::u8}, 4);
-    QH_EXPECT(x.dim(0) == y.dim(0) && x.dim(1) == y.dim(1) && x.dim(2) == y.dim(2) && offset >= 0 &&
-                  offset + x.dim(3) <= y.dim(3),
-              op, "input " + x.describe() + " does not fit output " + y.describe() + " at channel " + std::to_string(offset));
+BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int axis, int64_t offset,
+                          const std::string &op) {
+    expect_tensor(x, op, "input", {DType::u8}, -1);
+    expect_tensor(y, op, "output", {DType::u8}, -1);
+    const int r = int(x.rank());
+    QH_EXPECT(y.rank() == r && axis >= 0 && axis < r, op, "input " + x.describe() + " and output " + y.describe() +
+                                                              " along axis " + std::to_string(axis));
+    bool fits = offset >= 0 && offset + x.dim(axis) <= y.dim(axis);
+    for (int d = 0; d < r; d++) fits = fits && (d == axis || x.dim(d) == y.dim(d));
+    QH_EXPECT(fits, op, "input " + x.describe() + " does not fit output " + y.describe() + " at " +
+                            std::to_string(offset) + " along axis " + std::to_string(axis));
     const Device d = op_device(op, {&x, &y});
     auto t = table_buffer(table, d, op);
-    const int pixels = int(x.dim(0) * x.dim(1) * x.dim(2)), cx = int(x.dim(3)), cy = int(y.dim(3));
-    Buf<void> out = view_any(y, {cy, pixels});
-    out.crop(0, int(offset), cx);  // the slice: cx channels at `offset`, pixel stride cy
-    out.translate(0, -int(offset));
-    return bind_in_out(op, pick(kernels::lut_u8u8(), d), view_any(x, {cx, pixels}), std::move(out),
+    int64_t inner = 1, outer = 1;
+    for (int k = axis + 1; k < r; k++) inner *= x.dim(k);
+    for (int k = 0; k < axis; k++) outer *= x.dim(k);
+    const int rx = int(x.dim(axis) * inner), ry = int(y.dim(axis) * inner);
+    Buf<void> out = view_any(y, {ry, int(outer)});
+    out.crop(0, int(offset * inner), rx);  // the slice: rx elements at offset * inner, row stride ry
+    out.translate(0, -int(offset * inner));
+    return bind_in_out(op, pick(kernels::lut_u8u8(), d), view_any(x, {rx, int(outer)}), std::move(out),
                        [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
 }
 

@@ -107,9 +107,11 @@ void maxpool(const Tensor &x, const PoolParams &p, Tensor &y);
 BoundOp bind_avgpool(const Tensor &x, const PoolParams &p, bool count_include_pad, Tensor &y, int qmax = 255);
 // y = table[x] over u8 tensors of equal element counts (256 entries).
 BoundOp bind_lut(const Tensor &x, const uint8_t *table, Tensor &y, const std::string &name = "lut");
-// One input of a channel concatenation: y[..., offset : offset + C_x] = table[x] (table: x's
-// quantization to y's; the identity when they agree). x and y NHWC of equal N, H, W.
-BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int64_t offset,
+// One input of a concatenation along `axis`: y[..., offset : offset + x.dim(axis), ...] = table[x]
+// (table: x's quantization to y's; the identity when they agree). x and y of one rank, equal but
+// along `axis`. A 2-D copy: rows of x.dim(axis) * (the dims after axis) elements, y's row stride
+// y.dim(axis) * (the same).
+BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int axis, int64_t offset,
                           const std::string &name = "concat");
 // {N,H,W,C} u8 -> {N,C} u8, saturated to [0, qmax] (15: a 4-bit value stored as u8)
 BoundOp bind_global_avgpool(const Tensor &x, Tensor &y, int qmax = 255);

@@ -114,9 +114,12 @@ Graph fold_batchnorm(const Graph &src) {
 std::vector<std::vector<int64_t>> infer_shapes(Graph &g, int batch) {
     if (batch < 1) throw std::runtime_error("model '" + g.name + "': batch must be >= 1");
     std::vector<std::vector<int64_t>> s(g.values.size());
+    // The batch is the first input's dim 0; another input takes it where it declares the same dim
+    // 0 as the first (else it keeps its own: an operand broadcast against the batch).
+    const int64_t declared = g.inputs.empty() || g.values[g.inputs[0]].shape.empty() ? 0 : g.values[g.inputs[0]].shape[0];
     for (int i : g.inputs) {
         s[i] = g.values[i].shape;
-        s[i][0] = batch;
+        if (i == g.inputs[0] || s[i][0] == declared) s[i][0] = batch;
         checked_numel(s[i], "model '" + printable(g.name) + "', input '" + printable(g.values[i].name) + "' at batch " +
                                 std::to_string(batch));
     }

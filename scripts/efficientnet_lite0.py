@@ -546,6 +546,88 @@ def quantize_int8(fp32_path, out_path, calib, method="minmax"):
                                       "percentile": CalibrationMethod.Percentile}[method])
 
 
+def run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql):
+    """qhalide on the same photos: fp32 (vs ORT fp32), ORT's QDQ model (vs ORT int8, bit for bit),
+    qhalide's own int8 calibration of the float model on the photos (vs fp32); latencies of qhalide-resnet
+    and ORT at batch 1 with the same thread count."""
+    import subprocess
+    import tempfile
+    run_exe = os.path.join(args.qhalide, "qhalide-run")
+    resnet_exe = os.path.join(args.qhalide, "qhalide-resnet")
+    tgt = ["--target", args.qhalide_target] if args.qhalide_target else []
+    out = {"target": args.qhalide_target or "cpu (best variant)", "rows": []}
+    with tempfile.TemporaryDirectory(prefix="effnet_qh_") as work:
+        nchw, nhwc = [], []
+        for i, x in enumerate(xs):
+            a = os.path.join(work, f"x{i}.npy")
+            np.save(a, x[None].astype(np.float32))
+            b = os.path.join(work, f"x{i}_nhwc.npy")
+            np.save(b, np.ascontiguousarray(x[None].transpose(0, 2, 3, 1)).astype(np.float32))
+            nchw.append(a)
+            nhwc.append(b)
+
+        def qrun(model, x, tag, extra=()):
+            d = os.path.join(work, tag)
+            cmd = [run_exe, model, "--input", "input=" + x, "--output-dir", d, "--threads", str(args.threads)] + tgt + list(extra)
+            p = subprocess.run(cmd, capture_output=True, text=True)
+            if p.returncode != 0:
+                raise SystemExit(f"qhalide-run failed ({' '.join(cmd)}):\n{p.stderr.strip()}")
+            return np.load(os.path.join(d, "logits.npy"))[0]
+
+        calib = [a for x in nchw for a in ("--calib", x)]
+        for i, s in enumerate(specs):
+            f = qrun(model_path, nchw[i], f"fp32_{i}", ["--precision", "fp32"])
+            q8 = qrun(model_path, nchw[i], f"int8cal_{i}", ["--precision", "int8"] + calib)
+            row = {"image": s, "fp32_top1": labels[int(logits[i].argmax())],
+                   "qhalide_fp32_max_abs_diff_vs_ort": float(np.abs(f - logits[i]).max()),
+                   "qhalide_fp32_top1_same": bool(f.argmax() == logits[i].argmax()),
+                   "qhalide_int8_top1": labels[int(q8.argmax())],
+                   "qhalide_int8_top1_same": bool(q8.argmax() == logits[i].argmax()),
+                   "qhalide_int8_cosine": float(np.dot(q8, logits[i]) / (np.linalg.norm(q8) * np.linalg.norm(logits[i])))}
+            if ql is not None:
+                qq = qrun(args.int8_out, nchw[i], f"qdq_{i}")
+                row.update({"qdq_equal_logits": int((qq == ql[i]).sum()), "qdq_logits": int(qq.size),
+                            "qdq_max_abs_diff_vs_ort": float(np.abs(qq - ql[i]).max()),
+                            "qdq_top1_same_as_fp32": bool(qq.argmax() == logits[i].argmax())})
+            out["rows"].append(row)
+        if args.bench:
+            def qlat(model, precision):
+                cmd = [resnet_exe, "--model", model, "--image", nhwc[0], "--precision", precision, "--iters", str(args.bench),
+                       "--warmup", "10", "--threads", str(args.threads), "--json"] + tgt
+                p = subprocess.run(cmd, capture_output=True, text=True)
+                if p.returncode != 0:
+                    raise SystemExit(f"qhalide-resnet failed ({' '.join(cmd)}):\n{p.stderr.strip()}")
+                return json.loads(p.stdout)["latency_ms"]["median"]
+            lat = {"fp32_ms": qlat(model_path, "fp32")}
+            if args.int8_out:
+                lat["int8_qdq_ms"] = qlat(args.int8_out, "int8")
+            out["latency"] = lat
+    rows = out["rows"]
+    n = len(rows)
+    print(f"\nqhalide ({out['target']}): fp32 top-1 equal to ONNX Runtime fp32 on {sum(r['qhalide_fp32_top1_same'] for r in rows)}/{n}, "
+          f"max |logit diff| {max(r['qhalide_fp32_max_abs_diff_vs_ort'] for r in rows):.2g}")
+    if ql is not None:
+        print(f"qhalide on ONNX Runtime's int8 QDQ model: logits identical to ONNX Runtime on "
+              f"{sum(r['qdq_equal_logits'] for r in rows)}/{sum(r['qdq_logits'] for r in rows)} "
+              f"(max |diff| {max(r['qdq_max_abs_diff_vs_ort'] for r in rows):.2g}); top-1 = fp32 top-1 on "
+              f"{sum(r['qdq_top1_same_as_fp32'] for r in rows)}/{n}")
+    print(f"qhalide int8 (its own calibration on the photos): top-1 = fp32 top-1 on {sum(r['qhalide_int8_top1_same'] for r in rows)}/{n}, "
+          f"logit cosine {min(r['qhalide_int8_cosine'] for r in rows):.4f}..{max(r['qhalide_int8_cosine'] for r in rows):.4f}")
+    if args.markdown:
+        print("\n| image | fp32 top-1 | qhalide fp32 (max abs diff vs ORT) | ORT QDQ int8 in qhalide: logits equal to ORT | "
+              "qhalide int8 (own calibration) top-1 | cosine vs fp32 |\n|---|---|---|---|---|---|")
+        for r in rows:
+            qdq = f"{r['qdq_equal_logits']}/{r['qdq_logits']}" if "qdq_equal_logits" in r else "-"
+            print(f"| `{r['image']}` | {r['fp32_top1']} | {'same' if r['qhalide_fp32_top1_same'] else 'DIFFERENT'} "
+                  f"({r['qhalide_fp32_max_abs_diff_vs_ort']:.1e}) | {qdq} | {r['qhalide_int8_top1']} "
+                  f"({'same' if r['qhalide_int8_top1_same'] else 'DIFFERENT'}) | {r['qhalide_int8_cosine']:.4f} |")
+    if "latency" in out:
+        lat = out["latency"]
+        print(f"latency qhalide batch 1, {args.threads} threads: fp32 {lat['fp32_ms']:.2f} ms"
+              + (f", int8 (ORT's QDQ model) {lat['int8_qdq_ms']:.2f} ms" if "int8_qdq_ms" in lat else "") + " (median)")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
@@ -571,6 +653,10 @@ def main():
     ap.add_argument("--calibrate", choices=["minmax", "entropy", "percentile"], default="minmax", help="calibration method for --int8-out (default minmax)")
     ap.add_argument("--bench", type=int, default=0, metavar="RUNS", help="with --check: median ORT latency over RUNS batch-1 runs")
     ap.add_argument("--threads", type=int, default=2, help="ORT intra-op threads (default 2)")
+    ap.add_argument("--qhalide", metavar="BIN_DIR", help="with --check (and --int8-out): also run qhalide-run / qhalide-resnet "
+                    "from BIN_DIR: fp32, ONNX Runtime's int8 QDQ model, and qhalide's own int8 calibration on the same "
+                    "photos; compares top-1 and logits with ONNX Runtime and times both (--bench runs, --threads)")
+    ap.add_argument("--qhalide-target", default="", help="with --qhalide: qhalide-run/-resnet --target (e.g. cuda)")
     ap.add_argument("--markdown", action="store_true", help="print --check results as Markdown tables")
     ap.add_argument("--json", help="write --check results (top-5, agreement, latency) to this JSON file")
     args = ap.parse_args()
@@ -680,6 +766,9 @@ def main():
             if k in lat:
                 m, p10, p90 = lat[k]
                 print(f"latency {k[:-3]} batch 1, {args.threads} threads: median {m:.2f} ms (p10 {p10:.2f}, p90 {p90:.2f}) over {args.bench} runs")
+
+    if args.qhalide:
+        res["qhalide"] = run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql if q_sess else None)
 
     if args.json:
         with open(args.json, "w") as f:

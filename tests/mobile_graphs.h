@@ -45,6 +45,14 @@ public:
         n.inputs = std::move(in);
         return g_.add_node(std::move(n));
     }
+    int concat(std::vector<int> in, const std::string &name) {  // along the channels (NHWC axis 3)
+        GraphNode n;
+        n.op = OpKind::Concat;
+        n.name = name;
+        n.inputs = std::move(in);
+        n.axis = 3;
+        return g_.add_node(std::move(n));
+    }
     int relu6(int x) {
         GraphNode n;
         n.op = OpKind::Clip;
@@ -114,7 +122,7 @@ inline Graph mobilenet_v2_graph(int hw = 32) {
     const int a = b.relu6(b.conv(x, "mix.a", 24, 16, 1));
     const int c = b.relu6(b.conv(x, "mix.b", 24, 48, 5, 1, 24));  // depthwise, multiplier 2
     const int d = b.avgpool3(x, "mix.pool");
-    x = b.op(OpKind::Concat, {a, c, d}, "mix.concat");
+    x = b.concat({a, c, d}, "mix.concat");
     x = b.relu6(b.conv(x, "head.conv", 88, 32, 1));
     g.outputs = {b.head(x, 32, 10)};
     return g;

@@ -212,13 +212,24 @@ TEST(Lut, TableAndConcatSliceAllVariants) {
         for (size_t i = 0; i < xv.size(); i++) ASSERT_EQ(y.data<uint8_t>()[i], table[xv[i]]) << i;
         Tensor cat(DType::u8, {2, 5, 3, 40});
         std::memset(cat.raw(), 0xEE, cat.nbytes());
-        bind_concat_slice(x, table.data(), cat, 9).run();
+        bind_concat_slice(x, table.data(), cat, 3, 9).run();
         for (int64_t pix = 0; pix < 30; pix++)
             for (int c = 0; c < 40; c++) {
                 const uint8_t got = cat.data<uint8_t>()[pix * 40 + c];
                 const uint8_t want = c >= 9 && c < 33 ? table[xv[pix * 24 + (c - 9)]] : uint8_t(0xEE);
                 ASSERT_EQ(got, want) << "pixel " << pix << " channel " << c;
             }
+        // Along H (NHWC axis 1): rows of W * C elements.
+        Tensor cat_h(DType::u8, {2, 8, 3, 24});
+        std::memset(cat_h.raw(), 0xEE, cat_h.nbytes());
+        bind_concat_slice(x, table.data(), cat_h, 1, 2).run();
+        for (int64_t n = 0; n < 2; n++)
+            for (int64_t h = 0; h < 8; h++)
+                for (int64_t k = 0; k < 3 * 24; k++) {
+                    const uint8_t got = cat_h.data<uint8_t>()[(n * 8 + h) * 72 + k];
+                    const uint8_t want = h >= 2 && h < 7 ? table[xv[(n * 5 + h - 2) * 72 + k]] : uint8_t(0xEE);
+                    ASSERT_EQ(got, want) << "n " << n << " h " << h << " k " << k;
+                }
         expect_variant("lut_u8u8", tag);
         ran++;
     }

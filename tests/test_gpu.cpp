@@ -776,7 +776,7 @@ TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
     // A concat slice writes only its channels: the others keep the (equal) poison on both sides.
     expect_gpu_equals_cpu("concat slice", qh::DType::u8, {2, 6, 5, 24}, {2, 6, 5, 56}, qh::QuantParams::per_tensor(1.f, 0),
                           qh::QuantParams::per_tensor(1.f, 0), 13,
-                          [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_concat_slice(x, table, y, 16); });
+                          [&](const qh::Tensor &x, qh::Tensor &y) { return qh::bind_concat_slice(x, table, y, 3, 16); });
 }
 
 // Every GPU kernel of the library is exercised above.

@@ -1,5 +1,6 @@
-// Add: y = a + b, same shapes (no broadcasting). int8: QLinearAdd semantics, fused with a
-// following Relu where exact; after a Conv it is fused into conv2d_add (conv.cpp).
+// Add: y = a + b, b broadcast by numpy rules on the fp32 path; int8 (QLinearAdd semantics,
+// fused with a following Relu where exact; after a Conv fused into conv2d_add, conv.cpp) takes
+// equal shapes only.
 #include "layers.h"
 
 namespace qh::layers {
@@ -7,19 +8,23 @@ namespace {
 
 std::string check(const GraphNode &) { return ""; }
 
-std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) {
-    if (in.shapes[0] != in.shapes[1])
-        throw ShapeError("shapes differ: " + in.describe(0) + " and " + in.describe(1) + " (broadcasting is not supported)");
-    return in.shapes[0];
-}
+std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) { return broadcast_shape(in); }
 
 void lower_fp32(Program &p, const GraphNode &n) {
-    const int a = n.inputs[0], b = n.inputs[1], y = n.output;
-    add_fp32_step(p, n, "add", [a, b, y](Exec &e) { f32::add(e.T(a), e.T(b), e.T(y)); });
+    const auto [a, b] = broadcast_operands(p, n);
+    const int y = n.output;
+    if (p.v[a].shape == p.v[b].shape)
+        add_fp32_step(p, n, "add", [a, b, y](Exec &e) { f32::add(e.T(a), e.T(b), e.T(y)); });
+    else
+        add_fp32_step(p, n, "add", [a, b, y](Exec &e) { f32::add_broadcast(e.T(a), e.T(b), e.T(y)); });
 }
 
 void quantize(Program &p, FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
+    if (p.v[n.inputs[0]].shape != p.v[n.inputs[1]].shape)
+        node_error(p.g, n, "a quantized Add with broadcasting (" + shape_str(p.v[n.inputs[0]].shape) + " + " +
+                               shape_str(p.v[n.inputs[1]].shape) + ") is not supported (equal shapes only; "
+                               "the fp32 path broadcasts)");
     need_quant(p, n, n.inputs[0]);
     need_quant(p, n, n.inputs[1]);
     need_quant(p, n, gr.output);

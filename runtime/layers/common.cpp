@@ -53,6 +53,32 @@ std::vector<int64_t> window_shape(const GraphNode &n, const ShapeInputs &in, int
 
 std::vector<int64_t> same_shape(const GraphNode &, const ShapeInputs &in) { return in.shapes[0]; }
 
+namespace {
+// a's shape if b broadcasts to it (after right-aligning ranks), else empty.
+std::vector<int64_t> broadcast_to(const std::vector<int64_t> &a, const std::vector<int64_t> &b) {
+    if (b.size() > a.size()) return {};
+    for (size_t i = 0; i < b.size(); i++) {
+        const int64_t x = a[a.size() - b.size() + i], y = b[i];
+        if (y != x && y != 1) return {};
+    }
+    return a;
+}
+}  // namespace
+
+std::vector<int64_t> broadcast_shape(const ShapeInputs &in) {
+    auto y = broadcast_to(in.shapes[0], in.shapes[1]);
+    if (y.empty()) y = broadcast_to(in.shapes[1], in.shapes[0]);
+    if (y.empty())
+        throw ShapeError("shapes do not broadcast: " + in.describe(0) + " and " + in.describe(1) +
+                         " (one must take the other's shape, with 1 where it is broadcast)");
+    return y;
+}
+
+std::pair<int, int> broadcast_operands(const Program &p, const GraphNode &n) {
+    const int a = n.inputs[0], b = n.inputs[1];
+    return p.v[a].shape == p.v[n.output].shape ? std::make_pair(a, b) : std::make_pair(b, a);
+}
+
 Step node_step(const GraphNode &n, const char *op, const char *kernel) {
     Step s;
     s.info.name = n.name;

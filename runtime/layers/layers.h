@@ -12,7 +12,7 @@
 namespace qh::layers {
 
 extern const OpDef conv, dense, batchnorm, relu, add, maxpool, avgpool, global_avgpool, flatten, clip,
-    quantize_linear, dequantize_linear, sigmoid, hard_sigmoid, hard_swish, mul, concat;
+    quantize_linear, dequantize_linear, sigmoid, hard_sigmoid, hard_swish, mul, concat, global_maxpool, softmax;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);
@@ -21,6 +21,11 @@ std::string check_window(const WindowAttrs &a);
 std::string check_weights(const GraphNode &n, int rank);
 // {N, OH, OW, channels} of n.window over the rank-4 input 0; ShapeError if it does not fit.
 std::vector<int64_t> window_shape(const GraphNode &n, const ShapeInputs &in, int64_t channels);
+// Binary elementwise ops (Mul, Add): the shape one input broadcasts to (numpy rules, ranks
+// right-aligned; either operand may be the broadcast one); ShapeError otherwise.
+std::vector<int64_t> broadcast_shape(const ShapeInputs &in);
+// (full operand, broadcast operand) of such a node n.
+std::pair<int, int> broadcast_operands(const Program &p, const GraphNode &n);
 // The shape of input 0, for ops that keep it.
 std::vector<int64_t> same_shape(const GraphNode &n, const ShapeInputs &in);
 

@@ -11,33 +11,10 @@ namespace {
 
 std::string check(const GraphNode &) { return ""; }
 
-// a's shape if b broadcasts to it (after right-aligning ranks), else empty.
-std::vector<int64_t> broadcast_to(const std::vector<int64_t> &a, const std::vector<int64_t> &b) {
-    if (b.size() > a.size()) return {};
-    for (size_t i = 0; i < b.size(); i++) {
-        const int64_t x = a[a.size() - b.size() + i], y = b[i];
-        if (y != x && y != 1) return {};
-    }
-    return a;
-}
-
-std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) {
-    auto y = broadcast_to(in.shapes[0], in.shapes[1]);
-    if (y.empty()) y = broadcast_to(in.shapes[1], in.shapes[0]);
-    if (y.empty())
-        throw ShapeError("shapes do not broadcast: " + in.describe(0) + " and " + in.describe(1) +
-                         " (one must take the other's shape, with 1 where it is broadcast)");
-    return y;
-}
-
-// (full operand, broadcast operand) of node n for output shape y.
-std::pair<int, int> operands(const Program &p, const GraphNode &n) {
-    const int a = n.inputs[0], b = n.inputs[1];
-    return p.v[a].shape == p.v[n.output].shape ? std::make_pair(a, b) : std::make_pair(b, a);
-}
+std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) { return broadcast_shape(in); }
 
 void lower_fp32(Program &p, const GraphNode &n) {
-    const auto [a, b] = operands(p, n);
+    const auto [a, b] = broadcast_operands(p, n);
     const int y = n.output;
     add_fp32_step(p, n, "mul", [a, b, y](Exec &e) { f32::mul(e.T(a), e.T(b), e.T(y)); });
 }
@@ -52,7 +29,7 @@ void quantize(Program &p, FusedGroup &gr) {
 
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
-    const auto [a, b] = operands(p, n);
+    const auto [a, b] = broadcast_operands(p, n);
     const int y = n.output;
     const Activation act{0, p.v[y].qmax};
     Step s = node_step(n, "mul");

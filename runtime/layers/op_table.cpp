@@ -20,6 +20,8 @@ const OpDef &op_def(OpKind k) {
     case OpKind::HardSwish: return layers::hard_swish;
     case OpKind::Mul: return layers::mul;
     case OpKind::Concat: return layers::concat;
+    case OpKind::GlobalMaxPool: return layers::global_maxpool;
+    case OpKind::Softmax: return layers::softmax;
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
     case OpKind::Clip: return layers::clip;
