@@ -28,7 +28,7 @@ void Importer::import_node() {
         if (op == "Add") return add();
         if (op == "MaxPool") return maxpool();
         if (op == "GlobalAveragePool") return global_avgpool(false);
-        if (op == "AveragePool") return avgpool();
+        if (op == "AveragePool") return avgpool(false);
         if (op == "Sigmoid") return unary(OpKind::Sigmoid, false);
         if (op == "HardSigmoid") return unary(OpKind::HardSigmoid, false);
         if (op == "HardSwish") return unary(OpKind::HardSwish, false);
@@ -58,7 +58,8 @@ void Importer::import_node() {
         if (op == "QLinearSigmoid") return unary(OpKind::Sigmoid, true);
         if (op == "QLinearMul") return mul(true);
         if (op == "QLinearConcat") return concat(true);
-        nfail("op not supported (com.microsoft: QLinearAdd, QLinearMul, QLinearSigmoid, QLinearConcat, "
+        if (op == "QLinearAveragePool") return avgpool(true);
+        nfail("op not supported (com.microsoft: QLinearAdd, QLinearMul, QLinearSigmoid, QLinearConcat, QLinearAveragePool, "
               "QLinearGlobalAveragePool, QGemm)");
     }
     nfail("domain '" + n.domain() + "' not supported (only the default ONNX domain and com.microsoft)");

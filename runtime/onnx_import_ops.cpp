@@ -526,11 +526,20 @@ void Importer::softmax() {
     emit(std::move(n));
 }
 
-// AveragePool (opset 7-22: ceil_mode, count_include_pad, auto_pad; dilations 1).
-void Importer::avgpool() {
-    check_arity(1, 1);
-    allow_attrs({"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "count_include_pad", "auto_pad"});
-    const Act &x = float_act(0, "input");
+// AveragePool (opset 7-22: ceil_mode, count_include_pad, auto_pad; dilations 1); QLinearAveragePool
+// (com.microsoft: X, x_scale, x_zero_point, y_scale, y_zero_point; NCHW) when qlinear.
+void Importer::avgpool(bool qlinear) {
+    if (qlinear) {
+        check_arity(4, 5);
+        allow_attrs({"kernel_shape", "strides", "pads", "ceil_mode", "count_include_pad", "auto_pad", "channels_last"});
+        const int64_t cl = attr_int("channels_last", 0);
+        if (cl != 0) nfail("channels_last=" + std::to_string(cl) + " not supported (only 0: NCHW)");
+        read_quant_input(0, 1, 2, "input");
+    } else {
+        check_arity(1, 1);
+        allow_attrs({"kernel_shape", "strides", "pads", "dilations", "ceil_mode", "count_include_pad", "auto_pad"});
+    }
+    const Act &x = qlinear ? act(0, "input") : float_act(0, "input");
     GraphNode n;
     n.op = OpKind::AvgPool;
     n.window = window(false, 0, 0);
@@ -538,7 +547,14 @@ void Importer::avgpool() {
     if (inc != 0 && inc != 1) nfail("count_include_pad=" + std::to_string(inc) + " not supported (0 or 1)");
     n.count_include_pad = inc == 1;
     n.inputs = {x.v};
-    emit(std::move(n));
+    if (!qlinear) {
+        emit(std::move(n));
+        return;
+    }
+    DType yt;
+    QuantParams yq = act_quant(3, 4, yt);
+    int v = emit(std::move(n), yt);
+    set_quant(v, yq, yt);
 }
 
 void Importer::global_avgpool(bool qlinear) {

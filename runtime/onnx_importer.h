@@ -311,6 +311,18 @@ private:
         if (gv.quant.empty()) {
             gv.quant = q;
             gv.qtype = qtype;
+            // A Flatten is a view: the float value it flattens takes the same quantization (its
+            // producer, e.g. a GlobalAveragePool left in float between DequantizeLinear and
+            // QuantizeLinear, then quantizes straight to it).
+            for (int u = v;;) {
+                const GraphNode *p = nullptr;
+                for (const GraphNode &n : g_.nodes)
+                    if (n.output == u) p = &n;
+                if (!p || p->op != OpKind::Flatten || !g_.values[p->inputs[0]].quant.empty()) break;
+                u = p->inputs[0];
+                g_.values[u].quant = q;
+                g_.values[u].qtype = qtype;
+            }
         } else if (gv.quant.scale != q.scale || gv.quant.zp_at(0) != q.zp_at(0) || gv.qtype != qtype) {
             nfail(what + " '" + gv.name + "' is read with " + show(q, qtype) + " but was quantized with " +
                   show(gv.quant, gv.qtype));
@@ -368,7 +380,7 @@ private:
     // ---- shared pieces ----
     WindowAttrs window(bool conv, int64_t kh, int64_t kw);
     int conv_group(const Tensor &w);
-    void avgpool();
+    void avgpool(bool qlinear);
     void unary(OpKind k, bool qlinear);
     void mul(bool qlinear);
     void concat(bool qlinear);

@@ -132,6 +132,17 @@ const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams
     const float qmax = float(weight_qmax(n));
     d.bits = qmax == 7.f ? 4 : 8;
     d.scale = weight_scales(w, int(qmax));
+    // A float bias must fit int32 in units of x_scale * w_scale[o], with room for the zero-point
+    // terms the packer folds in (|z_x * sum W'| <= 255 * 128 * K): where a nearly dead channel's
+    // tiny weight scale would overflow it, the channel's weight scale grows until the bias fits
+    // (its weights then quantize to about 0; ONNX Runtime's quantizer does the same).
+    if (w.dtype() == DType::f32 && n.bias.rank() > 0 && n.bias.dtype() == DType::f32) {
+        const double room = double(INT32_MAX) - 255.0 * 128.0 * double(kh) * kw * ((ic + 3) / 4 * 4);
+        for (int o = 0; o < oc; o++) {
+            const double b = std::fabs(double(n.bias.data<float>()[o])), sx = xq.scale_at(0);
+            if (std::isfinite(b) && room > 0 && b / (sx * d.scale[o]) > room) d.scale[o] = float(b / (sx * room) * 1.0001);
+        }
+    }
     std::vector<int8_t> q;
     if (w.dtype() == DType::f32) {
         q.resize(w.numel());
