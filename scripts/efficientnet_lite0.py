@@ -557,6 +557,9 @@ def run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql):
     tgt = ["--target", args.qhalide_target] if args.qhalide_target else []
     out = {"target": args.qhalide_target or "cpu (best variant)", "rows": []}
     with tempfile.TemporaryDirectory(prefix="effnet_qh_") as work:
+        if args.keep_inputs:
+            work = args.keep_inputs
+            os.makedirs(work, exist_ok=True)
         nchw, nhwc = [], []
         for i, x in enumerate(xs):
             a = os.path.join(work, f"x{i}.npy")
@@ -656,6 +659,8 @@ def main():
     ap.add_argument("--qhalide", metavar="BIN_DIR", help="with --check (and --int8-out): also run qhalide-run / qhalide-resnet "
                     "from BIN_DIR: fp32, ONNX Runtime's int8 QDQ model, and qhalide's own int8 calibration on the same "
                     "photos; compares top-1 and logits with ONNX Runtime and times both (--bench runs, --threads)")
+    ap.add_argument("--keep-inputs", metavar="DIR", help="with --qhalide: keep the preprocessed photos there (xI.npy NCHW, "
+                    "xI_nhwc.npy) for scripts/device_effnet.sh")
     ap.add_argument("--qhalide-target", default="", help="with --qhalide: qhalide-run/-resnet --target (e.g. cuda)")
     ap.add_argument("--markdown", action="store_true", help="print --check results as Markdown tables")
     ap.add_argument("--json", help="write --check results (top-5, agreement, latency) to this JSON file")
