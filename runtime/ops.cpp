@@ -515,9 +515,19 @@ BoundOp bind_concat_slice(const Tensor &x, const uint8_t *table, Tensor &y, int 
     for (int k = axis + 1; k < r; k++) inner *= x.dim(k);
     for (int k = 0; k < axis; k++) outer *= x.dim(k);
     const int rx = int(x.dim(axis) * inner), ry = int(y.dim(axis) * inner);
-    Buf<void> out = view_any(y, {ry, int(outer)});
-    out.crop(0, int(offset * inner), rx);  // the slice: rx elements at offset * inner, row stride ry
-    out.translate(0, -int(offset * inner));
+    // The slice: rx elements from element offset * inner of each row, row stride ry. Built over the
+    // storage at that element (host pointer or wrapped device pointer), not as a crop.
+    (void)view_any(y, {ry, int(outer)});  // y's size checks
+    const halide_dimension_t dims[2] = {{0, rx, 1, 0}, {0, int(outer), ry, 0}};
+    const size_t skip = size_t(offset * inner);  // u8: bytes
+    Buf<void> out;
+    if (d == Device::cpu) {
+        out = Buf<void>(halide_type_of<uint8_t>(), static_cast<uint8_t *>(y.raw()) + skip, 2, dims);
+    } else {
+        out = Buf<void>(halide_type_of<uint8_t>(), nullptr, 2, dims);
+        if (int rc = out.device_wrap_native(device_interface(d), y.device_handle() + skip))
+            throw_halide_error(rc, "wrapping a slice of " + y.describe());
+    }
     return bind_in_out(op, pick(kernels::lut_u8u8(), d), view_any(x, {rx, int(outer)}), std::move(out),
                        [t](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, *t, out); });
 }

@@ -684,7 +684,8 @@ void expect_gpu_equals_cpu(const std::string &what, qh::DType dt, std::vector<in
                            qh::QuantParams xq, qh::QuantParams yq, uint32_t seed, Bind bind) {
     SCOPED_TRACE(what);
     DevTensor xd(dt, xs, xq), yd(qh::DType::u8, ys, yq);
-    xd.host = random_bytes(xd.host.size(), seed);
+    const auto bytes = random_bytes(xd.host.size(), seed);  // into the mirrored host memory (not a new vector)
+    std::copy(bytes.begin(), bytes.end(), xd.host.begin());
     qh::Tensor xh = qh::Tensor::wrap(dt, xs, xd.host.data(), xq);
     qh::Tensor yh(qh::DType::u8, ys, yq);
     std::memset(yh.raw(), 0x5A, yh.nbytes());
@@ -764,7 +765,8 @@ TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
     // from a second device tensor, fixed for both runs.
     for (std::vector<int64_t> bs : {std::vector<int64_t>{2, 1, 1, 40}, std::vector<int64_t>{2, 9, 9, 40}}) {
         DevTensor bd(qh::DType::u8, bs, qh::QuantParams::per_tensor(0.03f, 7));
-        bd.host = random_bytes(bd.host.size(), 17);
+        const auto bytes = random_bytes(bd.host.size(), 17);
+        std::copy(bytes.begin(), bytes.end(), bd.host.begin());
         bd.buf->upload();
         qh::Tensor bh = qh::Tensor::wrap(qh::DType::u8, bs, bd.host.data(), bd.t.quant);
         expect_gpu_equals_cpu("mul b " + qh::shape_str(bs), qh::DType::u8, {2, 9, 9, 40}, {2, 9, 9, 40},
@@ -842,7 +844,8 @@ std::vector<qh::LayerInfo> expect_cuda_matches_cpu_with(const qh::Graph &g, int 
     const std::string form = formulation_name;
     int convs = 0, in_form = 0;
     for (const auto &l : gpu->layers()) {
-        const bool conv = l.op.rfind("conv2d", 0) == 0 && l.op != "conv2d_grouped", dense = l.op.rfind("dense", 0) == 0;
+        const bool conv = l.op.rfind("conv2d", 0) == 0 && l.op.rfind("conv2d_grouped", 0) != 0,
+                   dense = l.op.rfind("dense", 0) == 0;
         const bool on_mma = l.kernel.find("__cuda_mma") != std::string::npos;
         const bool on_dp4a = l.kernel.find("__cuda_dp4a") != std::string::npos;
         if (conv && mma) EXPECT_TRUE(on_mma) << l.name << ": " << l.kernel;
