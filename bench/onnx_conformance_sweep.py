@@ -67,30 +67,18 @@ def debian_tests():
 def wheel_tests(out):
     """Writes the onnx package's node tests of the listed ops to `out`; [(name, out)]."""
     try:
-        import onnx
-        from onnx import numpy_helper
         from onnx.backend.test.case import node as cases
     except ImportError:
         return []
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from onnx_node_testdata import write_case  # scripts/onnx_node_testdata.py: the same layout
     for m in WHEEL_MODULES:
         importlib.import_module("onnx.backend.test.case.node." + m)
     names = []
     for case in cases._NodeTestCases:
         if not op_of(case.name) or len(case.data_sets) != 1:
             continue
-        d = os.path.join(out, case.name, "test_data_set_0")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(out, case.name, "model.onnx"), "wb") as f:
-            f.write(case.model.SerializeToString())
-        (inputs, outputs), = case.data_sets
-        for kind, values, infos in (("input", inputs, case.model.graph.input),
-                                    ("output", outputs, case.model.graph.output)):
-            for j, v in enumerate(values):
-                t = v if isinstance(v, onnx.TensorProto) else numpy_helper.from_array(v, infos[j].name)
-                if not t.name:
-                    t.name = infos[j].name
-                with open(os.path.join(d, f"{kind}_{j}.pb"), "wb") as f:
-                    f.write(t.SerializeToString())
+        write_case(case, out)
         names.append((case.name, out))
     return sorted(set(names))
 

@@ -129,13 +129,15 @@ public:
         s.padded(c, x, y, n) = bc(c, x, y, n);
         s.r = RDom(0, kernel_x, 0, kernel_y, "r");
         Expr x0 = x * stride_x - pad_x, y0 = y * stride_y - pad_y;
-        s.sum = Func("sum");
-        s.sum(c, x, y, n) = 0;
-        s.sum(c, x, y, n) += cast<int32_t>(s.padded(c, x0 + s.r.x, y0 + s.r.y, n)) - input_zp;
+        // An inline reduction (as maxpool's maximum): computed at the innermost loop of its use,
+        // a register per GPU thread. (A Func of its own computed at a GPU thread, with y and n
+        // fused into one block dimension, was given a global scratch too small for its inferred
+        // region: out-of-bounds writes, found by compute-sanitizer.)
+        Expr acc = sum(cast<int32_t>(s.padded(c, x0 + s.r.x, y0 + s.r.y, n)) - input_zp, "window_sum");
         Expr cx = min(x0 + kernel_x, count_x1) - max(x0, count_x0);
         Expr cy = min(y0 + kernel_y, count_y1) - max(y0, count_y0);
         Expr cnt = max(cx, 1) * max(cy, 1);
-        Expr scaled = strict_float((cast<float>(s.sum(c, x, y, n)) * mult) / cast<float>(cnt));
+        Expr scaled = strict_float((cast<float>(acc) * mult) / cast<float>(cnt));
         output(c, x, y, n) = cast<uint8_t>(qh::clamp_to(UInt(8), qh::round_to_i32(scaled) + output_zp, 0, qmax));
         s.output = output;
         s.kernel_x = kernel_x; s.kernel_y = kernel_y; s.stride_x = stride_x; s.stride_y = stride_y;

@@ -95,7 +95,7 @@ struct DenseStages {
 // Pools over (c, x, y, n): max pool windows or a global average.
 struct PoolStages {
     Halide::Func padded;  // maxpool only
-    Halide::Func sum;     // global average pool only: (c, n) int32
+    Halide::Func sum;     // global average pool only: (c, n) int32 (avgpool sums inline)
     Halide::Func output;
     Halide::Var c, x, y, n;
     Halide::RDom r;

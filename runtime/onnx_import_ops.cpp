@@ -233,10 +233,7 @@ void Importer::qlinear_conv() {
     if (has_in(8)) n.bias = int32_bias(8, oc, "bias");
     n.weights = w.w;
     n.inputs = {x.v};
-    DType yt;
-    QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 6, 7);
 }
 
 void Importer::batchnorm() {
@@ -361,10 +358,7 @@ void Importer::qlinear_add() {
     read_quant_input(3, 4, 5, "input B");
     const Act &a = act(0, "input A"), &b = act(3, "input B");
     GraphNode n = add_node(a, b);
-    DType yt;
-    QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 6, 7);
 }
 
 void Importer::maxpool() {
@@ -414,10 +408,7 @@ void Importer::unary(OpKind k, bool qlinear) {
         emit(std::move(n));
         return;
     }
-    DType yt;
-    QuantParams yq = act_quant(3, 4, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 3, 4);
 }
 
 // Mul (numpy broadcasting; the shape rule checks it); QLinearMul (com.microsoft) when qlinear.
@@ -440,10 +431,7 @@ void Importer::mul(bool qlinear) {
     read_quant_input(0, 1, 2, "input A");
     read_quant_input(3, 4, 5, "input B");
     n.inputs = {act(0, "input A").v, act(3, "input B").v};
-    DType yt;
-    QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 6, 7);
 }
 
 // Concat along any axis (rank 4: NCHW's axis mapped to NHWC's); QLinearConcat (com.microsoft:
@@ -476,10 +464,7 @@ void Importer::concat(bool qlinear) {
         read_quant_input(i, i + 1, i + 2, "input " + std::to_string((i - 2) / 3));
         n.inputs.push_back(act(i, "input " + std::to_string((i - 2) / 3)).v);
     }
-    DType yt;
-    QuantParams yq = act_quant(0, 1, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 0, 1);
 }
 
 // GlobalMaxPool: rank 4 (NCHW) only; the output keeps the input's quantization (max commutes with it).
@@ -551,10 +536,7 @@ void Importer::avgpool(bool qlinear) {
         emit(std::move(n));
         return;
     }
-    DType yt;
-    QuantParams yq = act_quant(3, 4, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 3, 4);
 }
 
 void Importer::global_avgpool(bool qlinear) {
@@ -576,10 +558,7 @@ void Importer::global_avgpool(bool qlinear) {
         emit(std::move(n));
         return;
     }
-    DType yt;
-    QuantParams yq = act_quant(3, 4, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 3, 4);
 }
 
 // Flatten(axis=1), or Reshape to {N,-1} / {0,-1} / {N,C}: {N,1,1,C} -> {N,C}. Works on float
@@ -697,10 +676,7 @@ void Importer::qgemm() {
         emit(std::move(n));
         return;
     }
-    DType yt;
-    QuantParams yq = act_quant(7, 8, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 7, 8);
 }
 
 void Importer::matmul(bool qlinear) {
@@ -745,10 +721,7 @@ void Importer::matmul(bool qlinear) {
     w = transpose_kn(w);
     n.weights = w;
     n.inputs = {x.v};
-    DType yt;
-    QuantParams yq = act_quant(6, 7, yt);
-    int v = emit(std::move(n), yt);
-    set_quant(v, yq, yt);
+    emit_quantized(std::move(n), 6, 7);
 }
 
 void Importer::identity(bool dropout) {

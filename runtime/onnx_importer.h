@@ -328,6 +328,14 @@ private:
                   show(gv.quant, gv.qtype));
         }
     }
+    // Emits n as a QLinear op whose output is quantized with the node's inputs scale_in / zp_in.
+    int emit_quantized(GraphNode n, int scale_in, int zp_in) {
+        DType yt;
+        QuantParams yq = act_quant(scale_in, zp_in, yt);
+        int v = emit(std::move(n), yt);
+        set_quant(v, yq, yt);
+        return v;
+    }
     // Output of a QLinear op (or an op on quantized data): quant and qtype.
     void set_quant(int v, const QuantParams &q, DType qtype) {
         g_.values[v].quant = q;

@@ -16,14 +16,32 @@ import os
 import sys
 
 
+def write_case(case, out):
+    """Writes one onnx node test case (one data set) as OUT/<name>/model.onnx + test_data_set_0/."""
+    import onnx
+    from onnx import numpy_helper
+    d = os.path.join(out, case.name, "test_data_set_0")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(out, case.name, "model.onnx"), "wb") as f:
+        f.write(case.model.SerializeToString())
+    (inputs, outputs), = case.data_sets
+    for kind, values, infos in (("input", inputs, case.model.graph.input),
+                                ("output", outputs, case.model.graph.output)):
+        for j, v in enumerate(values):
+            t = v if isinstance(v, onnx.TensorProto) else numpy_helper.from_array(v, infos[j].name)
+            if not t.name:
+                t.name = infos[j].name
+            with open(os.path.join(d, f"{kind}_{j}.pb"), "wb") as f:
+                f.write(t.SerializeToString())
+
+
 def main() -> int:
     if len(sys.argv) < 3:
         print(__doc__.strip(), file=sys.stderr)
         return 2
     out, names = sys.argv[1], sys.argv[2:]
     try:
-        import onnx  # noqa: F401
-        from onnx import numpy_helper
+        import onnx
         from onnx.backend.test.case import node as cases
     except ImportError as e:
         print(f"SKIP: the Python package onnx is not installed ({e}); scripts/setup.sh installs it into .venv")
@@ -36,20 +54,7 @@ def main() -> int:
         print(f"error: onnx {onnx.__version__} has no node test {', '.join(missing)}", file=sys.stderr)
         return 1
     for name in names:
-        case = found[name]
-        d = os.path.join(out, name, "test_data_set_0")
-        os.makedirs(d, exist_ok=True)
-        with open(os.path.join(out, name, "model.onnx"), "wb") as f:
-            f.write(case.model.SerializeToString())
-        (inputs, outputs), = case.data_sets
-        for kind, values, infos in (("input", inputs, case.model.graph.input),
-                                    ("output", outputs, case.model.graph.output)):
-            for j, v in enumerate(values):
-                t = v if isinstance(v, onnx.TensorProto) else numpy_helper.from_array(v, infos[j].name)
-                if not t.name:
-                    t.name = infos[j].name
-                with open(os.path.join(d, f"{kind}_{j}.pb"), "wb") as f:
-                    f.write(t.SerializeToString())
+        write_case(found[name], out)
     print(f"wrote {len(names)} node tests of onnx {onnx.__version__} to {out}")
     return 0
 

@@ -25,11 +25,12 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
     s.output.split(flat, bo, bi, t, TailStrategy::GuardWithIf).gpu_blocks(bo).gpu_threads(bi);
 }
 
-// Threads over (32 channels x 8 output pixels), blocks over channel groups, x tiles and rows.
-// ResNet's 3x3/2 window gets its own specialization: the window loops then have constant trip
-// counts and unroll, so a thread's 9 loads are independent and in flight together (with runtime
-// extents they ran one after another, latency-bound).
-void maxpool(PoolStages &s, const ScheduleContext &ctx) {
+// Max and average pools: threads over (32 channels x 8 output pixels), blocks over channel
+// groups, x tiles and rows; the window is reduced in the thread (inline reductions: registers).
+// The 3x3/2 window gets its own specialization: the window loops then have constant trip counts
+// and unroll, so a thread's 9 loads are independent and in flight together (with runtime extents
+// they ran one after another, latency-bound).
+void window_pool(PoolStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
     Var co("co"), ci("ci"), xo("xo"), xi("xi"), yn("yn");
     s.output.split(s.c, co, ci, 32, TailStrategy::GuardWithIf)
@@ -40,19 +41,6 @@ void maxpool(PoolStages &s, const ScheduleContext &ctx) {
         .gpu_threads(ci, xi);
     // After the schedule: a specialization copies the schedule as it is when it is made.
     s.output.specialize(s.kernel_x == 3 && s.kernel_y == 3 && s.stride_x == 2 && s.stride_y == 2);
-}
-
-// Like maxpool: threads over 32 channels x 8 output pixels, the window summed in the thread.
-void avgpool(PoolStages &s, const ScheduleContext &ctx) {
-    if (ctx.auto_schedule) return;
-    Var co("co"), ci("ci"), xo("xo"), xi("xi"), yn("yn");
-    s.output.split(s.c, co, ci, 32, TailStrategy::GuardWithIf)
-        .split(s.x, xo, xi, 8, TailStrategy::GuardWithIf)
-        .fuse(s.y, s.n, yn)
-        .reorder(ci, xi, co, xo, yn)
-        .gpu_blocks(co, xo, yn)
-        .gpu_threads(ci, xi);
-    s.sum.compute_at(s.output, xi);
 }
 
 // One thread per (channel, image): a serial sum over the H*W window (consecutive threads read
@@ -75,8 +63,8 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "cuda_dp4a", eltwise, kEltwis
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "mul", "cuda_dp4a", eltwise, kEltwiseKnobs);
-QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "cuda_dp4a", maxpool, {});
-QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "cuda_dp4a", avgpool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "cuda_dp4a", window_pool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "cuda_dp4a", window_pool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "cuda_dp4a", global_avgpool, {});
 
 }  // namespace

@@ -4,7 +4,7 @@
 namespace {
 
 using namespace qh;
-const sched::GroupedTile kDefaults = {4, 16, 4, 4};  // {int32 lanes, tile_c, tile_x, rows}
+const sched::GroupedTile kDefaults = {4, 16, 4, 4, 4};  // {int32 lanes, tile_c, tile_x, rows, tiles_per_task}
 
 void conv2d_grouped(GroupedConvStages &s, const ScheduleContext &ctx) { sched::grouped_conv_cpu(s, ctx, kDefaults); }
 

@@ -59,7 +59,8 @@ void eltwise(EltwiseStages &s, const ScheduleContext &ctx) {
         .parallel(t);
 }
 
-void maxpool(PoolStages &s, const ScheduleContext &ctx) {
+// Max and average pools (their windows are inline reductions).
+void window_pool(PoolStages &s, const ScheduleContext &ctx) {
     if (ctx.auto_schedule) return;
     Var yn("yn"), yno("yno"), yni("yni");
     // Tasks of 4 output rows (one row of a 56x56x64 maxpool is ~2 us of work).
@@ -67,17 +68,6 @@ void maxpool(PoolStages &s, const ScheduleContext &ctx) {
         .fuse(s.y, s.n, yn)
         .split(yn, yno, yni, 4, TailStrategy::GuardWithIf)
         .parallel(yno);
-}
-
-void avgpool(PoolStages &s, const ScheduleContext &ctx) {
-    if (ctx.auto_schedule) return;
-    Var yn("yn"), yno("yno"), yni("yni");
-    s.output.vectorize(s.c, 16, TailStrategy::GuardWithIf)
-        .fuse(s.y, s.n, yn)
-        .split(yn, yno, yni, 4, TailStrategy::GuardWithIf)
-        .parallel(yno);
-    s.sum.compute_at(s.output, s.c).vectorize(s.c);
-    s.sum.update().reorder(s.c, s.r.x, s.r.y).vectorize(s.c);
 }
 
 void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
@@ -95,8 +85,8 @@ QH_REGISTER_SCHEDULE(EltwiseStages, "int4_unpack", "generic", eltwise, kEltwiseK
 QH_REGISTER_SCHEDULE(EltwiseStages, "add", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "lut", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "mul", "generic", eltwise, kEltwiseKnobs);
-QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "generic", maxpool, {});
-QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "generic", avgpool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "maxpool", "generic", window_pool, {});
+QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "generic", window_pool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "generic", global_avgpool, {});
 
 }  // namespace
