@@ -11,7 +11,8 @@ std::string check(const GraphNode &) { return ""; }
 std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) { return broadcast_shape(in); }
 
 void lower_fp32(Program &p, const GraphNode &n) {
-    const auto [a, b] = broadcast_operands(p, n);
+    const auto ab = broadcast_operands(p, n);  // (not a structured binding: lambdas capture them)
+    const int a = ab.first, b = ab.second;
     const int y = n.output;
     if (p.v[a].shape == p.v[b].shape)
         add_fp32_step(p, n, "add", [a, b, y](Exec &e) { f32::add(e.T(a), e.T(b), e.T(y)); });

@@ -14,7 +14,8 @@ std::string check(const GraphNode &) { return ""; }
 std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) { return broadcast_shape(in); }
 
 void lower_fp32(Program &p, const GraphNode &n) {
-    const auto [a, b] = broadcast_operands(p, n);
+    const auto ab = broadcast_operands(p, n);  // (not a structured binding: lambdas capture them)
+    const int a = ab.first, b = ab.second;
     const int y = n.output;
     add_fp32_step(p, n, "mul", [a, b, y](Exec &e) { f32::mul(e.T(a), e.T(b), e.T(y)); });
 }
@@ -29,7 +30,8 @@ void quantize(Program &p, FusedGroup &gr) {
 
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
-    const auto [a, b] = broadcast_operands(p, n);
+    const auto ab = broadcast_operands(p, n);  // (not a structured binding: lambdas capture them)
+    const int a = ab.first, b = ab.second;
     const int y = n.output;
     const Activation act{0, p.v[y].qmax};
     Step s = node_step(n, "mul");
