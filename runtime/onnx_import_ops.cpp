@@ -169,6 +169,10 @@ Tensor Importer::bias(int i, const Weights &w, const QuantParams &xq) {
 
 // ---- ops -------------------------------------------------------------------------------------
 
+// The IR axis of a (non-negative) ONNX axis of a rank-`rank` tensor: rank 4 is NCHW stored NHWC
+// (N 0 -> 0, C 1 -> 3, H 2 -> 1, W 3 -> 2); other ranks keep ONNX's order.
+static int64_t nhwc_axis(int64_t a, int64_t rank) { return rank == 4 ? (a == 0 ? 0 : a == 1 ? 3 : a - 1) : a; }
+
 // Conv's `group`: >= 1, dividing the output channels (the input's channel count, weights' I x
 // group, is checked by the shape rule).
 int Importer::conv_group(const Tensor &w) {
@@ -447,12 +451,9 @@ void Importer::concat(bool qlinear) {
         const int64_t r = int64_t(shape_of(act(first, "input 0")).size());
         if (axis < -r || axis >= r)
             nfail("axis=" + std::to_string(axis) + " out of range for rank " + std::to_string(r));
-        const int64_t a = axis < 0 ? axis + r : axis;
-        static const int kNchwToNhwc[4] = {0, 3, 1, 2};
-        n.axis = int(r == 4 ? kNchwToNhwc[a] : a);
+        n.axis = int(nhwc_axis(axis < 0 ? axis + r : axis, r));
     }
     if (!qlinear) {
-        if (node_->input_size() < 1) nfail("needs at least one input");
         for (int i = 0; i < node_->input_size(); i++) n.inputs.push_back(float_act(i, "input " + std::to_string(i)).v);
         emit(std::move(n));
         return;
@@ -498,14 +499,11 @@ void Importer::softmax() {
     GraphNode n;
     n.op = OpKind::Softmax;
     n.softmax_to_end = to_end && axis < r - 1;
-    if (r == 4) {
-        static const int kNchwToNhwc[4] = {0, 3, 1, 2};
-        if (n.softmax_to_end && axis > 1)
-            nfail("axis=" + std::to_string(axis) + " (opset " + std::to_string(opset_) +
-                  ": over axes axis..3 together) not supported on NCHW input (only 0 or 1)");
-        axis = n.softmax_to_end ? (axis == 0 ? 0 : 1) : kNchwToNhwc[axis];
-    }
-    n.axis = int(axis);
+    if (r == 4 && n.softmax_to_end && axis > 1)
+        nfail("axis=" + std::to_string(axis) + " (opset " + std::to_string(opset_) +
+              ": over axes axis..3 together) not supported on NCHW input (only 0 or 1)");
+    // (over axes 0..3 or 1..3: the same set in NHWC, starting at the same axis)
+    n.axis = int(n.softmax_to_end ? axis : nhwc_axis(axis, r));
     n.inputs = {x.v};
     if (!g_.values[x.v].quant.empty()) n.precision = LayerPrecision::fp32;  // a float island
     emit(std::move(n));
@@ -595,6 +593,7 @@ void Importer::flatten(bool reshape) {
     QuantParams q = g_.values[x.v].quant;
     DType qt = g_.values[x.v].qtype;
     int v = emit(std::move(n), x.repr);
+    flatten_input_[v] = x.v;  // (annotate: a QuantizeLinear after it quantizes its input too)
     // A flatten is a view: its values are its input's, and so is their quantization, also for a
     // dequantized (QDQ) input that no Q follows (DQ -> Flatten -> Gemm with a quantized bias).
     if (x.repr != DType::f32 || !q.empty()) set_quant(v, q, qt);
@@ -807,7 +806,7 @@ Importer::QdqParams Importer::qdq_params(const std::vector<int64_t> &xs, bool qu
         const int64_t given = a;
         if (a < 0) a += rank;
         if (a < 0 || a >= rank) nfail("axis " + std::to_string(given) + " is out of range for rank " + std::to_string(rank));
-        const int64_t ir = rank == 4 ? (a == 0 ? 0 : a == 1 ? 3 : a - 1) : a;  // NCHW -> NHWC
+        const int64_t ir = nhwc_axis(a, rank);
         if (xs[size_t(ir)] != int64_t(r.q.scale.size()))
             nfail("per-axis scale of " + std::to_string(r.q.scale.size()) + " values does not match axis " +
                   std::to_string(given) + " of the input (" + std::to_string(xs[size_t(ir)]) + " elements)");

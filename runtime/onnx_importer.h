@@ -314,14 +314,10 @@ private:
             // A Flatten is a view: the float value it flattens takes the same quantization (its
             // producer, e.g. a GlobalAveragePool left in float between DequantizeLinear and
             // QuantizeLinear, then quantizes straight to it).
-            for (int u = v;;) {
-                const GraphNode *p = nullptr;
-                for (const GraphNode &n : g_.nodes)
-                    if (n.output == u) p = &n;
-                if (!p || p->op != OpKind::Flatten || !g_.values[p->inputs[0]].quant.empty()) break;
-                u = p->inputs[0];
-                g_.values[u].quant = q;
-                g_.values[u].qtype = qtype;
+            for (auto f = flatten_input_.find(v); f != flatten_input_.end() && g_.values[f->second].quant.empty();
+                 f = flatten_input_.find(f->second)) {
+                g_.values[f->second].quant = q;
+                g_.values[f->second].qtype = qtype;
             }
         } else if (gv.quant.scale != q.scale || gv.quant.zp_at(0) != q.zp_at(0) || gv.qtype != qtype) {
             nfail(what + " '" + gv.name + "' is read with " + show(q, qtype) + " but was quantized with " +
@@ -395,6 +391,7 @@ private:
     void global_maxpool();
     void check_broadcast(const Act &a, const Act &b);
     int64_t opset_ = 0;  // the default domain's opset version
+    std::unordered_map<int, int> flatten_input_;  // a Flatten node's output value -> its input value
     void softmax();
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);

@@ -948,6 +948,41 @@ TEST(OnnxImport, Int4QdqConvImports) {
         }
 }
 
+// ONNX Runtime's QOperator models with symmetric activations leave DQ -> Relu -> GlobalAveragePool
+// -> Flatten -> Q in float: the pool's output takes the quantization of the Q after the Flatten
+// (a view), so the int8 model runs and its result is that Q's.
+TEST(OnnxImport, FlattenInputTakesTheQuantizationAfterIt) {
+    Model m("gap_flatten_q");
+    m.input("x", {1, 4, 3, 3});
+    m.f32("x_s", {}, {0.1f});
+    m.ints("x_z", TP::UINT8, {}, {128});
+    m.f32("f_s", {}, {0.05f});
+    m.ints("f_z", TP::UINT8, {}, {10});
+    m.node("QuantizeLinear", {"x", "x_s", "x_z"}, {"x_q"}, "xq");
+    m.node("DequantizeLinear", {"x_q", "x_s", "x_z"}, {"x_dq"}, "xdq");
+    m.node("Relu", {"x_dq"}, {"r"}, "relu");
+    m.node("GlobalAveragePool", {"r"}, {"gap"}, "gap");
+    attr(m.node("Flatten", {"gap"}, {"flat"}, "flatten"), "axis", int64_t(1));
+    m.node("QuantizeLinear", {"flat", "f_s", "f_z"}, {"f_q"}, "fq");
+    m.node("DequantizeLinear", {"f_q", "f_s", "f_z"}, {"y"}, "fdq");
+    m.output("y");
+    Graph g = m.import();
+    const int gap = g.find_value("gap");
+    ASSERT_GE(gap, 0);
+    EXPECT_EQ(g.values[gap].quant.scale, std::vector<float>{0.05f});
+    EXPECT_EQ(g.values[gap].quant.zp_at(0), 10);
+    auto model = qh::Model::prepare(g, {});
+    for (int i = 0; i < 36; i++) model->input(0).data<float>()[i] = 0.1f * float(i % 9) - 0.2f;
+    model->execute();
+    // Channel c (NHWC: element i is channel i % 4): the mean of relu(x) over the 9 pixels, quantized.
+    for (int c = 0; c < 4; c++) {
+        float sum = 0;
+        for (int p = 0; p < 9; p++) sum += std::max(0.f, 0.1f * float((p * 4 + c) % 9) - 0.2f);
+        const float want = ref::dequantize(ref::quantize(sum / 9.f, 0.05f, 10, 0, 255), 0.05f, 10);
+        EXPECT_NEAR(model->output(0).data<float>()[c], want, 0.05f + 1e-6f) << "channel " << c;  // (one step: float vs integer mean)
+    }
+}
+
 // MatMul with INT4 weights {K, N} per column (axis 1) -> Dense weights {N, K} s4, repacked, per
 // output channel (axis 0); Gemm transB=1 with UINT4 weights {N, K} as stored.
 TEST(OnnxImport, Int4QdqDenseWeights) {
