@@ -144,6 +144,10 @@ def main():
     ap.add_argument("--timeout", type=float, default=60.0)
     a = ap.parse_args()
     exe = os.path.abspath(a.qhalide)
+    if not os.access(exe, os.X_OK):
+        ap.error(f"--qhalide {a.qhalide}: not an executable (build qhalide-run first)")
+    if a.expect and not os.path.isfile(a.expect):
+        ap.error(f"--expect {a.expect}: no such file (write one with --markdown)")
     work = tempfile.mkdtemp(prefix="onnx_sweep_")
     try:
         wheel_dir = os.path.join(work, "onnx_wheel")

@@ -557,14 +557,13 @@ def run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql):
     tgt = ["--target", args.qhalide_target] if args.qhalide_target else []
     out = {"target": args.qhalide_target or "cpu (best variant)", "rows": []}
     with tempfile.TemporaryDirectory(prefix="effnet_qh_") as work:
-        if args.keep_inputs:
-            work = args.keep_inputs
-            os.makedirs(work, exist_ok=True)
+        inputs = args.keep_inputs or work  # the preprocessed photos (kept for the device script)
+        os.makedirs(inputs, exist_ok=True)
         nchw, nhwc = [], []
         for i, x in enumerate(xs):
-            a = os.path.join(work, f"x{i}.npy")
+            a = os.path.join(inputs, f"x{i}.npy")
             np.save(a, x[None].astype(np.float32))
-            b = os.path.join(work, f"x{i}_nhwc.npy")
+            b = os.path.join(inputs, f"x{i}_nhwc.npy")
             np.save(b, np.ascontiguousarray(x[None].transpose(0, 2, 3, 1)).astype(np.float32))
             nchw.append(a)
             nhwc.append(b)
