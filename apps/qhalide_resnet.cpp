@@ -65,25 +65,31 @@ Tensor synthetic_image(int size, uint32_t seed) {
     return io::imagenet_preprocess(img, size, size);
 }
 
-Tensor load_input(const std::string &path, int size) {
+// A preprocessed image (NHWC) in the layout the model declares.
+Tensor in_layout(Tensor nhwc, Layout l) { return l == Layout::nchw ? nhwc_to_nchw(nhwc) : nhwc; }
+
+// An image, preprocessed into `layout`; or an .npy tensor as it is (in the model's layout).
+Tensor load_input(const std::string &path, int size, Layout layout) {
     if (path.size() > 4 && path.substr(path.size() - 4) == ".npy") return io::load_npy(path);
-    return io::imagenet_preprocess(io::load_image(path), int(int64_t(size) * 256 / 224), size);
+    return in_layout(io::imagenet_preprocess(io::load_image(path), int(int64_t(size) * 256 / 224), size), layout);
 }
 
 // Largest image side the app feeds (the model input's H = W).
 constexpr int64_t kMaxImageSide = 16384;
 
-// The image side S of the model's input {N, S, S, 3}: the input must be rank 4 (NHWC) with
-// 1 <= H <= kMaxImageSide; check_input() checks the rest against what is fed.
+// The image side S of the model's input ({N,3,S,S} NCHW for ONNX models, {N,S,S,3} NHWC for the
+// built-in ones; IR shape {N,S,S,3}): the input must be rank 4 with 1 <= H <= kMaxImageSide;
+// check_input() checks the rest against what is fed.
 int image_side(const Graph &g, const std::string &model) {
+    const char *want = g.io_layout == Layout::nchw ? "[N,3,S,S] (NCHW)" : "[N,S,S,3] (NHWC)";
     if (g.inputs.size() != 1)
         throw std::runtime_error("model '" + printable(model) + "' has " + std::to_string(g.inputs.size()) +
-                                 " inputs; qhalide-resnet needs one NHWC image input");
+                                 " inputs; qhalide-resnet needs one image input " + want);
     const GraphValue &in = g.values[g.inputs[0]];
     if (in.shape.size() != 4 || in.shape[1] < 1 || in.shape[1] > kMaxImageSide)
         throw std::runtime_error("model input '" + printable(in.name) + "' is " + dtype_name(in.dtype) +
-                                 shape_str(in.shape) + "; qhalide-resnet needs an NHWC image input [N,S,S,3] with 1 <= S <= " +
-                                 std::to_string(kMaxImageSide));
+                                 shape_str(g.io_shape(g.inputs[0])) + "; qhalide-resnet needs an image input " + want +
+                                 " with 1 <= S <= " + std::to_string(kMaxImageSide));
     return int(in.shape[1]);
 }
 
@@ -127,9 +133,10 @@ int run(const Options &o) {
     Graph g = builtin ? build_resnet({o.model == "resnet18" ? 18 : 50}) : import_onnx(o.model);
     const int size = image_side(g, o.model);
     const GraphValue gin = g.values[g.inputs[0]];  // a copy: calibrate() replaces g
-    std::vector<int64_t> one_shape = gin.shape;    // one image
+    const Layout layout = g.io_layout;             // of the inputs fed (NCHW for ONNX models)
+    std::vector<int64_t> one_shape = g.io_shape(g.inputs[0]);  // one image
     one_shape[0] = 1;
-    Tensor one = load_input(o.image, size);
+    Tensor one = load_input(o.image, size, layout);
     const std::string image_name = "the image '" + o.image + "'";
     check_input(gin.name, gin.dtype, one_shape, one, image_name);
     const Precision prec = o.precision == "fp32" ? Precision::fp32 : Precision::int8;
@@ -149,12 +156,12 @@ int run(const Options &o) {
         std::vector<Tensor> samples;
         if (o.calib_files.empty()) {
             for (int i = 0; i < o.calib_samples; i++) {
-                samples.push_back(synthetic_image(size, 1000 + i));
+                samples.push_back(in_layout(synthetic_image(size, 1000 + i), layout));
                 check_input(gin.name, gin.dtype, one_shape, samples.back(), "the synthetic calibration image");
             }
         } else {
             for (const auto &f : o.calib_files) {
-                samples.push_back(load_input(f, size));
+                samples.push_back(load_input(f, size, layout));
                 check_input(gin.name, gin.dtype, one_shape, samples.back(), "calibration input '" + f + "'");
             }
         }
@@ -324,8 +331,9 @@ int main(int argc, char **argv) {
     app.add_option("--model", o.model, "resnet18, resnet50 or FILE.onnx (float, QDQ or QOperator)")
         ->capture_default_str();
     app.add_option("--image", o.image, "PNG or JPEG (resize 256, center crop 224, ImageNet normalization), or .npy "
-                                       "in qhalide's NHWC layout {N,S,S,3} (f32, or u8 for a model with a u8 input), "
-                                       "also for an .onnx model (qhalide-run takes ONNX's NCHW)")
+                                       "in the model's layout: NCHW {N,3,S,S} for an .onnx model (as qhalide-run), "
+                                       "NHWC {N,S,S,3} for the built-in resnet18/resnet50; f32, or u8 for a model "
+                                       "with a u8 input")
         ->capture_default_str();
     app.add_option("--batch", o.batch, "batch size (the image is replicated)")->check(CLI::Range(1, 4096))->capture_default_str();
     app.add_option("--threads", o.threads, "threads (0: all cores)")->capture_default_str();
@@ -359,7 +367,7 @@ int main(int argc, char **argv) {
         ->check(CLI::IsMember({"minmax", "percentile"}))->capture_default_str();
     app.add_option("--percentile", o.percentile, "percentile calibration: clip at this percentile")
         ->check(CLI::Range(50.0, 100.0))->capture_default_str();
-    app.add_option("--calib", o.calib_files, "calibration images or .npy tensors, NHWC as --image (default: synthetic inputs)");
+    app.add_option("--calib", o.calib_files, "calibration images or .npy tensors, in the layout --image says (default: synthetic inputs)");
     app.add_option("--calib-samples", o.calib_samples, "number of synthetic calibration inputs")
         ->check(CLI::Range(1, 10000))->capture_default_str();
     app.add_option("--labels", o.labels, "class names, one per line")->capture_default_str();

@@ -1,5 +1,5 @@
 // qhalide-run: run a supported ONNX model on given inputs, write every graph output as .npy.
-// Inputs and outputs use ONNX's layout (NCHW for images); qhalide runs NHWC inside. Every --input
+// Inputs and outputs use ONNX's layout (NCHW for images), as Model::input / output do. Every --input
 // is also offered to the importer (ImportOptions::input_values): a graph input that the model
 // reads where only a constant is supported (weights, scales, zero points, ...) becomes a constant,
 // so ONNX conformance models, which take those as inputs, run as they are.
@@ -56,44 +56,13 @@ Tensor pack4(const Tensor &t, DType to, const std::string &file) {
     return r;
 }
 
-// Rank-4 transpose: output dim d is input dim perm[d]; other ranks are returned unchanged. The
-// loop runs once per element (an odometer over the output indices), so its cost is bounded by
-// the tensor's real size whatever its dims are (e.g. {2^31-1, 3, 32, 0}: no iterations).
-Tensor permute4(const Tensor &t, const std::array<int, 4> &perm) {
-    if (t.rank() != 4) return t;
-    if (dtype_bits(t.dtype()) == 4) return pack4(permute4(unpack4(t), perm), t.dtype(), "(transpose)");
-    std::array<int64_t, 4> in{t.dim(0), t.dim(1), t.dim(2), t.dim(3)}, in_stride{}, out_dims{};
-    for (int d = 0; d < 4; d++) out_dims[d] = in[perm[d]];
-    Tensor r(t.dtype(), {out_dims[0], out_dims[1], out_dims[2], out_dims[3]}, t.quant);
-    const int64_t n = t.numel();
-    if (n == 0) return r;  // (the strides below are then products of the other dims: unbounded)
-    in_stride[3] = 1;
-    for (int d = 2; d >= 0; d--) in_stride[d] = in_stride[d + 1] * in[d + 1];
-    const size_t e = dtype_storage_bytes(t.dtype(), 1);
-    const auto *s = static_cast<const uint8_t *>(t.raw());
-    auto *o = static_cast<uint8_t *>(r.raw());
-    std::array<int64_t, 4> idx{};  // output index of element k
-    int64_t src = 0;                // its input offset
-    for (int64_t k = 0; k < n; k++) {
-        std::memcpy(o + k * e, s + src * e, e);
-        for (int d = 3; d >= 0; d--) {  // next output index
-            src += in_stride[perm[d]];
-            if (++idx[d] < out_dims[d]) break;
-            src -= idx[d] * in_stride[perm[d]];
-            idx[d] = 0;
-        }
-    }
-    return r;
-}
-
-Tensor nhwc_to_nchw(const Tensor &t) { return permute4(t, {0, 3, 1, 2}); }
-
-// The runtime tensor (NHWC) for graph input `v` from `t`, loaded in ONNX layout from `file`.
-// The dtype, the rank and every dim but the batch must be what the graph declares (v.shape is
-// NHWC with dims > 0, the batch free), so prepare() never sees a shape the model cannot take.
-Tensor to_runtime_layout(const Tensor &t, const GraphValue &v, const std::string &file) {
-    std::vector<int64_t> onnx = v.shape;  // declared, in ONNX layout
-    if (onnx.size() == 4) onnx = {v.shape[0], v.shape[3], v.shape[1], v.shape[2]};
+// The tensor for graph input `v` (id `id`) from `t`, loaded from `file`, in the layout the model
+// declares (NCHW for images; Model::input converts). The dtype, the rank and every dim but the
+// batch must be what the graph declares (dims > 0, the batch free), so prepare() never sees a
+// shape the model cannot take.
+Tensor checked_input(const Tensor &t, const Graph &g, int id, const std::string &file) {
+    const GraphValue &v = g.values[id];
+    const std::vector<int64_t> onnx = g.io_shape(id);
     std::string declared = std::string(dtype_name(v.dtype)) + "[N";
     for (size_t i = 1; i < onnx.size(); i++) declared += "," + std::to_string(onnx[i]);
     declared += "]";
@@ -106,7 +75,7 @@ Tensor to_runtime_layout(const Tensor &t, const GraphValue &v, const std::string
                                  "), graph input '" + printable(v.name) + "' expects " + declared + " (rank " +
                                  std::to_string(onnx.size()) + ", ONNX layout, N >= 1)");
     checked_numel(t.shape(), "'" + printable(file) + "'");
-    return permute4(widened ? pack4(t, v.dtype, file) : t, {0, 2, 3, 1});
+    return widened ? pack4(t, v.dtype, file) : t;
 }
 
 bool is_pb(const std::string &path) { return path.size() > 3 && path.substr(path.size() - 3) == ".pb"; }
@@ -200,18 +169,18 @@ int main(int argc, char **argv) {
         Precision p = precision == "fp32" ? Precision::fp32
                       : precision == "int8" ? Precision::int8
                                             : (quantized ? Precision::int8 : Precision::fp32);
-        std::map<std::string, Tensor> given;  // the runtime inputs, NHWC
+        std::map<std::string, Tensor> given;  // the runtime inputs (ONNX layout, as Model::input takes them)
         for (int i : g.inputs) {
             auto it = opts.input_values.find(g.values[i].name);
             if (it == opts.input_values.end())
                 throw std::runtime_error("no --input for graph input '" + printable(g.values[i].name) + "'");
-            given[it->first] = to_runtime_layout(it->second, g.values[i], file_of.at(it->first));
+            given[it->first] = checked_input(it->second, g, i, file_of.at(it->first));
         }
         if (p == Precision::int8 && !quantized) {
             if (calib.empty())
                 throw std::runtime_error("model '" + printable(model) + "' is float: --precision int8 needs --calib inputs");
             std::vector<Tensor> samples;
-            for (const auto &f : calib) samples.push_back(to_runtime_layout(load_any(f), g.values[g.inputs[0]], f));
+            for (const auto &f : calib) samples.push_back(checked_input(load_any(f), g, g.inputs[0], f));
             CalibrationOptions co;
             co.threads = threads;
             co.progress = [](int d, int t) { std::fprintf(stderr, "\rcalibrating %d/%d%s", d, t, d == t ? "\n" : ""); };
@@ -229,14 +198,14 @@ int main(int argc, char **argv) {
             Tensor &dst = m->input(i);
             if (src.shape() != dst.shape() || src.dtype() != dst.dtype())
                 throw std::runtime_error("input '" + printable(m->input_name(i)) + "' is " + src.describe() +
-                                         (src.rank() == 4 ? " (NHWC)" : "") + ", model wants " + dst.describe());
+                                         ", model wants " + dst.describe());
             std::memcpy(dst.raw(), src.raw(), src.nbytes());
         }
         m->execute();
         std::filesystem::create_directories(out_dir);
         for (int i = 0; i < m->num_outputs(); i++) {
             std::string path = out_dir + "/" + file_name_of(m->output_name(i)) + ".npy";
-            io::save_npy(path, unpack4(nhwc_to_nchw(m->output(i))));
+            io::save_npy(path, unpack4(m->output(i)));
             std::printf("%s %s -> %s%s\n", printable(m->output_name(i)).c_str(), m->output(i).describe().c_str(),
                         printable(path).c_str(), dtype_bits(m->output(i).dtype()) == 4 ? " (one value per byte)" : "");
         }
@@ -250,7 +219,7 @@ int main(int argc, char **argv) {
                 if (m->output_name(i) == name) k = i;
             if (k < 0)
                 throw std::runtime_error("--expect '" + printable(arg) + "': the model has no output '" + printable(name) + "'");
-            Tensor got = nhwc_to_nchw(m->output(k));
+            Tensor got = m->output(k);
             if (dtype_bits(want.dtype()) == 8) got = unpack4(got);  // a 4-bit output against a .npy
             const bool comparable = got.dtype() == want.dtype() && got.shape() == want.shape();
             bool same = comparable && std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0;

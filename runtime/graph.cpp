@@ -44,6 +44,12 @@ int Graph::add_node(GraphNode node, const std::string &out_name) {
     return nodes.back().output;
 }
 
+std::vector<int64_t> Graph::io_shape(int value) const {
+    const auto &s = values.at(value).shape;
+    if (io_layout == Layout::nchw && s.size() == 4) return {s[0], s[3], s[1], s[2]};
+    return s;
+}
+
 int Graph::find_value(const std::string &n) const {
     for (size_t i = 0; i < values.size(); i++)
         if (values[i].name == n) return int(i);

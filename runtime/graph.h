@@ -120,7 +120,7 @@ const char *precision_name(LayerPrecision p);
 
 struct GraphValue {
     std::string name;
-    std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K}; others are inferred
+    std::vector<int64_t> shape;  // graph inputs only: NHWC or {N,K} (IR layout); others are inferred
     DType dtype = DType::f32;    // graph inputs/outputs: the type the caller passes/receives
                                  // (f32, or u8 for a model that takes quantized input; s8/u4/s4
                                  // for inputs of DequantizeLinear and outputs of QuantizeLinear)
@@ -155,6 +155,11 @@ struct GraphNode {
 
 struct Graph {
     std::string name = "model";
+    // The layout callers use for rank-4 graph inputs and outputs (Model::input / output, and
+    // calibration samples). The IR is NHWC whatever this says: an importer that declares NCHW
+    // (ONNX) stores rank-4 shapes as NHWC and the Model converts at its edge. Built-in models
+    // (models/resnet.h) are NHWC.
+    Layout io_layout = Layout::nhwc;
     std::vector<GraphValue> values;
     std::vector<GraphNode> nodes;  // topological order
     std::vector<int> inputs, outputs;
@@ -166,6 +171,9 @@ struct Graph {
     // Adds a node producing a new value named `out_name` (default: the node name); returns it.
     int add_node(GraphNode node, const std::string &out_name = "");
     int find_value(const std::string &name) const;  // -1 if absent
+    // A graph input's declared shape in the caller's layout (io_layout): {N,C,H,W} for a rank-4
+    // input of an NCHW graph, else its IR shape.
+    std::vector<int64_t> io_shape(int value) const;
     // Consumers of each value (node indices), in order.
     std::vector<std::vector<int>> consumers() const;
     // Structural checks (ids in range, topological order, arity, constants present and

@@ -113,11 +113,17 @@ void Model::Impl::bind(Exec &e) {
 
 // Model's memory per context (arena + external tensors), checked against the budget before any of
 // it is allocated.
-static size_t context_bytes(const std::deque<ValueInfo> &v, size_t arena, size_t scratch_floats, const std::string &what) {
-    int64_t total = checked_add(int64_t(arena), checked_mul(int64_t(scratch_floats), 4, what), what);
-    for (const ValueInfo &vi : v)
-        if (vi.external && vi.alias < 0)
-            total = checked_add(total, int64_t(dtype_storage_bytes(vi.dtype, checked_numel(vi.shape, what)) + 63) / 64 * 64, what);
+static size_t context_bytes(const Program &p, const std::string &what) {
+    int64_t total = checked_add(int64_t(p.arena_size), checked_mul(int64_t(p.scratch_floats), 4, what), what);
+    auto add = [&](const ValueInfo &vi) {
+        total = checked_add(total, int64_t(dtype_storage_bytes(vi.dtype, checked_numel(vi.shape, what)) + 63) / 64 * 64, what);
+    };
+    for (const ValueInfo &vi : p.v)
+        if (vi.external && vi.alias < 0) add(vi);
+    for (size_t k = 0; k < p.in_ids.size(); k++)  // the caller's NCHW copies
+        if (p.in_nchw[k]) add(p.v[p.in_ids[k]]);
+    for (size_t k = 0; k < p.out_ids.size(); k++)
+        if (p.out_nchw[k]) add(p.v[p.out_ids[k]]);
     return size_t(total);
 }
 
@@ -131,10 +137,21 @@ Model::Context::~Context() = default;
 
 std::unique_ptr<Model::Context> Model::Impl::make_context() {
     const std::string what = "model '" + printable(g.name) + "': an execution context (arena, inputs, outputs)";
-    check_budget(context_bytes(v, arena_size, scratch_floats, what), what);
+    check_budget(context_bytes(*this, what), what);
     std::unique_ptr<Context> c(new Context());
     c->s_->m = this;
     allocate(c->s_->e);
+    Exec &e = c->s_->e;
+    auto nchw_of = [this](int id) {
+        const auto &s = v[id].shape;
+        return Tensor(v[id].dtype, {s[0], s[3], s[1], s[2]}, v[id].quant);
+    };
+    e.user_in.assign(in_ids.size(), Tensor());
+    e.user_out.assign(out_ids.size(), Tensor());
+    for (size_t k = 0; k < in_ids.size(); k++)
+        if (in_nchw[k]) e.user_in[k] = nchw_of(in_ids[k]);
+    for (size_t k = 0; k < out_ids.size(); k++)
+        if (out_nchw[k]) e.user_out[k] = nchw_of(out_ids[k]);
     bind(c->s_->e);
     return c;
 }
@@ -195,6 +212,10 @@ std::unique_ptr<Model> Model::prepare_impl(const Graph &src, const PrepareOption
     lower(I);
     if (on_device) check_device_steps(I);
     plan_memory(I);
+    // The caller's layout: NCHW inputs / outputs are converted at the edge (execute()).
+    const bool nchw = src.io_layout == Layout::nchw;
+    for (int id : I.in_ids) I.in_nchw.push_back(nchw && I.v[id].shape.size() == 4);
+    for (int id : I.out_ids) I.out_nchw.push_back(nchw && I.v[id].shape.size() == 4);
     install_scratch_allocator(opt.threads);  // kernels' per-task scratch comes from a reused pool
     I.main = I.make_context();
     I.layers = I.main->s_->e.layers;
@@ -288,7 +309,11 @@ void Model::Context::execute_on_device() {
 
 void Model::Context::execute() {
     Exec &e = s_->e;
-    const bool on_device = s_->m->opt.device != Device::cpu;
+    const Program &p = *s_->m;
+    const bool on_device = p.opt.device != Device::cpu;
+    std::vector<Tensor> &ext = e.host.empty() ? e.t : e.host;  // the host external tensors
+    for (size_t k = 0; k < p.in_ids.size(); k++)
+        if (p.in_nchw[k]) nchw_to_nhwc(e.user_in[k], ext[p.in_ids[k]]);
     if (on_device)
         for (int id : s_->m->in_ids) e.mirror.at(id).upload();
     if (e.profiling) {
@@ -309,14 +334,18 @@ void Model::Context::execute() {
         for (int id : s_->m->out_ids) e.mirror.at(id).download();
         e.dev_arena.sync();
     }
+    for (size_t k = 0; k < p.out_ids.size(); k++)
+        if (p.out_nchw[k]) nhwc_to_nchw(ext[p.out_ids[k]], e.user_out[k]);
 }
 
 Tensor &Model::Context::input(int i) {
     Exec &e = s_->e;
+    if (s_->m->in_nchw.at(i)) return e.user_in[i];
     return (e.host.empty() ? e.t : e.host).at(s_->m->in_ids.at(i));
 }
 const Tensor &Model::Context::output(int i) const {
     const Exec &e = s_->e;
+    if (s_->m->out_nchw.at(i)) return e.user_out[i];
     return (e.host.empty() ? e.t : e.host).at(s_->m->out_ids.at(i));
 }
 const std::vector<LayerInfo> &Model::Context::layers() const { return s_->e.layers; }
@@ -379,6 +408,8 @@ int Model::num_inputs() const { return int(impl_->in_ids.size()); }
 int Model::num_outputs() const { return int(impl_->out_ids.size()); }
 Tensor &Model::input(int i) { return impl_->main->input(i); }
 const Tensor &Model::output(int i) const { return impl_->main->output(i); }
+Layout Model::input_layout(int i) const { return impl_->in_nchw.at(i) ? Layout::nchw : Layout::nhwc; }
+Layout Model::output_layout(int i) const { return impl_->out_nchw.at(i) ? Layout::nchw : Layout::nhwc; }
 const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
 const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
 const Tensor *Model::value(int id) const {

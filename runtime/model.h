@@ -112,8 +112,15 @@ public:
 
     int num_inputs() const;
     int num_outputs() const;
-    Tensor &input(int i);              // write inputs here (NHWC f32 or u8, batch from prepare)
-    const Tensor &output(int i) const;  // f32 (u8 for quantized outputs the graph declares u8)
+    // Write inputs here, read outputs there: f32 (or the integer type the graph declares: u8 for a
+    // model that takes quantized input, the output of a QuantizeLinear, ...), batch from prepare.
+    // Rank-4 tensors are in the graph's declared layout (Graph::io_layout: NCHW for an ONNX
+    // model, NHWC for the built-in ResNets), converted to and from qhalide's NHWC by execute();
+    // other ranks are in the model's own order.
+    Tensor &input(int i);
+    const Tensor &output(int i) const;
+    Layout input_layout(int i) const;  // NCHW where a rank-4 input is converted at the edge
+    Layout output_layout(int i) const;
     const std::string &input_name(int i) const;
     const std::string &output_name(int i) const;
     // Runs every step; on a device, returns after the outputs are back on the host (the device
@@ -168,7 +175,7 @@ struct CalibrationOptions {
     std::function<void(int done, int total)> progress;
 };
 // Runs the float graph (BatchNorm folded first: `g` is replaced by the folded graph) on every
-// sample batch ({N, ...} like the graph input) and sets u8 quantization (asymmetric, zero
+// sample batch ({N, ...} like Model::input(0): the graph's declared layout) and sets u8 quantization (asymmetric, zero
 // included, scale = range / 255) on every activation value except the graph outputs, which
 // stay float (the last Dense then runs with s32 output and exact dequantization).
 void calibrate(Graph &g, const std::vector<Tensor> &samples, const CalibrationOptions &opt);

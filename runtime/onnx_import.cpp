@@ -222,6 +222,7 @@ Graph Importer::run() {
     if (gp.input_size() == 0) fail("the graph has no inputs");
     if (gp.output_size() == 0) fail("the graph has no outputs");
     g_.name = gp.name().empty() ? file_ : gp.name();
+    g_.io_layout = Layout::nchw;  // ONNX's: rank-4 inputs and outputs are NCHW at the Model's edge
     for (int i = 0; i < gp.node_size(); i++)
         for (const auto &in : gp.node(i).input())
             if (!in.empty()) readers_[in].push_back(i);

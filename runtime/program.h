@@ -43,6 +43,8 @@ struct Exec {
     std::shared_ptr<uint8_t> arena;
     std::vector<Tensor> t;  // one view per ValueInfo; device tensors on a device
     std::vector<Tensor> host;
+    // The caller's NCHW tensors (Program::in_nchw / out_nchw), else undefined.
+    std::vector<Tensor> user_in, user_out;
     std::map<int, DeviceBuffer> mirror;
     DeviceBuffer dev_arena;
     DeviceGraph graph;
@@ -90,6 +92,9 @@ struct Program {
     std::vector<std::pair<int, int>> dequantize_out;  // (u8 value, f32 external): graph outputs
     std::vector<Step> steps;  // read-only after prepare
     std::vector<int> in_ids, out_ids;  // external tensors
+    // Per graph input / output: true where the caller's tensor is NCHW (Graph::io_layout on a
+    // rank-4 value) and the context converts it to / from the NHWC external tensor.
+    std::vector<bool> in_nchw, out_nchw;
     size_t arena_size = 0;
     size_t scratch_floats = 0;  // fp32 im2col, per context
     std::deque<PackedWeights> packed;

@@ -2,6 +2,7 @@
 
 #include "resource_limits.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -88,4 +89,73 @@ std::string Tensor::describe() const {
     return dtype_name(dtype_) + shape_str(shape_) + (device_ == Device::cpu ? "" : std::string("@") + device_name(device_));
 }
 
+const char *layout_name(Layout l) { return l == Layout::nchw ? "NCHW" : "NHWC"; }
+
+namespace {
+
+// Per batch, the rows x cols matrix at src becomes its transpose at dst (element (r, c) of src is
+// element (c, r) of dst), in 32 x 32 tiles so that both sides stay in cache.
+template <typename T>
+void transpose_batches(const T *src, T *dst, int64_t batches, int64_t rows, int64_t cols) {
+    constexpr int64_t kTile = 32;
+    for (int64_t n = 0; n < batches; n++, src += rows * cols, dst += rows * cols)
+        for (int64_t r0 = 0; r0 < rows; r0 += kTile)
+            for (int64_t c0 = 0; c0 < cols; c0 += kTile)
+                for (int64_t r = r0; r < std::min(rows, r0 + kTile); r++)
+                    for (int64_t c = c0; c < std::min(cols, c0 + kTile); c++) dst[c * rows + r] = src[r * cols + c];
+}
+
+// 4-bit tensors: element i in the low (even i) or high nibble of byte i / 2.
+void transpose_nibbles(const uint8_t *src, uint8_t *dst, int64_t batches, int64_t rows, int64_t cols) {
+    const int64_t m = rows * cols;
+    std::memset(dst, 0, size_t((batches * m + 1) / 2));
+    for (int64_t n = 0; n < batches; n++)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) {
+                const int64_t i = n * m + r * cols + c, o = n * m + c * rows + r;
+                dst[o / 2] |= uint8_t(((src[i / 2] >> (4 * (i & 1))) & 15) << (4 * (o & 1)));
+            }
+}
+
+void change_layout(const Tensor &src, Tensor &dst, bool to_nhwc) {
+    const auto &s = src.shape();
+    const std::vector<int64_t> want =
+        s.size() != 4 ? std::vector<int64_t>{} : to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]}
+                                                         : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
+    const char *what = to_nhwc ? "NCHW -> NHWC" : "NHWC -> NCHW";
+    if (src.rank() != 4 || dst.dtype() != src.dtype() || dst.shape() != want || src.device() != Device::cpu ||
+        dst.device() != Device::cpu)
+        throw std::invalid_argument(std::string(what) + ": " + src.describe() + " into " + dst.describe() +
+                                    " (expected a rank-4 host tensor into " + dtype_name(src.dtype()) + shape_str(want) + ")");
+    if (src.numel() == 0) return;
+    const int64_t c = to_nhwc ? s[1] : s[3], hw = to_nhwc ? s[2] * s[3] : s[1] * s[2];
+    const int64_t rows = to_nhwc ? c : hw, cols = to_nhwc ? hw : c;
+    switch (dtype_bits(src.dtype())) {
+    case 4: transpose_nibbles(src.data<uint8_t>(), dst.data<uint8_t>(), s[0], rows, cols); break;
+    case 8: transpose_batches(src.data<uint8_t>(), dst.data<uint8_t>(), s[0], rows, cols); break;
+    default: transpose_batches(src.data<uint32_t>(), dst.data<uint32_t>(), s[0], rows, cols); break;
+    }
+}
+
+Tensor changed_layout(const Tensor &src, bool to_nhwc) {
+    if (src.rank() != 4)
+        throw std::invalid_argument(std::string(to_nhwc ? "NCHW -> NHWC" : "NHWC -> NCHW") + ": " + src.describe() +
+                                    " is not rank 4");
+    const auto &s = src.shape();
+    Tensor r(src.dtype(), to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]} : std::vector<int64_t>{s[0], s[3], s[1], s[2]},
+             src.quant);
+    if (r.quant.axis > 0) r.quant.axis = to_nhwc ? (r.quant.axis == 1 ? 3 : r.quant.axis - 1)   // C moves last
+                                                 : (r.quant.axis == 3 ? 1 : r.quant.axis + 1);  // C moves to 1
+    change_layout(src, r, to_nhwc);
+    return r;
+}
+
+}  // namespace
+
+void nchw_to_nhwc(const Tensor &src, Tensor &dst) { change_layout(src, dst, true); }
+void nhwc_to_nchw(const Tensor &src, Tensor &dst) { change_layout(src, dst, false); }
+Tensor nchw_to_nhwc(const Tensor &src) { return changed_layout(src, true); }
+Tensor nhwc_to_nchw(const Tensor &src) { return changed_layout(src, false); }
+
 }  // namespace qh
+

@@ -76,4 +76,16 @@ private:
     uint64_t device_handle_ = 0;
 };
 
+// How a caller lays out rank-4 activations. qhalide computes in NHWC; a model that declares
+// NCHW (every ONNX model) takes and gives NCHW at its edge (Model::input / output), converted
+// there. Other ranks have one layout (the model's own order).
+enum class Layout { nhwc, nchw };
+const char *layout_name(Layout l);  // "NHWC" / "NCHW"
+// Rank-4 layout changes between host tensors of any dtype (4-bit included): `dst` must have the
+// same dtype and the permuted shape ({N,C,H,W} <-> {N,H,W,C}); throws std::invalid_argument if not.
+void nchw_to_nhwc(const Tensor &src, Tensor &dst);
+void nhwc_to_nchw(const Tensor &src, Tensor &dst);
+Tensor nchw_to_nhwc(const Tensor &src);  // a new tensor
+Tensor nhwc_to_nchw(const Tensor &src);
+
 }  // namespace qh

@@ -31,11 +31,11 @@ pack)
   cp "$CACHE/efficientnet_lite0_int8.onnx" "$DEST/"
   if [ "$part" = gpu ]; then
     device_bundle_binaries "$DEST" "$BUILD/tests/test_gpu" "$BUILD/bin/qhalide-resnet"
-    cp "$CACHE"/inputs/x*_nhwc.npy "$DEST/inputs/"
+    for f in "$CACHE"/inputs/x*.npy; do if [[ "$(basename "$f")" =~ ^x[0-9]+\.npy$ ]]; then cp "$f" "$DEST/inputs/"; fi; done
   else
     device_bundle_binaries "$DEST" "$BUILD/bin/qhalide-resnet"
     cp "$CACHE/efficientnet_lite0.onnx" "$ROOT/scripts/effnet_ort_bench.py" "$DEST/"
-    cp "$CACHE"/inputs/x0.npy "$CACHE"/inputs/x0_nhwc.npy "$DEST/inputs/"
+    cp "$CACHE"/inputs/x0.npy "$DEST/inputs/"
   fi
   device_bundle_seal "$DEST" "${BASH_SOURCE[0]}"
   ;;
@@ -57,7 +57,7 @@ run)
     grep -E '^\[  (PASSED|FAILED|SKIPPED) |tests ran|Failure|differ' "$O/test_gpu.log" | head -40
     # EfficientNet-Lite0 int8 (ONNX Runtime's QDQ model) on the GPU against the CPU, bit for bit.
     same=0 total=0
-    for x in "$HERE"/inputs/x*_nhwc.npy; do
+    for x in "$HERE"/inputs/x[0-9]*.npy; do
       b=$(basename "$x" .npy)
       "$HERE/qhalide-resnet" --model "$M8" --image "$x" --iters 1 --warmup 0 --dump-logits "$O/cpu_$b.npy" >/dev/null || rc=1
       "$HERE/qhalide-resnet" --model "$M8" --image "$x" --iters 1 --warmup 0 --target cuda --dump-logits "$O/gpu_$b.npy" >/dev/null || rc=1
@@ -67,22 +67,22 @@ run)
     echo "effnet int8 GPU vs CPU: $same of $total photos with bit-identical logits"
     rm -f "$O"/cpu_x*.npy "$O"/gpu_x*.npy
     for bs in 1 8; do
-      "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0_nhwc.npy" --batch $bs --iters 200 --warmup 20 \
+      "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0.npy" --batch $bs --iters 200 --warmup 20 \
         --target cuda --json >"$O/gpu_int8_b$bs.json" 2>"$O/gpu_int8_b$bs.err" || rc=1
       python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('effnet int8 H200 batch', d['batch'], 'median', d['latency_ms']['median'], 'ms,', d['images_per_s'], 'img/s')" "$O/gpu_int8_b$bs.json"
     done
-    "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0_nhwc.npy" --iters 100 --target cuda --profile >"$O/gpu_int8_b1_profile.txt" 2>&1 || true
+    "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0.npy" --iters 100 --target cuda --profile >"$O/gpu_int8_b1_profile.txt" 2>&1 || true
   fi
   if [ "$what" != gpu ] && [ -f "$M32" ]; then
     for p in fp32 int8; do
       m=$M32; [ $p = int8 ] && m=$M8
       for r in 1 2 3; do
-        "$HERE/qhalide-resnet" --model "$m" --precision $p --image "$HERE/inputs/x0_nhwc.npy" --iters 200 --warmup 20 \
+        "$HERE/qhalide-resnet" --model "$m" --precision $p --image "$HERE/inputs/x0.npy" --iters 200 --warmup 20 \
           --threads 16 --json >"$O/cpu_${p}_r$r.json" 2>/dev/null || rc=1
         python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print('effnet qhalide $p host 16 threads round $r median', d['latency_ms']['median'], 'ms')" "$O/cpu_${p}_r$r.json"
       done
     done
-    "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0_nhwc.npy" --iters 200 --threads 16 --profile >"$O/cpu_int8_profile.txt" 2>&1 || true
+    "$HERE/qhalide-resnet" --model "$M8" --image "$HERE/inputs/x0.npy" --iters 200 --threads 16 --profile >"$O/cpu_int8_profile.txt" 2>&1 || true
     python3 "$HERE/effnet_ort_bench.py" "$M32" "$M8" "$HERE/inputs/x0.npy" 16 200 | tee "$O/ort.txt" || rc=1
   fi
   tar -C "$O" -czf "$FINAL/effnet_$what.tgz" . && rm -rf "$O"

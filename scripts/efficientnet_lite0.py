@@ -559,14 +559,11 @@ def run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql):
     with tempfile.TemporaryDirectory(prefix="effnet_qh_") as work:
         inputs = args.keep_inputs or work  # the preprocessed photos (kept for the device script)
         os.makedirs(inputs, exist_ok=True)
-        nchw, nhwc = [], []
+        nchw = []  # qhalide-run and qhalide-resnet both take the model's NCHW
         for i, x in enumerate(xs):
             a = os.path.join(inputs, f"x{i}.npy")
             np.save(a, x[None].astype(np.float32))
-            b = os.path.join(inputs, f"x{i}_nhwc.npy")
-            np.save(b, np.ascontiguousarray(x[None].transpose(0, 2, 3, 1)).astype(np.float32))
             nchw.append(a)
-            nhwc.append(b)
 
         def qrun(model, x, tag, extra=()):
             d = os.path.join(work, tag)
@@ -594,7 +591,7 @@ def run_qhalide(args, model_path, xs, specs, labels, logits, q_sess, ql):
             out["rows"].append(row)
         if args.bench:
             def qlat(model, precision):
-                cmd = [resnet_exe, "--model", model, "--image", nhwc[0], "--precision", precision, "--iters", str(args.bench),
+                cmd = [resnet_exe, "--model", model, "--image", nchw[0], "--precision", precision, "--iters", str(args.bench),
                        "--warmup", "10", "--threads", str(args.threads), "--json"] + tgt
                 p = subprocess.run(cmd, capture_output=True, text=True)
                 if p.returncode != 0:
@@ -658,8 +655,8 @@ def main():
     ap.add_argument("--qhalide", metavar="BIN_DIR", help="with --check (and --int8-out): also run qhalide-run / qhalide-resnet "
                     "from BIN_DIR: fp32, ONNX Runtime's int8 QDQ model, and qhalide's own int8 calibration on the same "
                     "photos; compares top-1 and logits with ONNX Runtime and times both (--bench runs, --threads)")
-    ap.add_argument("--keep-inputs", metavar="DIR", help="with --qhalide: keep the preprocessed photos there (xI.npy NCHW, "
-                    "xI_nhwc.npy) for scripts/device_effnet.sh")
+    ap.add_argument("--keep-inputs", metavar="DIR", help="with --qhalide: keep the preprocessed photos there (xI.npy, NCHW) "
+                    "for scripts/device_effnet.sh")
     ap.add_argument("--qhalide-target", default="", help="with --qhalide: qhalide-run/-resnet --target (e.g. cuda)")
     ap.add_argument("--markdown", action="store_true", help="print --check results as Markdown tables")
     ap.add_argument("--json", help="write --check results (top-5, agreement, latency) to this JSON file")

@@ -11,8 +11,9 @@ PY="$ROOT/.venv/bin/python"
 W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
 imgs=("$ROOT/assets/sample.jpg" "$ROOT/assets/sample.png")
-# Synthetic inputs: smooth random images, ImageNet-normalized NHWC .npy (numpy comes with onnx).
-"$PY" - "$W" <<'PY'
+# Synthetic inputs: smooth random images, ImageNet-normalized .npy (numpy comes with onnx) in the
+# model's layout: NHWC for the built-in ResNets, NCHW for an .onnx MODEL.
+"$PY" - "$W" "$M" <<'PY'
 import numpy as np, sys
 rng = np.random.default_rng(7)
 for k in range(6):
@@ -20,7 +21,8 @@ for k in range(6):
     img = np.stack([0.5 + 0.4 * np.sin(rng.uniform(2, 12) * x + rng.uniform(0, 6) * y + rng.uniform(0, 6))
                     for _ in range(3)], -1) + rng.normal(0, 0.05, (224, 224, 3))
     img = (np.clip(img, 0, 1) - [0.485, 0.456, 0.406]) / [0.229, 0.224, 0.225]
-    np.save(f"{sys.argv[1]}/synthetic{k}.npy", img[None].astype(np.float32))
+    x = img[None].astype(np.float32)
+    np.save(f"{sys.argv[1]}/synthetic{k}.npy", x.transpose(0, 3, 1, 2).copy() if sys.argv[2].endswith(".onnx") else x)
 PY
 for f in "$W"/synthetic*.npy; do imgs+=("$f"); done
 i=0

@@ -199,15 +199,15 @@ std::string threads_error(const std::string &prefix, int64_t n) {
 TEST(ResnetCli, OneChannelModelIsRefused) {
     const std::string img = kAssets + "/sample.jpg";
     auto r = run({QH_RESNET, "--model", relu_model({1, 1, 32, 32}), "--image", img, "--precision", "fp32"});
-    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,32,32,1], the image '" + img +
-                           "' gives f32[1,32,32,3]");
+    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,1,32,32], the image '" + img +
+                           "' gives f32[1,3,32,32]");  // NCHW, as the model declares
 }
 
 TEST(ResnetCli, NonSquareModelIsRefused) {
     const std::string img = kAssets + "/sample.jpg";
     auto r = run({QH_RESNET, "--model", relu_model({1, 3, 32, 48}), "--image", img, "--precision", "fp32"});
-    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,32,48,3], the image '" + img +
-                           "' gives f32[1,32,32,3]");
+    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,3,32,48], the image '" + img +
+                           "' gives f32[1,3,32,32]");
 }
 
 TEST(ResnetCli, RankTwoModelIsRefused) {
@@ -216,8 +216,8 @@ TEST(ResnetCli, RankTwoModelIsRefused) {
     m.node("Relu", {"x"}, {"y"});
     m.output("y", TP::FLOAT);
     auto r = run({QH_RESNET, "--model", m.save("rank2.onnx"), "--precision", "fp32"});
-    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,10]; qhalide-resnet needs an NHWC image "
-                       "input [N,S,S,3] with 1 <= S <= 16384");
+    expect_error(r, 1, "qhalide-resnet: error: model input 'x' is f32[1,10]; qhalide-resnet needs an image input "
+                       "[N,3,S,S] (NCHW) with 1 <= S <= 16384");
 }
 
 // A model whose output is u8 (a quantized graph output): the logits are dequantized, not read as

@@ -917,6 +917,31 @@ TEST(GpuModel, SmallQuantGraphBitExactWithCpuAndReference) {
     for (size_t i = 0; i < want.size(); i++) EXPECT_EQ(m->output(0).data<float>()[i], want[i]) << i;
 }
 
+// A graph that declares NCHW on the device: the caller's NCHW input is converted before the
+// upload and the rank-4 output after the download, the same values as the CPU model's.
+TEST(GpuModel, DeclaredNchwLayoutMatchesCpu) {
+    QH_REQUIRE_CUDA();
+    qh::testing_graphs::SmallQuantGraph sg;
+    sg.g.outputs.push_back(sg.g.find_value("relu2"));
+    sg.g.io_layout = qh::Layout::nchw;
+    qh::PrepareOptions po;
+    po.batch = 2;
+    auto cpu = qh::Model::prepare(sg.g, po);
+    po.device = qh::Device::cuda;
+    auto gpu = qh::Model::prepare(sg.g, po);
+    const qh::Tensor x = qh::nhwc_to_nchw(random_image({2, 9, 9, 8}, 77));
+    ASSERT_EQ(gpu->input(0).shape(), x.shape());
+    for (qh::Model *m : {cpu.get(), gpu.get()}) {
+        std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+        m->execute();
+    }
+    for (int k = 0; k < 2; k++) {
+        ASSERT_EQ(gpu->output(k).shape(), cpu->output(k).shape());
+        EXPECT_EQ(std::memcmp(gpu->output(k).raw(), cpu->output(k).raw(), cpu->output(k).nbytes()), 0) << "output " << k;
+    }
+    EXPECT_EQ(gpu->output(1).shape(), (std::vector<int64_t>{2, 8, 9, 9}));
+}
+
 // Model::run from several threads on a device model: requests are serialized on the one device
 // context (model.h), each bit-exact with the CPU; create_context() is refused there.
 TEST(GpuModel, RunFromThreadsIsSerializedAndBitExact) {

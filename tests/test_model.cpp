@@ -75,6 +75,83 @@ TEST(Model, ExecuteIsRepeatableAndBatchIndependent) {
     }
 }
 
+// Layout changes at a model's edge: element (n, c, h, w) of the NCHW tensor is element
+// (n, h, w, c) of the NHWC one, for 8-bit, 32-bit and 4-bit (nibble-packed, odd count) tensors.
+TEST(Layout, ConvertersMapEveryElement) {
+    Tensor f(DType::f32, {2, 3, 4, 5});  // NCHW
+    for (int64_t i = 0; i < f.numel(); i++) f.data<float>()[i] = float(i);
+    Tensor h = nchw_to_nhwc(f);
+    ASSERT_EQ(h.shape(), (std::vector<int64_t>{2, 4, 5, 3}));
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < 4; y++)
+                for (int x = 0; x < 5; x++)
+                    ASSERT_EQ(h.data<float>()[((n * 4 + y) * 5 + x) * 3 + c], float(((n * 3 + c) * 4 + y) * 5 + x));
+    Tensor back = nhwc_to_nchw(h);
+    EXPECT_EQ(std::memcmp(back.raw(), f.raw(), f.nbytes()), 0);
+    Tensor u(DType::u8, {1, 40, 33, 70});  // more than one 32 x 32 tile each way
+    for (int64_t i = 0; i < u.numel(); i++) u.data<uint8_t>()[i] = uint8_t(i * 7 + i / 251);
+    Tensor ub = nhwc_to_nchw(nchw_to_nhwc(u));
+    EXPECT_EQ(std::memcmp(ub.raw(), u.raw(), u.nbytes()), 0);
+    EXPECT_EQ(nchw_to_nhwc(u).data<uint8_t>()[69 * 40 + 1], u.data<uint8_t>()[1 * 33 * 70 + 69]);  // (0,1,0,69)
+    Tensor q(DType::u4, {1, 3, 1, 3});  // NCHW values 0..8, two per byte
+    std::memset(q.raw(), 0, q.nbytes());
+    for (int i = 0; i < 9; i++) static_cast<uint8_t *>(q.raw())[i / 2] |= uint8_t(i << (4 * (i & 1)));
+    Tensor qh4 = nchw_to_nhwc(q);
+    ASSERT_EQ(qh4.nbytes(), 5u);
+    const uint8_t want[5] = {0x30, 0x16, 0x74, 0x52, 0x08};  // NHWC order 0 3 6 1 4 7 2 5 8
+    EXPECT_EQ(std::memcmp(qh4.raw(), want, 5), 0);
+    Tensor wrong(DType::f32, {2, 3, 4, 5});
+    try {
+        nchw_to_nhwc(f, wrong);
+        FAIL() << "a wrongly shaped destination was accepted";
+    } catch (const std::invalid_argument &e) {
+        EXPECT_NE(std::string(e.what()).find("f32[2,4,5,3]"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW(nchw_to_nhwc(Tensor(DType::f32, {2, 3})), std::invalid_argument);
+}
+
+// A graph that declares NCHW (every ONNX model) takes and gives its rank-4 tensors in NCHW:
+// Model::input / output, run() and execution contexts; rank-2 outputs are unchanged. The values
+// are those of the same graph run in NHWC.
+TEST(Model, DeclaredNchwLayoutIsConvertedAtTheEdge) {
+    SmallQuantGraph sg;
+    sg.g.outputs.push_back(sg.g.find_value("relu2"));  // a rank-4 output {N,9,9,8}
+    Graph nchw = sg.g;
+    nchw.io_layout = Layout::nchw;
+    EXPECT_EQ(nchw.io_shape(nchw.inputs[0]), (std::vector<int64_t>{1, 8, 9, 9}));
+    Tensor x = random_input({2, 9, 9, 8}, 5);
+    auto a = Model::prepare(sg.g, {2});
+    auto b = Model::prepare(nchw, {2});
+    EXPECT_EQ(a->input_layout(0), Layout::nhwc);
+    EXPECT_EQ(b->input_layout(0), Layout::nchw);
+    EXPECT_EQ(b->output_layout(0), Layout::nhwc);  // logits {N,K}: one layout
+    EXPECT_EQ(b->output_layout(1), Layout::nchw);
+    ASSERT_EQ(b->input(0).shape(), (std::vector<int64_t>{2, 8, 9, 9}));
+    ASSERT_EQ(b->output(1).shape(), (std::vector<int64_t>{2, 8, 9, 9}));
+    std::memcpy(a->input(0).raw(), x.raw(), x.nbytes());
+    const Tensor xc = nhwc_to_nchw(x);
+    std::memcpy(b->input(0).raw(), xc.raw(), xc.nbytes());
+    a->execute();
+    b->execute();
+    EXPECT_EQ(std::memcmp(a->output(0).raw(), b->output(0).raw(), a->output(0).nbytes()), 0);
+    int differ = 0;
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 8; c++)
+            for (int p = 0; p < 81; p++)
+                differ += b->output(1).data<float>()[(n * 8 + c) * 81 + p] != a->output(1).data<float>()[(n * 81 + p) * 8 + c];
+    EXPECT_EQ(differ, 0);
+    std::vector<Tensor> r = b->run({xc});
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[1].shape(), b->output(1).shape());
+    EXPECT_EQ(std::memcmp(r[1].raw(), b->output(1).raw(), r[1].nbytes()), 0);
+    auto ctx = b->create_context();
+    std::memcpy(ctx->input(0).raw(), xc.raw(), xc.nbytes());
+    ctx->execute();
+    EXPECT_EQ(std::memcmp(ctx->output(1).raw(), b->output(1).raw(), r[1].nbytes()), 0);
+    EXPECT_THROW(b->run({x}), std::invalid_argument);  // NHWC where NCHW is declared
+}
+
 // ResNet-18 at 64x64 keeps the test fast; same builder as the app's 224x224 models.
 class ResNetSmall : public ::testing::Test {
 protected:

@@ -228,14 +228,17 @@ TEST(OnnxImport, QdqClipFusedOrTableIsExact) {
         const auto &acc = ref_conv.acc;
         const auto &ws = QdqConvReference::ws;
         auto model = qh::Model::prepare(g, {});
-        for (int i = 0; i < 75; i++) model->input(0).data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+        Tensor x(DType::f32, {1, 5, 5, 3});  // NHWC, given to the model as it declares it (NCHW)
+        for (int i = 0; i < 75; i++) x.data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+        nhwc_to_nchw(x, model->input(0));
         model->execute();
+        const Tensor out = nchw_to_nhwc(model->output(0));
         int clipped_lo = 0, clipped_hi = 0;
         for (int i = 0; i < 100; i++) {
             const int32_t yq = ref::requantize(acc[i], (0.02f * ws[i % 4]) / 0.05f, -3, -128, 127);
             const float y = ref::dequantize(yq, 0.05f, -3);
             const int32_t rq = ref::quantize(std::min(std::max(y, -0.5f), 3.f), rs, rz, 0, 255);
-            EXPECT_EQ(model->output(0).data<float>()[i], ref::dequantize(rq, rs, rz)) << "element " << i;
+            EXPECT_EQ(out.data<float>()[i], ref::dequantize(rq, rs, rz)) << "element " << i;
             clipped_lo += y < -0.5f;
             clipped_hi += y > 3.f;
         }
@@ -266,7 +269,7 @@ TEST(OnnxImport, FloatRelu6IsFusedAfterCalibration) {
     attr(fc, "transB", int64_t(1));
     m.output("out");
     Graph g = m.import();
-    Tensor x(DType::f32, {1, 8, 8, 3});
+    Tensor x(DType::f32, {1, 3, 8, 8});  // NCHW, as the model declares
     for (int64_t i = 0; i < x.numel(); i++) x.data<float>()[i] = std::sin(0.37f * float(i)) * 3.f;
     PrepareOptions fo;
     fo.precision = Precision::fp32;
@@ -307,14 +310,15 @@ TEST(OnnxImport, QdqS8GraphInputIsExact) {
     const auto &acc = ref_conv.acc;
     const auto &ws = QdqConvReference::ws;
     auto model = qh::Model::prepare(g, {});
-    for (int c = 0; c < 3; c++)
-        for (int q = 0; q < 25; q++) model->input(0).data<float>()[q * 3 + c] = xs[c * 25 + q];
+    ASSERT_EQ(model->input(0).shape(), (std::vector<int64_t>{1, 3, 5, 5}));  // NCHW, as xs
+    std::memcpy(model->input(0).raw(), xs.data(), 75 * 4);
     model->execute();
+    const Tensor out = nchw_to_nhwc(model->output(0));
     int saturated = 0;
     for (int i = 0; i < 100; i++) {
         int32_t yq = ref::requantize(acc[i], (0.02f * ws[i % 4]) / 0.05f, -3, -128, 127);
         float r = std::max(0.f, ref::dequantize(yq, 0.05f, -3));
-        EXPECT_EQ(model->output(0).data<float>()[i], ref::dequantize(ref::quantize(r, 0.04f, 0, 0, 255), 0.04f, 0))
+        EXPECT_EQ(out.data<float>()[i], ref::dequantize(ref::quantize(r, 0.04f, 0, 0, 255), 0.04f, 0))
             << "element " << i;
         saturated += xnhwc[i % 75] == 0 || xnhwc[i % 75] == 255;
     }
@@ -333,18 +337,24 @@ TEST(OnnxImport, QdqModelRunsEndToEnd) {
     const auto &acc = ref_conv.acc;
     const auto &ws = QdqConvReference::ws;
     auto m = qh::Model::prepare(g, {});
+    // The model takes and gives NCHW, as it declares (qhalide's NHWC is converted at the edge):
+    // indexed by hand here, independently of the converter.
+    EXPECT_EQ(m->input_layout(0), Layout::nchw);
+    EXPECT_EQ(m->output_layout(0), Layout::nchw);
     Tensor &in = m->input(0);
-    for (int i = 0; i < 75; i++) in.data<float>()[i] = ref::dequantize(xnhwc[i], 0.02f, 128);
+    ASSERT_EQ(in.shape(), (std::vector<int64_t>{1, 3, 5, 5}));
+    for (int c = 0; c < 3; c++)
+        for (int p = 0; p < 25; p++) in.data<float>()[c * 25 + p] = ref::dequantize(xnhwc[p * 3 + c], 0.02f, 128);
     m->execute();
     const Tensor &out = m->output(0);
-    ASSERT_EQ(out.numel(), 100);
+    ASSERT_EQ(out.shape(), (std::vector<int64_t>{1, 4, 5, 5}));
     int saturated = 0;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 100; i++) {  // NHWC index i: position i / 4, channel i % 4
         int c = i % 4;
         int32_t yq = ref::requantize(acc[i], (0.02f * ws[c]) / 0.05f, -3, -128, 127);
         float r = std::max(0.f, ref::dequantize(yq, 0.05f, -3));
         int32_t rq = ref::quantize(r, 0.04f, 0, 0, 255);
-        int32_t got = int32_t(std::lround(out.data<float>()[i] / 0.04f));
+        int32_t got = int32_t(std::lround(out.data<float>()[c * 25 + i / 4] / 0.04f));
         EXPECT_EQ(got, rq) << "element " << i;
         saturated += yq == 127;
     }
@@ -735,15 +745,14 @@ TEST(OnnxImport, StandaloneQuantizeLinearPerChannelNchw) {
     auto model = qh::Model::prepare(g, po);
     // NCHW x: channel 0 {0.25, 1.25, 100}, channel 1 {-0.5, 1.5, -100}, channel 2 {3, -3, 1e9}.
     const float nchw[9] = {0.25f, 1.25f, 100.f, -0.5f, 1.5f, -100.f, 3.f, -3.f, 1e9f};
-    for (int c = 0; c < 3; c++)
-        for (int w = 0; w < 3; w++) model->input(0).data<float>()[w * 3 + c] = nchw[c * 3 + w];
+    ASSERT_EQ(model->input(0).shape(), (std::vector<int64_t>{1, 3, 1, 3}));  // the model's NCHW
+    std::memcpy(model->input(0).raw(), nchw, sizeof nchw);
     model->execute();
-    // round_half_even(x / s) + z, saturated to 0..15, NHWC order.
-    // NCHW: 0.5->0, 2.5->2, 200->15 | -0.5->-0+8, 1.5->2+8, -100+8->0 | 1.5->2+15->15, -1.5->-2+15, big->15
-    const int32_t q[9] = {0, 2, 15, 8, 10, 0, 15, 13, 15};
-    std::vector<int32_t> want(9);
-    for (int c = 0; c < 3; c++)
-        for (int w = 0; w < 3; w++) want[w * 3 + c] = q[c * 3 + w];
+    // round_half_even(x / s) + z, saturated to 0..15, NCHW order (the 4-bit output converted
+    // from qhalide's NHWC nibble by nibble).
+    // 0.5->0, 2.5->2, 200->15 | -0.5->-0+8, 1.5->2+8, -100+8->0 | 1.5->2+15->15, -1.5->-2+15, big->15
+    const std::vector<int32_t> want = {0, 2, 15, 8, 10, 0, 15, 13, 15};
+    EXPECT_EQ(model->output(0).shape(), (std::vector<int64_t>{1, 3, 1, 3}));
     EXPECT_EQ(bytes(model->output(0)), pack4(want));
     EXPECT_EQ(model->output(0).nbytes(), 5u);
 }
@@ -807,16 +816,13 @@ TEST(OnnxImport, PerAxisQdqPairIsTwoNodes) {
     po.precision = Precision::fp32;
     auto model = qh::Model::prepare(g, po);
     const float nchw[8] = {0.3f, 0.75f, 9.f, -1.f, 0.3f, 0.125f, 0.375f, 9.f};
-    for (int c = 0; c < 2; c++)
-        for (int p = 0; p < 4; p++) model->input(0).data<float>()[p * 2 + c] = nchw[c * 4 + p];
+    std::memcpy(model->input(0).raw(), nchw, sizeof nchw);
     model->execute();
     // channel 0 (s 0.5, z 0): 0.3->1->0.5, 0.75->2 (1.5 ties to even)->1.0, 9->7 (saturated)->3.5, relu(-1)=0
     // channel 1 (s 0.25, z -1): 0.3->1-1=0->... q = round(1.2)+(-1) = 0 -> (0+1)*0.25 = 0.25;
     //   0.125 -> round(0.5)=0 -> -1 -> 0; 0.375 -> round(1.5)=2 -> 1 -> 0.5; 9 -> 36-1 -> 7 -> 2.0
     const float want_nchw[8] = {0.5f, 1.f, 3.5f, 0.f, 0.25f, 0.f, 0.5f, 2.f};
-    for (int c = 0; c < 2; c++)
-        for (int p = 0; p < 4; p++)
-            EXPECT_EQ(model->output(0).data<float>()[p * 2 + c], want_nchw[c * 4 + p]) << c << " " << p;
+    for (int i = 0; i < 8; i++) EXPECT_EQ(model->output(0).data<float>()[i], want_nchw[i]) << i;
 }
 
 TEST(OnnxImport, QdqStandaloneRefusals) {
@@ -1045,7 +1051,7 @@ TEST(OnnxImport, Int4QdqConvRunsEndToEnd) {
         for (int c = 0; c < 3; c++)
             for (int p = 0; p < 25; p++) {
                 xq[p * 3 + c] = uint8_t(ref::quantize(xs[c * 25 + p], 0.1f, 8, 0, 15));
-                m->input(0).data<float>()[p * 3 + c] = xs[c * 25 + p];
+                m->input(0).data<float>()[c * 25 + p] = xs[c * 25 + p];  // NCHW, as declared
             }
         std::vector<int32_t> w(108), zw(4, u4w ? 8 : 0), bias = {10, -20, 30, -40};
         for (size_t i = 0; i < w.size(); i++) w[i] = int4_conv_weight(i, u4w);
@@ -1053,7 +1059,7 @@ TEST(OnnxImport, Int4QdqConvRunsEndToEnd) {
         ref::ConvProblem p{1, 5, 5, 3, 4, 3, 3, 1, 1, 1, 1, 1, 1};
         auto acc = ref::conv2d_acc(p, xq, 8, w, zw, bias);
         m->execute();
-        const Tensor &out = m->output(0);
+        const Tensor out = nchw_to_nhwc(m->output(0));
         ASSERT_EQ(out.numel(), 100);
         int low = 0, high = 0;
         for (int i = 0; i < 100; i++) {
