@@ -147,6 +147,18 @@ struct GraphNode {
     std::vector<float> bn_scale, bn_shift;  // BatchNorm, one per channel
     float clip_min = -INFINITY, clip_max = INFINITY;  // Clip (an infinite bound: no bound)
     LayerPrecision precision = LayerPrecision::automatic;  // Conv, Dense
+    // Conv / Dense under dynamic quantization (ONNX Runtime's quantize_dynamic: DynamicQuantizeLinear
+    // -> ConvInteger / MatMulInteger -> Cast -> Mul -> Add, imported as one node). The float input
+    // is quantized per run to u8 from its own range as DynamicQuantizeLinear does (x_scale =
+    // (max(x,0) - min(x,0)) / 255, or 1 for an all-zero x; z_x = round_half_even(-min / x_scale));
+    // the integer weights (weights.quant: zero points, one or per output channel) accumulate
+    // exactly in int32: acc = sum (x_q - z_x)(w - z_w). The float output is
+    //   acc_f32: float(acc)                                  (ConvInteger -> Cast)
+    //   scaled:  float(acc) * (x_scale * weights.quant.scale[oc]) [+ bias[oc]]  (-> Mul [-> Add])
+    // in float32 in that order, as ONNX Runtime computes the chain. Runs on the fp32 path (a float
+    // island in an int8 model): the u8 input, the int8 kernel's s32 accumulators, then the float
+    // epilogue. Plain convs: none.
+    enum class Dynamic : uint8_t { none, acc_f32, scaled } dynamic = Dynamic::none;
     // QuantizeLinear / DequantizeLinear: the integer type (u8, s8, u4, s4) and its scale / zero
     // point, one value or one per index of axis q_params.axis (NHWC / {N,K} / rank-1 layout).
     DType q_type = DType::u8;

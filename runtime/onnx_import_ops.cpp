@@ -307,6 +307,7 @@ void Importer::clip() {
 void Importer::add() {
     check_arity(2, 2);
     allow_attrs({});
+    if (fold_dynamic_add()) return;
     for (int i = 0; i < 2; i++) {
         const std::string &c = in_name(i);
         if (!consts_.count(c) && !qconsts_.count(c)) continue;
@@ -422,6 +423,7 @@ void Importer::mul(bool qlinear) {
     if (!qlinear) {
         check_arity(2, 2);
         allow_attrs({});
+        if (fold_dynamic_mul()) return;
         for (int i = 0; i < 2; i++)
             if (consts_.count(in_name(i)) || qconsts_.count(in_name(i)))
                 nfail("multiplying by constant '" + in_name(i) + "' is not supported (both operands must be computed values)");
@@ -562,6 +564,37 @@ void Importer::global_avgpool(bool qlinear) {
 // Flatten(axis=1), or Reshape to {N,-1} / {0,-1} / {N,C}: {N,1,1,C} -> {N,C}. Works on float
 // and quantized tensors alike (the quant carries over).
 void Importer::flatten(bool reshape) {
+    if (reshape && consts_.count(in_name(0))) {  // Reshape of a constant: a constant (a bias reshaped to {1,C,1,1})
+        check_arity(2, 2);
+        allow_attrs({"allowzero"});
+        const Tensor &t = decode(in_name(0));
+        const Tensor &s = constant(1, "shape");
+        if (s.dtype() != DType::s32 || s.rank() != 1)
+            nfail("shape '" + in_name(1) + "' must be a 1-D int64 constant, is " + s.describe());
+        std::vector<int64_t> dims(s.data<int32_t>(), s.data<int32_t>() + s.numel());
+        int64_t known = 1, infer = -1;
+        for (size_t i = 0; i < dims.size(); i++) {
+            if (dims[i] == 0 && attr_int("allowzero", 0) == 0) {
+                if (i >= size_t(t.rank())) nfail("shape " + shape_str(dims) + ": 0 copies a dimension " + t.describe() + " lacks");
+                dims[i] = t.dim(int(i));
+            }
+            if (dims[i] == -1 && infer < 0) infer = int64_t(i);
+            else if (dims[i] < 0) nfail("shape " + shape_str(dims) + " is not a valid Reshape target");
+            else known *= dims[i];
+        }
+        if (infer >= 0 && known > 0) dims[size_t(infer)] = t.numel() / known;
+        int64_t total = 1;
+        for (int64_t d : dims) total *= d;
+        if (total != t.numel()) nfail("cannot reshape constant " + t.describe() + " to " + shape_str(dims));
+        TP r = *consts_.at(in_name(0));  // same elements in the same order, new dims
+        r.clear_dims();
+        for (int64_t d : dims) r.add_dims(d);
+        const std::string &out = node_->output(0);
+        if (acts_.count(out) || consts_.count(out) || pending_.count(out)) nfail("output '" + out + "' is assigned twice");
+        owned_consts_[out] = std::move(r);
+        consts_[out] = &owned_consts_.at(out);
+        return;
+    }
     const Act &x = act(0, "input");
     const auto &xs = shape_of(x);
     if (xs.size() != 4 && xs.size() != 2) nfail("input has shape " + shape_str(xs) + "; only rank 4 (NCHW) or 2");
@@ -908,6 +941,164 @@ void Importer::dequantize() {
     read_quant_input(0, 1, 2, "input", true);
     if (!input_values_.count(x.v) && !rename_.count(x.v)) rename_[x.v] = out;  // consumers read this name
     alias({x.v, DType::f32});
+}
+
+}  // namespace qh::onnx_detail
+
+// ---- dynamic quantization (quantize_dynamic's form; GraphNode::dynamic) ------------------------
+
+namespace qh::onnx_detail {
+
+// DynamicQuantizeLinear creates no node: its outputs are recorded against the float value x,
+// and the ConvInteger / MatMulInteger reading them becomes a dynamic node that quantizes x per
+// run itself.
+void Importer::dynamic_quantize() {
+    check_arity(1, 1);
+    allow_attrs({});
+    const Act &x = float_act(0, "input");
+    const auto &outs = node_->output();
+    for (int i = 0; i < outs.size(); i++)
+        if (graph_outputs_.count(outs[i]))
+            nfail("output '" + outs[i] + "' is a graph output; DynamicQuantizeLinear is supported only feeding "
+                  "ConvInteger / MatMulInteger (and its scale the Mul after them), as quantize_dynamic writes it");
+    if (outs.size() != 3) nfail("expects 3 outputs (y, y_scale, y_zero_point), has " + std::to_string(outs.size()));
+    dyn_q_[outs[0]] = x.v;
+    dyn_scale_[outs[1]] = x.v;
+    dyn_zp_[outs[2]] = x.v;
+}
+
+// ConvInteger (conv) / MatMulInteger: x_q and its zero point from one DynamicQuantizeLinear,
+// constant uint8/int8 weights with an optional zero point (per tensor, or per output channel /
+// per column of B). The IR node's output is float(acc) until a Cast, Mul and Add fold in.
+void Importer::integer_op(bool conv) {
+    check_arity(2, 4);
+    if (conv) allow_attrs({"kernel_shape", "strides", "pads", "dilations", "group", "auto_pad"});
+    else allow_attrs({});
+    const std::string &xn = in_name(0);
+    auto xq = dyn_q_.find(xn);
+    if (xq == dyn_q_.end())
+        nfail("input '" + xn + "' must be the output of a DynamicQuantizeLinear (dynamic quantization as "
+              "quantize_dynamic writes it); ConvInteger / MatMulInteger on other integer tensors is not supported");
+    const int x = xq->second;
+    if (!has_in(2) || dyn_zp_.count(in_name(2)) == 0 || dyn_zp_.at(in_name(2)) != x)
+        nfail("the input zero point must be the y_zero_point of the DynamicQuantizeLinear that produces '" + xn + "'");
+    const Tensor &wc = constant(1, conv ? "weights" : "B");
+    if ((wc.dtype() != DType::u8 && wc.dtype() != DType::s8) || wc.rank() != (conv ? 4 : 2))
+        nfail(std::string(conv ? "weights" : "B") + " '" + in_name(1) + "' is " + wc.describe() + ", expected uint8/int8 of rank " +
+              (conv ? "4" : "2"));
+    const int64_t oc = wc.dim(conv ? 0 : 1);
+    QuantParams wq;
+    if (has_in(3)) {
+        const Tensor &wz = constant(3, "weight zero point");
+        if (wz.dtype() != wc.dtype() || wz.rank() > 1 || (wz.numel() != 1 && wz.numel() != oc))
+            nfail("weight zero point '" + in_name(3) + "' is " + wz.describe() + ", expected " + dtype_name(wc.dtype()) +
+                  " with 1 or " + std::to_string(oc) + " values");
+        for (int64_t i = 0; i < wz.numel(); i++) wq.zero_point.push_back(int_at(wz, i));
+    } else {
+        wq.zero_point = {0};
+    }
+    wq.scale.assign(wq.zero_point.size(), 1.f);
+    wq.axis = wq.zero_point.size() > 1 ? (conv ? 0 : 1) : -1;
+    Tensor w = wc;
+    w.quant = wq;
+    GraphNode n;
+    if (conv) {
+        n.op = OpKind::Conv;
+        n.window = window(true, w.dim(2), w.dim(3));
+        n.group = conv_group(w);
+    } else {
+        n.op = OpKind::Dense;
+        w = transpose_kn(w);
+    }
+    n.weights = w;
+    n.dynamic = GraphNode::Dynamic::acc_f32;
+    n.precision = LayerPrecision::fp32;  // float in, float out: a float island in an int8 model
+    n.inputs = {x};
+    const int v = emit(std::move(n), DType::s32);
+    dyn_node_[v] = int(g_.nodes.size()) - 1;
+}
+
+// Cast: only the int32 result of ConvInteger / MatMulInteger to float (the node's output is
+// that float already).
+void Importer::cast() {
+    check_arity(1, 1);
+    allow_attrs({"to", "saturate"});
+    const std::string &in = in_name(0);
+    auto a = acts_.find(in);
+    if (a == acts_.end() || a->second.repr != DType::s32 || attr_int("to", 0) != TP::FLOAT)
+        nfail("Cast is supported only from the int32 result of ConvInteger / MatMulInteger to FLOAT (to=" +
+              std::string(onnx_type_name(int(attr_int("to", 0)))) + ")");
+    alias(Act{a->second.v, DType::f32});
+}
+
+GraphNode *Importer::dynamic_node_of(int input, GraphNode::Dynamic stage) {
+    const std::string &n = in_name(input);
+    auto a = acts_.find(n);
+    if (a == acts_.end() || a->second.repr != DType::f32) return nullptr;
+    auto d = dyn_node_.find(a->second.v);
+    if (d == dyn_node_.end() || readers_[n].size() != 1 || graph_outputs_.count(n)) return nullptr;
+    GraphNode &node = g_.nodes[d->second];
+    return node.dynamic == stage && node.bias.rank() == 0 ? &node : nullptr;
+}
+
+// Mul(x_scale, w_scale) records the scale product; Mul(float(acc), that product) folds it into
+// the dynamic node (float(acc) * (x_scale * w_scale[oc])).
+bool Importer::fold_dynamic_mul() {
+    for (int i = 0; i < 2; i++) {
+        const std::string &a = in_name(i), &b = in_name(1 - i);
+        auto sx = dyn_scale_.find(a);
+        if (sx != dyn_scale_.end()) {
+            const Tensor &ws = constant(1 - i, "weight scale");
+            if (ws.dtype() != DType::f32 || ws.rank() > 1)
+                nfail("weight scale '" + b + "' is " + ws.describe() + ", expected a float scalar or vector");
+            DynScale d;
+            d.x = sx->second;
+            d.ws.assign(ws.data<float>(), ws.data<float>() + ws.numel());
+            dyn_prod_[node_->output(0)] = d;
+            return true;
+        }
+        auto pr = dyn_prod_.find(a);
+        if (pr == dyn_prod_.end()) continue;
+        GraphNode *n = dynamic_node_of(1 - i, GraphNode::Dynamic::acc_f32);
+        if (!n || n->inputs[0] != pr->second.x)
+            nfail("the scale product '" + a + "' must multiply the Cast of a ConvInteger / MatMulInteger of the same "
+                  "DynamicQuantizeLinear, read by this Mul alone");
+        const int64_t oc = n->weights.dim(0);
+        const std::vector<float> &ws = pr->second.ws;
+        if (ws.size() != 1 && int64_t(ws.size()) != oc)
+            nfail("weight scale has " + std::to_string(ws.size()) + " values, expected 1 or " + std::to_string(oc));
+        n->dynamic = GraphNode::Dynamic::scaled;
+        n->weights.quant.scale = ws;
+        if (ws.size() > 1) n->weights.quant.axis = 0;  // (Dense weights are {OC, K} already)
+        const Act r = acts_.at(b);
+        alias(r);
+        rename_[r.v] = node_->output(0);
+        return true;
+    }
+    return false;
+}
+
+// Add(scaled result, constant bias {OC} / {1,OC} / {1,OC,1,1}) folds the bias in.
+bool Importer::fold_dynamic_add() {
+    for (int i = 0; i < 2; i++) {
+        const std::string &c = in_name(i);
+        if (!consts_.count(c) && !(pending_.count(c) && opt_.input_values.count(c))) continue;
+        GraphNode *n = dynamic_node_of(1 - i, GraphNode::Dynamic::scaled);
+        if (!n) return false;
+        const int64_t oc = n->weights.dim(0);
+        const Tensor &b = constant(i, "bias");
+        if (b.dtype() != DType::f32 || b.numel() != oc || b.dim(b.rank() > 1 ? 1 : 0) != oc)
+            nfail("bias '" + c + "' is " + b.describe() + ", expected f32 with " + std::to_string(oc) +
+                  " values along the channel axis");
+        Tensor bb(DType::f32, {oc});
+        std::memcpy(bb.raw(), b.raw(), size_t(oc) * 4);
+        n->bias = bb;
+        const Act r = acts_.at(in_name(1 - i));
+        alias(r);
+        rename_[r.v] = node_->output(0);
+        return true;
+    }
+    return false;
 }
 
 }  // namespace qh::onnx_detail

@@ -190,6 +190,10 @@ private:
         }
     }
     [[noreturn]] void undefined(const std::string &name, const std::string &what) const {
+        if (dyn_q_.count(name) || dyn_scale_.count(name) || dyn_zp_.count(name) || dyn_prod_.count(name))
+            nfail(what + " '" + name + "' comes from DynamicQuantizeLinear; its outputs are supported only as "
+                  "quantize_dynamic writes them: x_q and its zero point into ConvInteger / MatMulInteger, its scale "
+                  "(times the weight scale) into the Mul after their Cast");
         nfail(what + " '" + name + "' is not defined (no initializer, graph input or earlier node produces it)");
     }
     const Tensor &decode(const std::string &n) {
@@ -393,6 +397,26 @@ private:
     int64_t opset_ = 0;  // the default domain's opset version
     std::unordered_map<int, int> flatten_input_;  // a Flatten node's output value -> its input value
     void softmax();
+    // Dynamic quantization (GraphNode::dynamic): DynamicQuantizeLinear's outputs (x_q, x_scale,
+    // x_zero_point) by name -> the float IR value x they quantize; Mul(x_scale, w_scale) -> x
+    // and w_scale; the IR value of a ConvInteger / MatMulInteger -> its node, whose Cast, Mul
+    // and Add are folded into it.
+    std::map<std::string, int> dyn_q_, dyn_scale_, dyn_zp_;
+    struct DynScale {
+        int x = -1;
+        std::vector<float> ws;
+    };
+    std::map<std::string, DynScale> dyn_prod_;
+    std::map<int, int> dyn_node_;
+    std::map<std::string, TP> owned_consts_;  // constants the importer computes (Reshape of a constant)
+    void dynamic_quantize();
+    void integer_op(bool conv);
+    void cast();
+    bool fold_dynamic_mul();
+    bool fold_dynamic_add();
+    // The dynamic node producing act a, if its result is read by this node alone and is no graph
+    // output (so its epilogue can grow); nullptr otherwise.
+    GraphNode *dynamic_node_of(int input, GraphNode::Dynamic stage);
     Weights weights(int i, bool kn_layout, int rank);
     Tensor quant_const(const QConst &qc);
     Tensor bias(int i, const Weights &w, const QuantParams &xq);

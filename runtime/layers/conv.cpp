@@ -37,6 +37,7 @@ double conv_ops(const GraphNode &n, const std::vector<int64_t> &y) {
 }
 
 void lower_fp32(Program &p, const GraphNode &n) {
+    if (n.dynamic != GraphNode::Dynamic::none) return lower_dynamic(p, n);
     const int x = n.inputs[0], y = n.output;
     if (n.weights.dtype() != DType::f32)
         node_error(p.g, n, std::string("the fp32 path needs float weights, these are ") + dtype_name(n.weights.dtype()) +

@@ -18,6 +18,7 @@ std::vector<int64_t> shape(const GraphNode &n, const ShapeInputs &in) {
 double dense_ops(const GraphNode &n, const std::vector<int64_t> &y) { return 2.0 * double(n.weights.numel()) * double(y[0]); }
 
 void lower_fp32(Program &p, const GraphNode &n) {
+    if (n.dynamic != GraphNode::Dynamic::none) return lower_dynamic(p, n);
     const int x = n.inputs[0], y = n.output;
     p.fweights.push_back(f32::prepare_conv_weights(n.weights, n.bias));
     const f32::ConvWeights *w = &p.fweights.back();

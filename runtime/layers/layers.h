@@ -66,6 +66,10 @@ void keep_input_quant(Program &p, FusedGroup &gr);
 // A step applying such a table (the lut kernel, on the CPU or the GPU).
 void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut);
 
+// A Conv / Dense with GraphNode::dynamic (layers/dynamic.cpp): dynamic quantization of the input,
+// the int8 kernel to s32, the exact accumulator's float epilogue. Either path (a float island).
+void lower_dynamic(Program &p, const GraphNode &n);
+
 // Flatten, and the int8/fp32 copy of any view that must be materialized: y aliases x unless y is
 // external or every value keeps its memory; then a host copy step.
 void lower_view(Program &p, const GraphNode &n, const char *kernel);
