@@ -165,7 +165,10 @@ int main(int argc, char **argv) {
             file_of[in.name] = in.file;
         }
         Graph g = import_onnx(model, opts);
-        bool quantized = !g.values[g.inputs[0]].quant.empty();
+        // Quantized: some value has quantization parameters (QDQ / QOperator), not necessarily the
+        // input (a float op may come before the first QuantizeLinear).
+        bool quantized = false;
+        for (const GraphValue &v : g.values) quantized = quantized || !v.quant.empty();
         Precision p = precision == "fp32" ? Precision::fp32
                       : precision == "int8" ? Precision::int8
                                             : (quantized ? Precision::int8 : Precision::fp32);

@@ -31,6 +31,8 @@ qh_kernel_family(conv2d_add_u4s4u8u4  conv2d          weight_bits=4 src_bits=4 r
 # with output channels dense, no blocking; z8 = weights with zero points.
 qh_kernel_family(conv2d_grouped_u8s8u8 conv2d_grouped  dst_type=uint8)
 qh_kernel_family(conv2d_grouped_u8z8u8 conv2d_grouped  dst_type=uint8 weight_zp=true)
+qh_kernel_family(conv2d_grouped_u8s8s32 conv2d_grouped dst_type=int32)
+qh_kernel_family(conv2d_grouped_u8z8s32 conv2d_grouped dst_type=int32 weight_zp=true)
 qh_kernel_family(dense_u8s8u8         dense           dst_type=uint8)
 qh_kernel_family(dense_u8s8s8         dense           dst_type=int8)
 qh_kernel_family(dense_u8s8s32        dense           dst_type=int32)

@@ -200,7 +200,7 @@ HALIDE_REGISTER_GENERATOR(Conv2d, conv2d)
 //   mult     f32 (OCpad) s_x * s_w[o] / s_y
 //   group_out  M = OC / G, output channels per group; output channel o reads input channels
 //              (o / M) * CG + i, i < CG (CG = weights' dim 1)
-//   output   u8 (c, x, y, n)  NHWC
+//   output   u8 (c, x, y, n)  NHWC; s32 (dst_type=int32): acc itself, no epilogue
 // Math: acc(o) = bias'(o) + sum_{i, kx, ky} X((o/M)*CG + i, x*sx + kx*dx - px, y*sy + ky*dy - py) W'(o, i, kx, ky)
 //       - z_w'(o) * sum X (same window; weight_zp only), X = input with z_x outside the image,
 // which equals sum (X - z_x)(W - z_w) + bias (the fold is the dense conv's, with no channel
@@ -263,8 +263,8 @@ public:
             s.xsum(c, x, y, n) += cast<int32_t>(xv);
             a -= wzp(c) * s.xsum(c, x, y, n);
         }
-        Type t = dst_type;
-        output(c, x, y, n) = cast(t, qh::requantize(a, mult(c), output_zp, t, act_min, act_max));
+        Type t = dst_type;  // int32: the raw accumulator (dynamic quantization's exact sums)
+        output(c, x, y, n) = t == Int(32) ? a : cast(t, qh::requantize(a, mult(c), output_zp, t, act_min, act_max));
         s.output = output;
 
         input.dim(0).set_min(0).set_stride(1);

@@ -41,12 +41,13 @@ enum class OpKind {
     Concat,         // in: x0, x1, ...; along `axis` of the IR layout (NHWC for rank 4)
     GlobalMaxPool,  // in: x {N,H,W,C} -> {N,1,1,C}
     Softmax,        // in: x; along `axis` of the IR layout (softmax_to_end: over axis..rank-1, opset < 13)
-    Flatten,        // in: x {N,1,1,C} -> {N,C} (spatial 1x1 only: NHWC and NCHW flatten agree)
+    Flatten,        // in: x {N,H,W,C} -> {N,C*H*W} in ONNX's NCHW element order; {N,K} as is
     Clip,           // in: x; y = min(max(x, clip_min), clip_max) (Relu6: 0, 6)
     // ONNX QuantizeLinear / DequantizeLinear where they cannot be folded into a value's quant
     // (a graph of just Q or DQ, per-axis scales, 4-bit or int8 integers crossing the API):
     // the integers are a tensor of type q_type, quantized with q_params (per tensor, or per
     // axis q_params.axis of the IR layout).
+    Pad,            // in: x; pad_begin / pad_end per IR axis (negative: crop), pad_mode, pad_value
     QuantizeLinear,    // in: x (real); out: its integers, saturate(round_half_even(x / s) + z)
     DequantizeLinear,  // in: integers of type q_type; out: (q - z) * s in float32
 };
@@ -139,6 +140,11 @@ struct GraphNode {
     float alpha = 0.2f, beta = 0.5f;  // HardSigmoid
     int axis = -1;                    // Concat, Softmax: the IR axis (ONNX NCHW axis 1 is NHWC's 3)
     bool softmax_to_end = false;      // Softmax (opset < 13): normalize over axes axis..rank-1 together
+    // Pad: elements added before / after each IR axis (negative: removed); constant (pad_value,
+    // a real value), reflect (mirror without the edge), edge (repeat the edge), wrap (cyclic).
+    std::vector<int64_t> pad_begin, pad_end;
+    enum class PadMode : uint8_t { constant, reflect, edge, wrap } pad_mode = PadMode::constant;
+    float pad_value = 0.f;
     // Conv / Dense constants.
     //  weights: f32, or u8/s8 with quant (per tensor, or per output channel: axis 0, OC values).
     //  bias: empty, f32 {OC}, or s32 {OC} in units of x_scale * w_scale[oc] (ONNX QLinearConv /

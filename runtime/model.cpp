@@ -202,7 +202,7 @@ std::unique_ptr<Model> Model::prepare_impl(const Graph &src, const PrepareOption
         openblas_set_num_threads(opt.threads);
     }
     // The passes (runtime/passes.h), in order.
-    Graph g = fold_batchnorm(src);
+    Graph g = fold_pad(fold_batchnorm(src));
     const auto shapes = infer_shapes(g, opt.batch);
     static_cast<Program &>(I) = make_program(g, shapes, opt);
     if (opt.precision == Precision::int8) {

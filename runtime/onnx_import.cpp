@@ -44,6 +44,7 @@ void Importer::import_node() {
         if (op == "Identity") return identity(false);
         if (op == "Dropout") return identity(true);
         if (op == "Constant") return constant_node();
+        if (op == "Pad") return pad();
         if (op == "DynamicQuantizeLinear") return dynamic_quantize();
         if (op == "ConvInteger") return integer_op(true);
         if (op == "MatMulInteger") return integer_op(false);
@@ -51,7 +52,7 @@ void Importer::import_node() {
         if (op == "QuantizeLinear") return quantize();
         if (op == "DequantizeLinear") return dequantize();
         nfail("op not supported (supported: Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Add, Mul, "
-              "Concat, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Softmax, "
+              "Concat, Pad, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Softmax, "
               "Flatten, Reshape, Gemm, MatMul, Identity, Dropout, Constant, QuantizeLinear, DequantizeLinear, "
               "QLinearConv, QLinearMatMul, DynamicQuantizeLinear + ConvInteger / MatMulInteger + Cast; "
               "com.microsoft: QLinearAdd, QLinearGlobalAveragePool, QGemm)");

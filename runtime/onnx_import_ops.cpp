@@ -252,10 +252,24 @@ void Importer::batchnorm() {
     const int64_t C = xs[3];
     const char *names[] = {"scale", "B", "mean", "var"};
     const float *p[4];
+    Tensor params[4];
     for (int i = 0; i < 4; i++) {
-        const Tensor &t = constant(i + 1, names[i]);
+        // A float constant, or (QDQ: ONNX Runtime's quantizer leaves an unfolded BatchNormalization
+        // with quantized parameters) DequantizeLinear of an integer constant, dequantized here.
+        const std::string &pn = in_name(i + 1);
+        if (qconsts_.count(pn)) {
+            const Tensor q = quant_const(qconsts_.at(pn));
+            if (q.rank() != 1 || q.dim(0) != C || dtype_bits(q.dtype()) == 4 || q.dtype() == DType::f32)
+                nfail(std::string(names[i]) + " '" + pn + "' is " + q.describe() + ", expected " + std::to_string(C) + " values");
+            params[i] = Tensor(DType::f32, {C});
+            for (int64_t c = 0; c < C; c++)
+                params[i].data<float>()[c] = float(int_at(q, c) - q.quant.zp_at(size_t(c))) * q.quant.scale_at(size_t(c));
+        } else {
+            params[i] = constant(i + 1, names[i]);
+        }
+        const Tensor &t = params[i];
         if (t.dtype() != DType::f32 || t.rank() != 1 || t.dim(0) != C)
-            nfail(std::string(names[i]) + " '" + in_name(i + 1) + "' is " + t.describe() + ", expected " + std::to_string(C) + " floats");
+            nfail(std::string(names[i]) + " '" + pn + "' is " + t.describe() + ", expected " + std::to_string(C) + " floats");
         p[i] = t.data<float>();
     }
     const double eps = attr_float("epsilon", 1e-5f);
@@ -626,7 +640,7 @@ void Importer::flatten(bool reshape) {
     QuantParams q = g_.values[x.v].quant;
     DType qt = g_.values[x.v].qtype;
     int v = emit(std::move(n), x.repr);
-    flatten_input_[v] = x.v;  // (annotate: a QuantizeLinear after it quantizes its input too)
+    view_input_[v] = x.v;  // (annotate: a QuantizeLinear after it quantizes its input too)
     // A flatten is a view: its values are its input's, and so is their quantization, also for a
     // dequantized (QDQ) input that no Q follows (DQ -> Flatten -> Gemm with a quantized bias).
     if (x.repr != DType::f32 || !q.empty()) set_quant(v, q, qt);
@@ -1099,6 +1113,86 @@ bool Importer::fold_dynamic_add() {
         return true;
     }
     return false;
+}
+
+}  // namespace qh::onnx_detail
+
+namespace qh::onnx_detail {
+
+// Pad: opset 2-10 (pads and value attributes) and 11+ (pads, constant_value, axes inputs); any
+// rank, ONNX axes mapped to the IR layout. On quantized integers (QOperator) the constant is an
+// integer of the same type, stored as its real value.
+void Importer::pad() {
+    allow_attrs({"mode", "pads", "value"});
+    GraphNode n;
+    n.op = OpKind::Pad;
+    const std::string mode = attr_string("mode", "constant");
+    if (mode == "constant") n.pad_mode = GraphNode::PadMode::constant;
+    else if (mode == "reflect") n.pad_mode = GraphNode::PadMode::reflect;
+    else if (mode == "edge") n.pad_mode = GraphNode::PadMode::edge;
+    else if (mode == "wrap") n.pad_mode = GraphNode::PadMode::wrap;
+    else nfail("mode '" + mode + "' not supported (supported: constant, reflect, edge, wrap)");
+    const Act &x = act(0, "input");
+    const int64_t rank = int64_t(shape_of(x).size());
+    std::vector<int64_t> pads, axes;
+    const Tensor *cv = nullptr;
+    float value = 0.f;
+    if (opset_ < 11) {
+        check_arity(1, 1);
+        pads = attr_ints("pads", {});
+        value = attr_float("value", 0.f);
+    } else {
+        check_arity(1, 4);
+        const Tensor &pt = constant(1, "pads");
+        if (pt.dtype() != DType::s32 || pt.rank() != 1) nfail("pads '" + in_name(1) + "' must be a 1-D int64 constant, is " + pt.describe());
+        pads.assign(pt.data<int32_t>(), pt.data<int32_t>() + pt.numel());
+        if (has_in(2)) cv = &constant(2, "constant_value");
+        if (has_in(3)) {
+            const Tensor &at = constant(3, "axes");
+            if (at.dtype() != DType::s32 || at.rank() != 1) nfail("axes '" + in_name(3) + "' must be a 1-D int constant, is " + at.describe());
+            axes.assign(at.data<int32_t>(), at.data<int32_t>() + at.numel());
+        }
+    }
+    if (axes.empty())
+        for (int64_t a = 0; a < rank; a++) axes.push_back(a);
+    if (pads.size() != 2 * axes.size())
+        nfail("pads has " + std::to_string(pads.size()) + " values, expected " + std::to_string(2 * axes.size()) +
+              " (begin and end for each of " + std::to_string(axes.size()) + " axes)");
+    n.pad_begin.assign(size_t(rank), 0);
+    n.pad_end.assign(size_t(rank), 0);
+    std::set<int64_t> seen;
+    for (size_t i = 0; i < axes.size(); i++) {
+        const int64_t a = axes[i] < 0 ? axes[i] + rank : axes[i];
+        if (a < 0 || a >= rank || !seen.insert(a).second)
+            nfail("axis " + std::to_string(axes[i]) + " is out of range or repeated for a rank-" + std::to_string(rank) + " input");
+        const int64_t ir = nhwc_axis(a, rank);
+        n.pad_begin[size_t(ir)] = pads[i];
+        n.pad_end[size_t(ir)] = pads[i + axes.size()];
+    }
+    const QuantParams xq = g_.values[x.v].quant;
+    const DType xt = g_.values[x.v].qtype;
+    if (cv) {
+        if (cv->numel() != 1) nfail("constant_value '" + in_name(2) + "' must be one value, is " + cv->describe());
+        if (x.repr == DType::f32) {
+            if (cv->dtype() != DType::f32)
+                nfail("constant_value '" + in_name(2) + "' is " + cv->describe() + "; the input is float");
+            value = cv->data<float>()[0];
+        } else {
+            if (cv->dtype() != x.repr)
+                nfail("constant_value '" + in_name(2) + "' is " + cv->describe() + "; the input is " + dtype_name(x.repr) + " integers");
+            if (xq.empty()) nfail("the input's quantization is not known here");
+            value = float(int_at(*cv, 0) - xq.zp_at(0)) * xq.scale_at(0);
+        }
+    } else if (x.repr != DType::f32) {
+        if (xq.empty()) nfail("the input's quantization is not known here");
+        value = float(0 - xq.zp_at(0)) * xq.scale_at(0);  // integer 0, as ONNX pads integers
+    }
+    if (!std::isfinite(value)) nfail("constant_value must be finite");
+    n.pad_value = value;
+    n.inputs = {x.v};
+    const int v = emit(std::move(n), x.repr);
+    if (x.repr != DType::f32) set_quant(v, xq, xt);
+    else view_input_[v] = x.v;  // (annotate: a QuantizeLinear after it quantizes its input too)
 }
 
 }  // namespace qh::onnx_detail

@@ -315,11 +315,11 @@ private:
         if (gv.quant.empty()) {
             gv.quant = q;
             gv.qtype = qtype;
-            // A Flatten is a view: the float value it flattens takes the same quantization (its
-            // producer, e.g. a GlobalAveragePool left in float between DequantizeLinear and
-            // QuantizeLinear, then quantizes straight to it).
-            for (auto f = flatten_input_.find(v); f != flatten_input_.end() && g_.values[f->second].quant.empty();
-                 f = flatten_input_.find(f->second)) {
+            // A Flatten or Pad keeps its input's quantization: the float value it reads takes the
+            // same one (its producer, e.g. a GlobalAveragePool left in float between
+            // DequantizeLinear and QuantizeLinear, or the graph input, then quantizes straight to it).
+            for (auto f = view_input_.find(v); f != view_input_.end() && g_.values[f->second].quant.empty();
+                 f = view_input_.find(f->second)) {
                 g_.values[f->second].quant = q;
                 g_.values[f->second].qtype = qtype;
             }
@@ -395,7 +395,9 @@ private:
     void global_maxpool();
     void check_broadcast(const Act &a, const Act &b);
     int64_t opset_ = 0;  // the default domain's opset version
-    std::unordered_map<int, int> flatten_input_;  // a Flatten node's output value -> its input value
+    // Output value -> input value of ops that keep their input's quantization (Flatten, Pad): a
+    // QuantizeLinear after them quantizes their (float) input the same way.
+    std::unordered_map<int, int> view_input_;
     void softmax();
     // Dynamic quantization (GraphNode::dynamic): DynamicQuantizeLinear's outputs (x_q, x_scale,
     // x_zero_point) by name -> the float IR value x they quantize; Mul(x_scale, w_scale) -> x
@@ -409,6 +411,7 @@ private:
     std::map<std::string, DynScale> dyn_prod_;
     std::map<int, int> dyn_node_;
     std::map<std::string, TP> owned_consts_;  // constants the importer computes (Reshape of a constant)
+    void pad();
     void dynamic_quantize();
     void integer_op(bool conv);
     void cast();

@@ -292,7 +292,7 @@ BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams 
 BoundOp bind_conv2d_grouped(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y) {
     const std::string &op = p.name;
     expect_tensor(x, op, "input", {DType::u8}, 4);
-    expect_tensor(y, op, "output", {DType::u8}, 4);
+    expect_tensor(y, op, "output", {DType::u8, DType::s32}, 4);
     QH_EXPECT(w.grouped, op, "weights '" + w.name + "' are not packed for conv2d_grouped");
     QH_EXPECT(p.group >= 1 && w.oc % p.group == 0, op,
               "group=" + std::to_string(p.group) + " does not divide the " + std::to_string(w.oc) + " output channels");
@@ -305,11 +305,11 @@ BoundOp bind_conv2d_grouped(const Tensor &x, const PackedWeights &w, const Conv2
     QH_EXPECT(x.quant.zp_at(0) == w.input_zp, op,
               "input zero point " + std::to_string(x.quant.zp_at(0)) + " differs from the " +
                   std::to_string(w.input_zp) + " weights '" + w.name + "' were packed for");
-    expect_per_tensor(y, op, "output");
+    if (y.dtype() == DType::u8) expect_per_tensor(y, op, "output");
     auto want = conv2d_output_shape(x, w, p);
     QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected shape " + shape_str(want));
     const Device d = op_device(op, {&x, &y});
-    const std::string family = std::string("conv2d_grouped_u8") + (w.has_zero_point ? "z8" : "s8") + "u8";
+    const std::string family = std::string("conv2d_grouped_u8") + (w.has_zero_point ? "z8" : "s8") + type_field(y.dtype());
     auto st = dot_state(view<uint8_t>(x, nhwc_dims(x)), w, {w.oc_pad, w.ic, w.kw, w.kh},
                         view_any(y, nhwc_dims(y)), d);
     using Fn = kernels::conv2d_grouped_u8s8u8_fn;

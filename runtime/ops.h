@@ -80,7 +80,7 @@ std::vector<int64_t> conv2d_output_shape(const Tensor &x, const PackedWeights &w
 BoundOp bind_conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 void conv2d(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 // Grouped, depthwise or dilated conv (conv2d_grouped): weights packed with `grouped` (ic = input
-// channels per group, x has ic * p.group), y u8 per tensor.
+// channels per group, x has ic * p.group), y u8 per tensor or s32 (the raw accumulators).
 BoundOp bind_conv2d_grouped(const Tensor &x, const PackedWeights &w, const Conv2dParams &p, Tensor &y);
 // y, residual: u8 with per-tensor quant; weights packed with rp.conv_scale as output scale.
 BoundOp bind_conv2d_add(const Tensor &x, const PackedWeights &w, const Conv2dParams &p,

@@ -68,6 +68,44 @@ int Program::add_internal(std::string name, std::vector<int64_t> shape, DType dt
 }
 
 // ---------------------------------------------------------------------------------------------
+Graph fold_pad(const Graph &src) {
+    Graph g = src;
+    const auto cons = g.consumers();
+    const std::vector<bool> is_output = output_flags(g);
+    std::vector<bool> drop(g.nodes.size(), false);
+    std::vector<int> reader(g.values.size(), -1);
+    for (size_t i = 0; i < g.nodes.size(); i++) {
+        const GraphNode &p = g.nodes[i];
+        const int v = p.output;
+        if (p.op != OpKind::Pad || p.pad_mode != GraphNode::PadMode::constant || p.pad_value != 0.f ||
+            p.pad_begin.size() != 4 || cons[v].size() != 1 || is_output[v])
+            continue;
+        bool spatial_only = p.pad_begin[0] == 0 && p.pad_end[0] == 0 && p.pad_begin[3] == 0 && p.pad_end[3] == 0;
+        for (int d : {1, 2}) spatial_only = spatial_only && p.pad_begin[size_t(d)] >= 0 && p.pad_end[size_t(d)] >= 0;
+        const QuantParams &qi = g.values[p.inputs[0]].quant, &qo = g.values[v].quant;
+        const bool same_quant = qo.empty() || (!qi.empty() && qi.scale == qo.scale && qi.zp_at(0) == qo.zp_at(0) &&
+                                               g.values[v].qtype == g.values[p.inputs[0]].qtype);
+        GraphNode &c = g.nodes[size_t(cons[v][0])];
+        if (!spatial_only || !same_quant || c.op != OpKind::Conv || c.inputs[0] != v ||
+            c.window.auto_pad != AutoPad::none)
+            continue;
+        WindowAttrs w = c.window;
+        w.pad_top += int(p.pad_begin[1]);
+        w.pad_bottom += int(p.pad_end[1]);
+        w.pad_left += int(p.pad_begin[2]);
+        w.pad_right += int(p.pad_end[2]);
+        if (std::max({w.pad_top, w.pad_bottom, w.pad_left, w.pad_right}) > kMaxWindowAttr) continue;
+        c.window = w;
+        c.inputs[0] = p.inputs[0];
+        drop[i] = true;
+    }
+    std::vector<GraphNode> kept;
+    for (size_t i = 0; i < g.nodes.size(); i++)
+        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+    g.nodes = std::move(kept);
+    return g;
+}
+
 // fold_batchnorm, infer_shapes (declared in model.h)
 
 Graph fold_batchnorm(const Graph &src) {
@@ -215,7 +253,7 @@ std::vector<FusedGroup> fuse(const Graph &g) {
                 }
             }
         }
-        if (n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add) {
+        if (n.op == OpKind::Conv || n.op == OpKind::Dense || n.op == OpKind::Add || n.op == OpKind::BatchNorm) {
             gr.act = act_after(gr.output);
             if (gr.act >= 0) {
                 fused[gr.act] = true;

@@ -1,7 +1,8 @@
 // prepare()'s graph passes, each a function of its own (tests/test_passes.cpp runs them one by
 // one). Model::prepare is, in order:
 //
-//   Graph g = fold_batchnorm(src);                   // model.h: Conv -> BatchNorm = one Conv
+//   Graph g = fold_pad(fold_batchnorm(src));         // model.h: Conv -> BatchNorm = one Conv;
+//                                                    // constant zero Pad -> Conv = the Conv's pads
 //   auto shapes = infer_shapes(g, batch);            // model.h: every value's shape, checked
 //   Program p = make_program(g, shapes, opt);        // values as the plan sees them
 //   int8: p.groups = fuse(p.g);                      // which nodes become one step
@@ -16,6 +17,11 @@
 #include "program.h"
 
 namespace qh {
+
+// A Pad with constant 0 on H and W only (not a graph output, quantized as its input) whose one
+// reader is a Conv becomes that Conv's padding (the conv pads with the same zero: 0.0, or the
+// zero point of the shared quantization).
+Graph fold_pad(const Graph &g);
 
 // The Program's values for the folded graph `g` with its inferred shapes: one per graph value
 // (f32, quant kept for int8 and dropped for fp32), graph inputs and outputs external.

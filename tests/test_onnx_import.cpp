@@ -289,6 +289,127 @@ TEST(OnnxImport, FloatRelu6IsFusedAfterCalibration) {
     }
 }
 
+// ---- dynamic quantization (quantize_dynamic's form) ------------------------------------------
+
+// DynamicQuantizeLinear's scale and zero point of a float tensor, as ONNX Runtime computes them.
+std::pair<float, int32_t> dynamic_qparams(const std::vector<float> &x) {
+    float lo = 0.f, hi = 0.f;
+    for (float v : x) lo = std::min(lo, v), hi = std::max(hi, v);
+    const float s = hi == lo ? 1.f : (hi - lo) / 255.f;
+    return {s, int32_t(std::nearbyint(std::clamp(0.f - lo / s, 0.f, 255.f)))};
+}
+
+// x -> DynamicQuantizeLinear -> ConvInteger (u8 weights, zero point 131, pads, stride 2) -> Cast
+// -> Mul(x_scale * w_scale) -> Add(bias reshaped to {1,OC,1,1}): one dynamic Conv node, and
+// bit-exact with the chain computed step by step (exact int32 accumulators, then float32 in
+// ONNX Runtime's order). The same for MatMulInteger (int8 B, zero point per column) + bias.
+TEST(OnnxImport, DynamicQuantizationChainIsOneExactNode) {
+    for (bool conv : {true, false}) {
+        SCOPED_TRACE(conv ? "ConvInteger" : "MatMulInteger");
+        const int oc = 6, ic = 3;
+        Model m("dyn");
+        std::vector<int32_t> w(conv ? oc * ic * 9 : ic * 4 * oc);
+        for (size_t i = 0; i < w.size(); i++) w[i] = conv ? int32_t((i * 37 + 11) % 256) : int32_t((i * 53) % 255) - 127;
+        std::vector<int32_t> zw = conv ? std::vector<int32_t>{131} : std::vector<int32_t>{-3, 0, 5, 1, -128, 127};
+        std::vector<float> ws = conv ? std::vector<float>{0.0123f} : std::vector<float>{0.011f, 0.02f, 0.013f, 0.04f, 0.005f, 0.03f};
+        std::vector<float> b = {0.5f, -0.25f, 1.5f, 0.f, -2.f, 0.125f};
+        if (conv) {
+            m.input("x", {2, ic, 7, 6});
+            m.ints("W", TP::UINT8, {oc, ic, 3, 3}, w);
+            m.ints("Wz", TP::UINT8, {}, zw);
+        } else {
+            m.input("x", {2, ic * 4});
+            m.ints("W", TP::INT8, {ic * 4, oc}, w);
+            m.ints("Wz", TP::INT8, {oc}, zw);
+        }
+        m.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "dql");
+        auto &ci = m.node(conv ? "ConvInteger" : "MatMulInteger", {"xq", "W", "xz", "Wz"}, {"acc"}, "int_op");
+        if (conv) {
+            attr(ci, "pads", {1, 0, 2, 1});
+            attr(ci, "strides", {2, 2});
+        }
+        attr(m.node("Cast", {"acc"}, {"accf"}, "cast"), "to", int64_t(TP::FLOAT));
+        m.f32("Ws", {int64_t(ws.size())}, ws);
+        m.node("Mul", {"xs", "Ws"}, {"scales"}, "scale_mul");
+        m.node("Mul", {"accf", "scales"}, {"scaled"}, "out_mul");
+        m.f32("B", {oc}, b);
+        if (conv) {
+            m.i64("shape", {4}, {1, oc, 1, 1});
+            m.node("Reshape", {"B", "shape"}, {"Br"}, "bias_reshape");
+        }
+        m.node("Add", {"scaled", conv ? "Br" : "B"}, {"y"}, "bias_add");
+        m.output("y");
+        Graph g = m.import();
+        ASSERT_EQ(g.nodes.size(), 1u);
+        EXPECT_EQ(g.nodes[0].dynamic, GraphNode::Dynamic::scaled);
+        EXPECT_EQ(g.values[g.outputs[0]].name, "y");
+        PrepareOptions po;
+        po.batch = 2;
+        po.precision = Precision::fp32;
+        auto model = qh::Model::prepare(g, po);
+        std::vector<std::string> steps;
+        for (const auto &l : model->layers()) steps.push_back(l.op);
+        EXPECT_EQ(steps, (std::vector<std::string>{"dynamic_quantize", conv ? "conv2d (dynamic int8)" : "dense (dynamic int8)",
+                                                   "dequantize (dynamic)"}));
+        Tensor &in = model->input(0);
+        std::vector<float> x(size_t(in.numel()));
+        for (size_t i = 0; i < x.size(); i++) x[i] = std::sin(0.37f * float(i)) * 2.f + 0.6f;
+        std::memcpy(in.raw(), x.data(), x.size() * 4);
+        model->execute();
+        const auto [xs, zx] = dynamic_qparams(x);
+        std::vector<uint8_t> xq(x.size());
+        for (size_t i = 0; i < x.size(); i++) xq[i] = uint8_t(std::clamp(std::nearbyint(x[i] / xs) + float(zx), 0.f, 255.f));
+        std::vector<int64_t> acc;
+        if (conv) {  // the reference takes NHWC
+            std::vector<uint8_t> xh(xq.size());
+            for (int n = 0; n < 2; n++)
+                for (int c = 0; c < ic; c++)
+                    for (int p = 0; p < 42; p++) xh[size_t((n * 42 + p) * ic + c)] = xq[size_t((n * ic + c) * 42 + p)];
+            ref::ConvProblem cp{2, 7, 6, ic, oc, 3, 3, 2, 2, 1, 0, 2, 1};
+            acc = ref::conv2d_acc(cp, xh, zx, w, std::vector<int32_t>(oc, zw[0]), std::vector<int32_t>(oc, 0));
+        } else {
+            for (int n = 0; n < 2; n++)
+                for (int o = 0; o < oc; o++) {
+                    int64_t a = 0;
+                    for (int k = 0; k < ic * 4; k++) a += int64_t(xq[size_t(n * ic * 4 + k)] - zx) * (w[size_t(k * oc + o)] - zw[size_t(o)]);
+                    acc.push_back(a);
+                }
+        }
+        const Tensor y = conv ? nchw_to_nhwc(model->output(0)) : model->output(0);
+        ASSERT_EQ(y.numel(), int64_t(acc.size()));
+        for (size_t i = 0; i < acc.size(); i++) {
+            const size_t o = i % oc;
+            const float want = float(int32_t(acc[i])) * (xs * ws[ws.size() == 1 ? 0 : o]) + b[o];
+            ASSERT_EQ(y.data<float>()[i], want) << "element " << i;
+        }
+    }
+}
+
+TEST(OnnxImport, DynamicQuantizationRefusals) {
+    auto chain = [](bool from_dql) {
+        Model m("dyn_bad");
+        m.input("x", {1, 4});
+        m.input("xq8", {1, 4}, TP::UINT8);
+        m.ints("W", TP::INT8, {4, 2}, {1, 2, 3, 4, 5, 6, 7, 8});
+        m.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "dql");
+        m.node("MatMulInteger", {from_dql ? "xq" : "xq8", "W", "xz"}, {"acc"}, "mmi");
+        m.output("acc", TP::INT32);
+        return m;
+    };
+    expect_error([&] { chain(false).import(); }, {"node 'mmi' (MatMulInteger)", "must be the output of a DynamicQuantizeLinear"});
+    expect_error([&] { chain(true).import(); }, {"graph output 'acc' is s32 integers"});  // only through Cast
+    Model scale_out("dyn_scale_out");
+    scale_out.input("x", {1, 4});
+    scale_out.node("DynamicQuantizeLinear", {"x"}, {"xq", "xs", "xz"}, "dql");
+    scale_out.output("xs");
+    expect_error([&] { scale_out.import(); }, {"node 'dql' (DynamicQuantizeLinear)", "'xs' is a graph output"});
+    Model cast("cast_float");
+    cast.input("x", {1, 4});
+    attr(cast.node("Cast", {"x"}, {"y"}, "cast"), "to", int64_t(TP::INT32));
+    cast.output("y", TP::INT32);
+    expect_error([&] { cast.import(); }, {"node 'cast' (Cast)", "only from the int32 result of ConvInteger / MatMulInteger"});
+}
+
 // ONNX Runtime's default quantize_static output quantizes activations to int8 (QInt8), the graph
 // input too: the input's quantize step writes u8 with zero point + 128, bit-exact with int8
 // QuantizeLinear, and the rest of the model is the QDQ model above.
@@ -362,6 +483,54 @@ TEST(OnnxImport, QdqModelRunsEndToEnd) {
     std::vector<std::string> steps;
     for (const auto &l : m->layers()) steps.push_back(l.op);
     EXPECT_EQ(steps, (std::vector<std::string>{"quantize", "conv2d", "relu", "dequantize"}));
+}
+
+// Flatten of a spatial map (and Reshape to {N,-1}) in ONNX's NCHW element order, on the fp32
+// path and on u8 (QDQ around it): y = x.reshape(N, -1) of the NCHW input.
+TEST(OnnxImport, FlattenOfSpatialMapIsInNchwOrder) {
+    for (bool qdq : {false, true})
+        for (bool reshape : {false, true}) {
+            SCOPED_TRACE(std::string(qdq ? "qdq" : "float") + (reshape ? " reshape" : " flatten"));
+            Model m("flat");
+            m.input("x", {2, 3, 4, 5});
+            std::string in = "x";
+            if (qdq) {
+                m.f32("s", {}, {0.05f});
+                m.ints("z", TP::UINT8, {}, {100});
+                m.node("QuantizeLinear", {"x", "s", "z"}, {"xq"}, "q");
+                m.node("DequantizeLinear", {"xq", "s", "z"}, {"xd"}, "dq");
+                in = "xd";
+            }
+            if (reshape) {
+                m.i64("shape", {2}, {0, -1});
+                m.node("Reshape", {in, "shape"}, {"f"}, "flatten");
+            } else {
+                m.node("Flatten", {in}, {"f"}, "flatten");
+            }
+            std::string out = "f";
+            if (qdq) {
+                m.node("QuantizeLinear", {"f", "s", "z"}, {"fq"}, "q2");
+                m.node("DequantizeLinear", {"fq", "s", "z"}, {"y"}, "dq2");
+                out = "y";
+            }
+            m.output(out);
+            Graph g = m.import();
+            PrepareOptions po;
+            po.batch = 2;
+            po.precision = qdq ? Precision::int8 : Precision::fp32;
+            auto model = qh::Model::prepare(g, po);
+            Tensor &x = model->input(0);
+            ASSERT_EQ(x.shape(), (std::vector<int64_t>{2, 3, 4, 5}));
+            for (int64_t i = 0; i < x.numel(); i++) x.data<float>()[i] = 0.05f * float(i % 97) - 2.f;
+            model->execute();
+            const Tensor &y = model->output(0);
+            ASSERT_EQ(y.shape(), (std::vector<int64_t>{2, 60}));
+            for (int64_t i = 0; i < y.numel(); i++) {
+                const float xv = x.data<float>()[i];
+                const float want = qdq ? ref::dequantize(ref::quantize(xv, 0.05f, 100, 0, 255), 0.05f, 100) : xv;
+                ASSERT_EQ(y.data<float>()[i], want) << "element " << i;
+            }
+        }
 }
 
 TEST(OnnxImport, QdqRefusals) {
@@ -555,13 +724,6 @@ TEST(OnnxImport, RefusesUnsupported) {
         r.node("Add", {"a", "b"}, {"y"}, "add");
         r.output("y");
         expect_error([&] { r.import(); }, {"node 'add' (Add)", "broadcasting [4] against a rank-4 (NCHW) operand is not supported"});
-    }
-    {  // Flatten of a spatial map (NCHW and NHWC orders differ)
-        Model m("flat");
-        m.input("x", {1, 3, 4, 4});
-        m.node("Flatten", {"x"}, {"y"}, "flatten");
-        m.output("y");
-        expect_error([&] { m.import(); }, {"node 'flatten' (Flatten)", "spatial size 4x4"});
     }
     {  // MaxPool ceil_mode, unnamed node
         Model m("pool");
@@ -1329,7 +1491,6 @@ TEST_F(OnnxTestdata, RefusedNodeModels) {
     refused("test_flatten_axis2", "axis=2 not supported");
     refused("test_qlinearmatmul_3D", "B 'b' is u8[2,4,3], expected uint8/int8 of rank 2");
     refused("test_convtranspose", "(ConvTranspose) -> 'Y': op not supported");
-    refused("test_flatten_axis1", "spatial size 4x5");  // {2,3,4,5}: NCHW and NHWC orders differ
     refused("test_matmul_3d", "weights 'b' are f32[2,4,3], expected rank 2");
 }
 

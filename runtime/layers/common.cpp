@@ -189,13 +189,9 @@ void lower_view(Program &p, const GraphNode &n, const char *kernel) {
     p.steps.push_back(std::move(s));
 }
 
-namespace {
-// QuantizeLinear of a real value to [0, qmax] in float32 (round half to even, saturate);
-// infinite values saturate.
 int32_t quantize_u8(float v, const QuantParams &q, int qmax) {
     return int32_t(std::clamp(std::nearbyint(v / q.scale_at(0)) + float(q.zp_at(0)), 0.f, float(qmax)));
 }
-}  // namespace
 
 Activation fused_activation(const Program &p, const FusedGroup &gr, const QuantParams &yq) {
     const int qmax = p.v[gr.output].qmax;  // 15 for a 4-bit output: the clamp keeps it in range

@@ -4,7 +4,8 @@
 //   1. dynamic_quantize (host): x_scale, z_x from x's range exactly as DynamicQuantizeLinear
 //      computes them; x_q = saturate(round_half_even(x / x_scale) + z_x) into a u8 buffer that
 //      already holds the conv's padding, filled with z_x (so padded taps contribute x_q - z_x = 0).
-//   2. the int8 kernel (conv2d / dense to s32, unpadded, packed for z_x = 0 and no bias):
+//   2. the int8 kernel (conv2d, conv2d_grouped or dense to s32, unpadded, packed for z_x = 0 and
+//      no bias):
 //      acc0 = sum x_q * (w - z_w) over every tap.
 //   3. dequantize (host): acc = acc0 - z_x * sum_taps (w - z_w)[oc] (the exact int32 of
 //      ConvInteger / MatMulInteger), then float(acc) [* (x_scale * w_scale[oc]) [+ bias[oc]]] in
@@ -22,10 +23,8 @@ void lower_dynamic(Program &p, const GraphNode &n) {
     const Tensor &w = n.weights;
     if (w.dtype() != DType::u8 && w.dtype() != DType::s8)
         node_error(p.g, n, std::string("dynamic quantization needs uint8/int8 weights, these are ") + dtype_name(w.dtype()));
-    if (conv && (n.group != 1 || n.window.dilation_h != 1 || n.window.dilation_w != 1))
-        node_error(p.g, n, "dynamic quantization (ConvInteger) of a grouped or dilated conv is not supported (group=" +
-                               std::to_string(n.group) + ", dilations " + std::to_string(n.window.dilation_h) + "x" +
-                               std::to_string(n.window.dilation_w) + "; supported: group 1, no dilation)");
+    // Grouped, depthwise and dilated convs run on conv2d_grouped (its s32 form).
+    const bool grouped = conv && (n.group != 1 || n.window.dilation_h != 1 || n.window.dilation_w != 1);
     const std::vector<int64_t> xs = p.v[x].shape;
     const WindowAttrs a = n.window;
     std::vector<int64_t> padded = xs;
@@ -41,7 +40,7 @@ void lower_dynamic(Program &p, const GraphNode &n) {
     GraphNode m = n;
     m.bias = Tensor();
     m.weights.quant.scale.assign(std::max<size_t>(1, w.quant.zero_point.size()), 1.f);
-    const PackedWeights *pw = &pack_node(p, m, QuantParams::per_tensor(1.f, 0), 0.f);
+    const PackedWeights *pw = &pack_node(p, m, QuantParams::per_tensor(1.f, 0), 0.f, grouped);
     const int64_t oc = w.dim(0), per = w.numel() / oc;
     auto corr = std::make_shared<std::vector<int64_t>>(size_t(oc), 0);
     for (int64_t o = 0; o < oc; o++)
@@ -89,7 +88,7 @@ void lower_dynamic(Program &p, const GraphNode &n) {
     p.steps.push_back(std::move(q));
 
     // 2. The int8 kernel to s32.
-    Step k = node_step(n, conv ? "conv2d (dynamic int8)" : "dense (dynamic int8)");
+    Step k = node_step(n, !conv ? "dense (dynamic int8)" : grouped ? "conv2d_grouped (dynamic int8)" : "conv2d (dynamic int8)");
     k.reads = {xq};
     k.writes = {acc};
     k.info.ops = 2.0 * double(w.numel()) * double(p.v[y].shape[0]) *
@@ -99,7 +98,9 @@ void lower_dynamic(Program &p, const GraphNode &n) {
         Conv2dParams cp(a);
         cp.pad_top = cp.pad_bottom = cp.pad_left = cp.pad_right = 0;
         cp.name = name;
-        k.bind = [xq, acc, pw, cp](Exec &e) { return bind_conv2d(e.T(xq), *pw, cp, e.T(acc)); };
+        cp.group = n.group;
+        if (grouped) k.bind = [xq, acc, pw, cp](Exec &e) { return bind_conv2d_grouped(e.T(xq), *pw, cp, e.T(acc)); };
+        else k.bind = [xq, acc, pw, cp](Exec &e) { return bind_conv2d(e.T(xq), *pw, cp, e.T(acc)); };
     } else {
         k.bind = [xq, acc, pw, name](Exec &e) { return bind_dense(e.T(xq), *pw, {}, e.T(acc), name); };
     }

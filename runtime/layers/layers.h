@@ -12,7 +12,7 @@
 namespace qh::layers {
 
 extern const OpDef conv, dense, batchnorm, relu, add, maxpool, avgpool, global_avgpool, flatten, clip,
-    quantize_linear, dequantize_linear, sigmoid, hard_sigmoid, hard_swish, mul, concat, global_maxpool, softmax;
+    quantize_linear, dequantize_linear, sigmoid, hard_sigmoid, hard_swish, mul, concat, global_maxpool, softmax, pad;
 
 // Conv and MaxPool attributes: kernel and stride >= 1, pads >= 0, each at most kMaxWindowAttr.
 std::string check_window(const WindowAttrs &a);
@@ -56,6 +56,9 @@ const PackedWeights &pack_node(Program &p, const GraphNode &n, const QuantParams
 Activation fused_activation(const Program &p, const FusedGroup &gr, const QuantParams &yq);
 // "+relu", "+clip" or "" for the step's op label.
 std::string activation_suffix(const Program &p, const FusedGroup &gr);
+// QuantizeLinear of a real value to [0, qmax] with q's (per-tensor) scale and zero point, in
+// float32 (round half to even, saturate; infinities saturate).
+int32_t quantize_u8(float v, const QuantParams &q, int qmax = 255);
 // 256-entry table of a u8 -> u8 elementwise op on a quantized tensor: lut[q] =
 // QuantizeLinear(f(DequantizeLinear(q, xq)), yq), in float32 as ONNX computes it; exact for any f.
 std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, float (*f)(float, const GraphNode &),

@@ -25,6 +25,7 @@ const OpDef &op_def(OpKind k) {
     case OpKind::GlobalAvgPool: return layers::global_avgpool;
     case OpKind::Flatten: return layers::flatten;
     case OpKind::Clip: return layers::clip;
+    case OpKind::Pad: return layers::pad;
     case OpKind::QuantizeLinear: return layers::quantize_linear;
     case OpKind::DequantizeLinear: return layers::dequantize_linear;
     }
