@@ -34,8 +34,8 @@ DEBIAN = "/usr/share/libonnx-testdata/data/node"
 # The ops issue 12 names (and the ones its models need), as ONNX node test name prefixes.
 OPS = ["add", "averagepool", "batchnorm", "clip", "concat", "conv", "convinteger", "dequantizelinear",
        "dynamicquantizelinear", "flatten", "gemm", "globalaveragepool", "globalmaxpool", "hardsigmoid",
-       "hardswish", "matmul", "matmulinteger", "maxpool", "mul", "pad", "qlinearconv", "qlinearmatmul",
-       "quantizelinear", "relu", "reshape", "sigmoid", "softmax"]
+       "hardswish", "matmul", "matmulinteger", "maxpool", "mul", "pad", "constant_pad", "edge_pad", "reflect_pad",
+       "wrap_pad", "qlinearconv", "qlinearmatmul", "quantizelinear", "relu", "reshape", "sigmoid", "softmax"]
 # onnx wheel modules (onnx.backend.test.case.node.<module>) holding those tests.
 WHEEL_MODULES = ["add", "averagepool", "batch_normalization", "clip", "concat", "conv", "convinteger", "dequantizelinear",
                  "dynamicquantizelinear", "flatten", "gemm", "globalaveragepool", "globalmaxpool", "hardsigmoid",

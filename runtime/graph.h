@@ -165,6 +165,10 @@ struct GraphNode {
     // island in an int8 model): the u8 input, the int8 kernel's s32 accumulators, then the float
     // epilogue. Plain convs: none.
     enum class Dynamic : uint8_t { none, acc_f32, scaled } dynamic = Dynamic::none;
+    // Conv / Dense from ConvInteger / MatMulInteger on integers with a constant zero point (the
+    // input value's quant: scale 1, that zero point): the output is the exact int32 accumulator
+    // sum (x - z_x)(w - z_w), an s32 value (int8 path: the conv2d / dense kernels to s32).
+    bool int32_output = false;
     // QuantizeLinear / DequantizeLinear: the integer type (u8, s8, u4, s4) and its scale / zero
     // point, one value or one per index of axis q_params.axis (NHWC / {N,K} / rank-1 layout).
     DType q_type = DType::u8;

@@ -206,9 +206,10 @@ void Importer::outputs() {
         int v = a->second.v;
         if (input_values_.count(v)) fail("graph output '" + name + "' is the graph input '" + g_.values[v].name + "' itself");
         if (!seen.insert(v).second) fail("graph output '" + name + "' is the same value as another graph output");
-        if (a->second.repr != DType::f32 && a->second.repr != DType::u8 && !real_q_.count(v))
+        if (a->second.repr != DType::f32 && a->second.repr != DType::u8 && !real_q_.count(v) && !int32_out_.count(v))
             fail("graph output '" + name + "' is " + dtype_name(a->second.repr) +
-                 " integers (only float or uint8 outputs, or those of a QuantizeLinear)");
+                 " integers (only float or uint8 outputs, those of a QuantizeLinear, or the int32 of a ConvInteger / "
+                 "MatMulInteger on constant zero points)");
         g_.values[v].dtype = a->second.repr;
         rename_[v] = name;
         g_.outputs.push_back(v);

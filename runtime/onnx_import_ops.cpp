@@ -990,12 +990,25 @@ void Importer::integer_op(bool conv) {
     else allow_attrs({});
     const std::string &xn = in_name(0);
     auto xq = dyn_q_.find(xn);
-    if (xq == dyn_q_.end())
-        nfail("input '" + xn + "' must be the output of a DynamicQuantizeLinear (dynamic quantization as "
-              "quantize_dynamic writes it); ConvInteger / MatMulInteger on other integer tensors is not supported");
-    const int x = xq->second;
-    if (!has_in(2) || dyn_zp_.count(in_name(2)) == 0 || dyn_zp_.at(in_name(2)) != x)
-        nfail("the input zero point must be the y_zero_point of the DynamicQuantizeLinear that produces '" + xn + "'");
+    // Either x_q of a DynamicQuantizeLinear with its zero point (dynamic), or uint8 integers
+    // with a constant zero point (the exact int32 result as the output).
+    const bool dynamic = xq != dyn_q_.end();
+    int x = -1;
+    if (dynamic) {
+        x = xq->second;
+        if (!has_in(2) || dyn_zp_.count(in_name(2)) == 0 || dyn_zp_.at(in_name(2)) != x)
+            nfail("the input zero point must be the y_zero_point of the DynamicQuantizeLinear that produces '" + xn + "'");
+    } else {
+        const Act &a = act(0, "input");
+        if (a.repr != DType::u8)
+            nfail("input '" + xn + "' is " + dtype_name(a.repr) + (a.repr == DType::f32 ? " (float)" : "") +
+                  "; supported: uint8 integers with a constant zero point, or the output of a DynamicQuantizeLinear");
+        DType zt = DType::u8;
+        const int32_t zx = const_zp(2, "input zero point", zt);
+        if (zt != DType::u8) nfail("input zero point '" + in_name(2) + "' is " + dtype_name(zt) + ", the input uint8");
+        annotate(a.v, QuantParams::per_tensor(1.f, zx), DType::u8, "input");
+        x = a.v;
+    }
     const Tensor &wc = constant(1, conv ? "weights" : "B");
     if ((wc.dtype() != DType::u8 && wc.dtype() != DType::s8) || wc.rank() != (conv ? 4 : 2))
         nfail(std::string(conv ? "weights" : "B") + " '" + in_name(1) + "' is " + wc.describe() + ", expected uint8/int8 of rank " +
@@ -1025,9 +1038,15 @@ void Importer::integer_op(bool conv) {
         w = transpose_kn(w);
     }
     n.weights = w;
+    n.inputs = {x};
+    if (!dynamic) {
+        n.int32_output = true;
+        const int v = emit(std::move(n), DType::s32);
+        int32_out_.insert(v);
+        return;
+    }
     n.dynamic = GraphNode::Dynamic::acc_f32;
     n.precision = LayerPrecision::fp32;  // float in, float out: a float island in an int8 model
-    n.inputs = {x};
     const int v = emit(std::move(n), DType::s32);
     dyn_node_[v] = int(g_.nodes.size()) - 1;
 }
@@ -1039,8 +1058,9 @@ void Importer::cast() {
     allow_attrs({"to", "saturate"});
     const std::string &in = in_name(0);
     auto a = acts_.find(in);
-    if (a == acts_.end() || a->second.repr != DType::s32 || attr_int("to", 0) != TP::FLOAT)
-        nfail("Cast is supported only from the int32 result of ConvInteger / MatMulInteger to FLOAT (to=" +
+    if (a == acts_.end() || a->second.repr != DType::s32 || attr_int("to", 0) != TP::FLOAT || !dyn_node_.count(a->second.v))
+        nfail("Cast is supported only from the int32 result of a dynamically quantized ConvInteger / MatMulInteger to "
+              "FLOAT (to=" +
               std::string(onnx_type_name(int(attr_int("to", 0)))) + ")");
     alias(Act{a->second.v, DType::f32});
 }

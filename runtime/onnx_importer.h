@@ -410,6 +410,7 @@ private:
     };
     std::map<std::string, DynScale> dyn_prod_;
     std::map<int, int> dyn_node_;
+    std::set<int> int32_out_;  // values of ConvInteger / MatMulInteger with int32 output (graph outputs allowed)
     std::map<std::string, TP> owned_consts_;  // constants the importer computes (Reshape of a constant)
     void pad();
     void dynamic_quantize();

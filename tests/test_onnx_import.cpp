@@ -533,6 +533,120 @@ TEST(OnnxImport, FlattenOfSpatialMapIsInNchwOrder) {
         }
 }
 
+// Pad in its four modes (rank 2: ONNX order), a negative pad cropping; and a rank-4 NCHW constant
+// pad on channels and rows between Q/DQ (u8, the constant quantized once).
+TEST(OnnxImport, PadModes) {
+    struct Case {
+        const char *mode;
+        std::vector<int64_t> pads;  // begin0, begin1, end0, end1
+        std::vector<float> want;    // of x = {{1,2,3},{4,5,6}}
+    };
+    for (const Case &c : std::vector<Case>{
+             {"constant", {0, 1, 1, -1}, {9, 1, 2, 9, 4, 5, 9, 9, 9}},
+             {"reflect", {1, 2, 0, 1}, {6, 5, 4, 5, 6, 5, 3, 2, 1, 2, 3, 2, 6, 5, 4, 5, 6, 5}},
+             {"edge", {0, 2, 1, 0}, {1, 1, 1, 2, 3, 4, 4, 4, 5, 6, 4, 4, 4, 5, 6}},
+             {"wrap", {0, 1, 0, 2}, {3, 1, 2, 3, 1, 2, 6, 4, 5, 6, 4, 5}}}) {
+        SCOPED_TRACE(c.mode);
+        Model m("pad", 19);
+        m.input("x", {2, 3});
+        m.i64("p", {4}, c.pads);
+        m.f32("v", {}, {9.f});
+        attr_s(m.node("Pad", {"x", "p", "v"}, {"y"}, "pad"), "mode", c.mode);
+        m.output("y");
+        Graph g = m.import();
+        PrepareOptions po;
+        po.batch = 2;
+        po.precision = Precision::fp32;
+        auto model = qh::Model::prepare(g, po);
+        const float x[6] = {1, 2, 3, 4, 5, 6};
+        std::memcpy(model->input(0).raw(), x, sizeof x);
+        model->execute();
+        EXPECT_EQ(data<float>(model->output(0)), c.want);
+    }
+    Model q("qpad", 13);
+    q.input("x", {1, 2, 2, 2});
+    q.f32("s", {}, {0.5f});
+    q.ints("z", TP::UINT8, {}, {10});
+    q.node("QuantizeLinear", {"x", "s", "z"}, {"xq"}, "q");
+    q.node("DequantizeLinear", {"xq", "s", "z"}, {"xd"}, "dq");
+    q.i64("p", {8}, {0, 1, 1, 0, 0, 0, 1, 0});  // one channel before, one row before and after
+    q.f32("v", {}, {1.2f});                         // quantized: round(2.4) + 10 = 12 -> 1.0
+    q.node("Pad", {"xd", "p", "v"}, {"y"}, "pad");
+    q.node("QuantizeLinear", {"y", "s", "z"}, {"yq"}, "q2");
+    q.node("DequantizeLinear", {"yq", "s", "z"}, {"out"}, "dq2");
+    q.output("out");
+    Graph g = q.import();
+    auto model = qh::Model::prepare(g, {});
+    const float x[8] = {0.5f, 1.f, 1.5f, 2.f, -1.f, -2.f, 3.f, 200.f};  // 200 saturates to (255-10)/2
+    std::memcpy(model->input(0).raw(), x, sizeof x);
+    model->execute();
+    ASSERT_EQ(model->output(0).shape(), (std::vector<int64_t>{1, 3, 4, 2}));
+    const std::vector<float> want = {1, 1, 1, 1, 1, 1, 1, 1,                    // the new channel
+                                     1, 1, 0.5f, 1, 1.5f, 2, 1, 1,              // channel 0: rows pad, x, pad
+                                     1, 1, -1, -2, 3, 122.5f, 1, 1};
+    EXPECT_EQ(data<float>(model->output(0)), want);
+}
+
+// A BatchNormalization left unfolded between DequantizeLinear and QuantizeLinear (as ONNX Runtime's
+// quantizer leaves one after a quantized Conv), its parameters float or themselves through
+// DequantizeLinear, optionally followed by a Relu before the QuantizeLinear: per-channel exact
+// tables, against DQ -> x * s + t -> [Relu] -> Q by hand.
+TEST(OnnxImport, UnfoldedBatchNormInt8IsExact) {
+    for (bool quantized_params : {false, true})
+        for (bool relu : {false, true}) {
+            SCOPED_TRACE(std::string(quantized_params ? "DQ params" : "float params") + (relu ? " + relu" : ""));
+            Model m("bn_int8", 13);
+            m.input("x", {1, 3, 2, 2});
+            m.f32("s", {}, {0.05f});
+            m.ints("z", TP::UINT8, {}, {128});
+            m.f32("s2", {}, {0.03f});
+            m.ints("z2", TP::UINT8, {}, {relu ? 0 : 100});
+            m.node("QuantizeLinear", {"x", "s", "z"}, {"xq"}, "q");
+            m.node("DequantizeLinear", {"xq", "s", "z"}, {"xd"}, "dq");
+            const std::vector<float> gamma = {1.5f, -0.5f, 0.75f}, beta = {0.125f, 0.f, -0.25f}, mean = {0.25f, -0.125f, 0.f},
+                                     var = {0.5f, 1.5f, 1.f};
+            std::vector<std::string> names = {"g", "b", "m", "v"};
+            const std::vector<float> *vals[4] = {&gamma, &beta, &mean, &var};
+            for (int i = 0; i < 4; i++) {
+                if (!quantized_params) {
+                    m.f32(names[i], {3}, *vals[i]);
+                    continue;
+                }
+                std::vector<int32_t> q;  // int8 with scale 1/64: exact for these values (multiples of 1/64)
+                for (float f : *vals[i]) q.push_back(int32_t(f * 64));
+                m.ints(names[i] + "_q", TP::INT8, {3}, q);
+                m.f32(names[i] + "_s", {}, {1.f / 64});
+                m.node("DequantizeLinear", {names[i] + "_q", names[i] + "_s"}, {names[i]}, names[i] + "_dq");
+            }
+            m.node("BatchNormalization", {"xd", "g", "b", "m", "v"}, {"bn"}, "bn");
+            if (relu) m.node("Relu", {"bn"}, {"r"}, "relu");
+            m.node("QuantizeLinear", {relu ? "r" : "bn", "s2", "z2"}, {"yq"}, "q2");
+            m.node("DequantizeLinear", {"yq", "s2", "z2"}, {"y"}, "dq2");
+            m.output("y");
+            Graph g = m.import();
+            auto model = qh::Model::prepare(g, {});
+            std::vector<std::string> steps;
+            for (const auto &l : model->layers()) steps.push_back(l.op);
+            EXPECT_EQ(steps, (std::vector<std::string>{"quantize", relu ? "batchnorm+relu" : "batchnorm", "dequantize"}));
+            std::vector<float> x(12);
+            for (size_t i = 0; i < x.size(); i++) x[i] = 0.37f * float(i) - 2.f;
+            std::memcpy(model->input(0).raw(), x.data(), 48);
+            model->execute();
+            const Tensor &y = model->output(0);
+            for (int c = 0; c < 3; c++) {
+                const double sc = double(gamma[c]) / std::sqrt(double(var[c]) + 1e-5);
+                const float a = float(sc), b = float(double(beta[c]) - double(mean[c]) * sc);
+                for (int p = 0; p < 4; p++) {
+                    const int i = c * 4 + p;
+                    float v = ref::dequantize(ref::quantize(x[size_t(i)], 0.05f, 128, 0, 255), 0.05f, 128) * a + b;
+                    if (relu) v = std::max(v, 0.f);
+                    const int32_t zy = relu ? 0 : 100;
+                    EXPECT_EQ(y.data<float>()[i], ref::dequantize(ref::quantize(v, 0.03f, zy, 0, 255), 0.03f, zy)) << i;
+                }
+            }
+        }
+}
+
 TEST(OnnxImport, QdqRefusals) {
     expect_error([] { qdq_model(1.5f).import(); },
                  {"qdq_conv", "node 'conv' (Conv)", "bias 'b_dq'", "not input scale * weight scale"});

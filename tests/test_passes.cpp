@@ -2,6 +2,8 @@
 // each on a small graph, without running a kernel.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstring>
 #include <string>
 
 #include "model.h"
@@ -122,6 +124,55 @@ TEST(Passes, FoldBatchnorm) {
     EXPECT_EQ(std::vector<float>(w, w + 4), (std::vector<float>{2, 4, 1.5f, 2}));
     const float *b = f.nodes[0].bias.data<float>();
     EXPECT_EQ(std::vector<float>(b, b + 2), (std::vector<float>{1, -1}));
+}
+
+// A constant zero Pad on H/W whose one reader is a Conv becomes the Conv's pads; other Pads
+// (a non-zero value, a channel pad, reflect, a second reader) stay, and run as their own step
+// with the same values as padding by hand.
+TEST(Passes, FoldPadIntoConv) {
+    auto graph = [](float value, GraphNode::PadMode mode, bool channel_pad, bool second_reader) {
+        Graph g;
+        g.name = "pad";
+        int x = g.add_value("x", {1, 4, 5, 2});
+        g.inputs = {x};
+        GraphNode p = node(OpKind::Pad, "pad", {x});
+        p.pad_begin = {0, 1, 2, 0};
+        p.pad_end = {0, 2, 0, channel_pad ? 1 : 0};
+        p.pad_mode = mode;
+        p.pad_value = value;
+        int pv = g.add_node(std::move(p));
+        GraphNode c = node(OpKind::Conv, "conv", {pv});
+        c.window.kernel_h = c.window.kernel_w = 3;
+        c.window.pad_top = c.window.pad_left = 1;
+        c.weights = Tensor(DType::f32, {3, channel_pad ? 3 : 2, 3, 3});
+        for (int64_t i = 0; i < c.weights.numel(); i++) c.weights.data<float>()[i] = 0.1f * float(i % 7) - 0.3f;
+        g.outputs = {g.add_node(std::move(c))};
+        if (second_reader) g.outputs.push_back(g.add_node(node(OpKind::Relu, "relu", {pv})));
+        return g;
+    };
+    Graph f = fold_pad(graph(0.f, GraphNode::PadMode::constant, false, false));
+    ASSERT_EQ(f.nodes.size(), 1u);
+    const WindowAttrs &w = f.nodes[0].window;
+    EXPECT_EQ((std::vector<int>{w.pad_top, w.pad_left, w.pad_bottom, w.pad_right}), (std::vector<int>{2, 3, 2, 0}));
+    EXPECT_EQ(f.nodes[0].inputs[0], f.inputs[0]);
+    EXPECT_EQ(fold_pad(graph(0.5f, GraphNode::PadMode::constant, false, false)).nodes.size(), 2u);
+    EXPECT_EQ(fold_pad(graph(0.f, GraphNode::PadMode::reflect, false, false)).nodes.size(), 2u);
+    EXPECT_EQ(fold_pad(graph(0.f, GraphNode::PadMode::constant, true, false)).nodes.size(), 2u);
+    EXPECT_EQ(fold_pad(graph(0.f, GraphNode::PadMode::constant, false, true)).nodes.size(), 3u);
+    // Folded or not, the same conv output (fp32 path).
+    Tensor x(DType::f32, {1, 4, 5, 2});
+    for (int64_t i = 0; i < x.numel(); i++) x.data<float>()[i] = std::sin(0.3f * float(i));
+    PrepareOptions po;
+    po.precision = Precision::fp32;
+    auto folded = Model::prepare(graph(0.f, GraphNode::PadMode::constant, false, false), po);
+    auto kept = Model::prepare(graph(0.f, GraphNode::PadMode::constant, false, true), po);
+    EXPECT_EQ(folded->layers().size(), 1u);  // no pad step
+    for (auto *m : {folded.get(), kept.get()}) {
+        std::memcpy(m->input(0).raw(), x.raw(), x.nbytes());
+        m->execute();
+    }
+    ASSERT_EQ(folded->output(0).shape(), kept->output(0).shape());
+    EXPECT_EQ(std::memcmp(folded->output(0).raw(), kept->output(0).raw(), kept->output(0).nbytes()), 0);
 }
 
 TEST(Passes, InferShapes) {

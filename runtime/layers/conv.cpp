@@ -38,6 +38,7 @@ double conv_ops(const GraphNode &n, const std::vector<int64_t> &y) {
 
 void lower_fp32(Program &p, const GraphNode &n) {
     if (n.dynamic != GraphNode::Dynamic::none) return lower_dynamic(p, n);
+    if (n.int32_output) node_error(p.g, n, "ConvInteger's int32 output runs on the int8 path (precision int8)");
     const int x = n.inputs[0], y = n.output;
     if (n.weights.dtype() != DType::f32)
         node_error(p.g, n, std::string("the fp32 path needs float weights, these are ") + dtype_name(n.weights.dtype()) +
@@ -53,6 +54,11 @@ void lower_fp32(Program &p, const GraphNode &n) {
 void quantize(Program &p, FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     need_quant(p, n, n.inputs[0]);
+    if (n.int32_output) {  // ConvInteger: the exact accumulator (fuse() gives it no Add or activation)
+        p.v[gr.output].dtype = DType::s32;
+        p.v[gr.output].quant = {};
+        return;
+    }
     need_quant(p, n, gr.output);
     p.v[gr.output].dtype = DType::u8;
     if (gr.add >= 0) {
@@ -69,7 +75,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     // With a fused Add the conv's own result has the Conv output's quantization (conv2d_add's
     // internal value); packed for it either way.
     const QuantParams &cq = p.v[gr.add >= 0 ? n.output : gr.output].quant;
-    const PackedWeights *w = &pack_node(p, n, xq, cq.scale_at(0), grouped(n));
+    const PackedWeights *w = &pack_node(p, n, xq, n.int32_output ? 0.f : cq.scale_at(0), grouped(n));
     // conv2d_add needs the dense kernel with symmetric weights; otherwise the conv writes its
     // own result and the Add is its own step.
     const bool fused_add = gr.add >= 0 && !w->grouped && !w->has_zero_point;
@@ -83,7 +89,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     Conv2dParams cp(n.window);
     cp.name = n.name;
     cp.group = n.group;
-    cp.act = y == gr.output ? fused_activation(p, gr, yq) : Activation{0, p.v[y].qmax};
+    cp.act = n.int32_output ? Activation{} : y == gr.output ? fused_activation(p, gr, yq) : Activation{0, p.v[y].qmax};
     if (w->grouped) {
         s.bind = [x, y, w, cp](Exec &e) { return bind_conv2d_grouped(e.T(x), *w, cp, e.T(y)); };
     } else if (!fused_add) {

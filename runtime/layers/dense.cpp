@@ -19,6 +19,7 @@ double dense_ops(const GraphNode &n, const std::vector<int64_t> &y) { return 2.0
 
 void lower_fp32(Program &p, const GraphNode &n) {
     if (n.dynamic != GraphNode::Dynamic::none) return lower_dynamic(p, n);
+    if (n.int32_output) node_error(p.g, n, "MatMulInteger's int32 output runs on the int8 path (precision int8)");
     const int x = n.inputs[0], y = n.output;
     p.fweights.push_back(f32::prepare_conv_weights(n.weights, n.bias));
     const f32::ConvWeights *w = &p.fweights.back();
@@ -30,6 +31,12 @@ void quantize(Program &p, FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const QuantParams &xq = need_quant(p, n, n.inputs[0]);
     const int y = gr.output;
+    if (n.int32_output) {  // MatMulInteger: the exact accumulator, written by the kernel itself
+        if (gr.act >= 0) node_error(p.g, n, "a Relu or Clip after MatMulInteger's int32 output is not supported");
+        p.v[y].dtype = DType::s32;
+        p.v[y].quant = {};
+        return;
+    }
     if (!p.v[y].quant.empty()) {
         p.v[y].dtype = DType::u8;
         return;
@@ -55,6 +62,12 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     s.info.op += activation_suffix(p, gr);
     s.info.ops = dense_ops(n, p.v[y].shape);
     s.writes = {y};
+    if (n.int32_output) {
+        const PackedWeights *w = &pack_node(p, n, xq, 0.f);
+        s.bind = [x, y, w, name](Exec &e) { return bind_dense(e.T(x), *w, {}, e.T(y), name); };
+        p.steps.push_back(std::move(s));
+        return;
+    }
     if (gr.aux < 0) {  // u8 output
         const PackedWeights *w = &pack_node(p, n, xq, p.v[y].quant.scale_at(0));
         const Activation act = fused_activation(p, gr, p.v[y].quant);
