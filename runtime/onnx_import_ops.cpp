@@ -649,10 +649,11 @@ void Importer::flatten(bool reshape) {
 void Importer::gemm() {
     check_arity(2, 3);
     allow_attrs({"alpha", "beta", "transA", "transB", "broadcast"});
+    // alpha scales the weights (float weights, or the scales of quantized ones), beta the float
+    // bias: Y = A (alpha B) + beta C, which differs from alpha (A B) + beta C by float rounding only.
     float alpha = attr_float("alpha", 1.f), beta = attr_float("beta", 1.f);
-    if (alpha != 1.f) nfail("alpha=" + std::to_string(alpha) + " not supported (only 1)");
-    if (has_in(2) && beta != 1.f) nfail("beta=" + std::to_string(beta) + " not supported (only 1)");
-    if (attr_int("transA", 0) != 0) nfail("transA=1 not supported (only 0)");
+    if (!std::isfinite(alpha) || !std::isfinite(beta)) nfail("alpha and beta must be finite");
+    if (attr_int("transA", 0) != 0) nfail("transA=1 not supported (only 0: A is the {N, K} activation)");
     const int64_t transB = attr_int("transB", 0);
     const Act &x = float_act(0, "input A");
     GraphNode n;
@@ -668,9 +669,22 @@ void Importer::gemm() {
             nfail("C '" + in_name(2) + "' is " + c.describe() + "; only a bias per output ([" + std::to_string(oc) +
                   "], [1," + std::to_string(oc) + "] or one value)");
         n.bias = Tensor(DType::f32, {oc});
-        for (int64_t j = 0; j < oc; j++) n.bias.data<float>()[j] = c.data<float>()[row ? j : 0];
+        for (int64_t j = 0; j < oc; j++) n.bias.data<float>()[j] = beta * c.data<float>()[row ? j : 0];
     } else {
         n.bias = bias(2, w, g_.values[x.v].quant);
+        if (n.bias.rank() > 0 && beta != 1.f)
+            nfail("beta=" + std::to_string(beta) + " with a quantized C is not supported (only 1)");
+    }
+    if (alpha != 1.f) {
+        if (w.w.dtype() == DType::f32) {
+            Tensor scaled(DType::f32, w.w.shape());
+            for (int64_t i = 0; i < w.w.numel(); i++) scaled.data<float>()[i] = alpha * w.w.data<float>()[i];
+            w.w = scaled;
+        } else {
+            if (!(alpha > 0.f)) nfail("alpha=" + std::to_string(alpha) + " with quantized weights must be positive");
+            if (n.bias.dtype() == DType::s32) nfail("alpha=" + std::to_string(alpha) + " with a quantized C is not supported");
+            for (float &sc : w.w.quant.scale) sc *= alpha;
+        }
     }
     n.weights = w.w;
     n.inputs = {x.v};

@@ -396,7 +396,7 @@ TEST(OnnxImport, DynamicQuantizationRefusals) {
         m.output("acc", TP::INT32);
         return m;
     };
-    expect_error([&] { chain(false).import(); }, {"node 'mmi' (MatMulInteger)", "must be the output of a DynamicQuantizeLinear"});
+    expect_error([&] { chain(false).import(); }, {"node 'mmi' (MatMulInteger)", "input zero point 'xz' comes from DynamicQuantizeLinear"});
     expect_error([&] { chain(true).import(); }, {"graph output 'acc' is s32 integers"});  // only through Cast
     Model scale_out("dyn_scale_out");
     scale_out.input("x", {1, 4});
@@ -407,7 +407,7 @@ TEST(OnnxImport, DynamicQuantizationRefusals) {
     cast.input("x", {1, 4});
     attr(cast.node("Cast", {"x"}, {"y"}, "cast"), "to", int64_t(TP::INT32));
     cast.output("y", TP::INT32);
-    expect_error([&] { cast.import(); }, {"node 'cast' (Cast)", "only from the int32 result of ConvInteger / MatMulInteger"});
+    expect_error([&] { cast.import(); }, {"node 'cast' (Cast)", "only from the int32 result of a dynamically quantized ConvInteger / MatMulInteger"});
 }
 
 // ONNX Runtime's default quantize_static output quantizes activations to int8 (QInt8), the graph
@@ -848,10 +848,15 @@ TEST(OnnxImport, RefusesUnsupported) {
         m.output("y");
         expect_error([&] { m.import(); }, {"node #0 (MaxPool) -> 'y'", "ceil_mode=2 not supported (0 or 1)"});
     }
-    {  // Gemm alpha
+    {  // Gemm alpha scales the weights, beta the bias; transA is refused
         Model m = float_model();
         attr_f(*m.g->mutable_node(9), "alpha", 2.f);
-        expect_error([&] { m.import(); }, {"node 'fc2' (Gemm)", "alpha=2", "only 1"});
+        attr_f(*m.g->mutable_node(9), "beta", -0.5f);
+        Graph g = m.import();
+        EXPECT_EQ(g.nodes[9].weights.data<float>()[1], 2.f * 6.f);  // {N,K} element (0, 1): B[1][0] = 6
+        EXPECT_EQ(data<float>(g.nodes[9].bias), std::vector<float>(6, -0.125f));
+        attr(*m.g->mutable_node(9), "transA", int64_t(1));
+        expect_error([&] { m.import(); }, {"node 'fc2' (Gemm)", "transA=1 not supported"});
     }
     {  // graph output a constant / no outputs
         Model m = conv_model();
@@ -1598,7 +1603,6 @@ TEST_F(OnnxTestdata, RefusedNodeModels) {
         expect_error([&] { import_testdata(t); }, {t, what});
     };
     refused("test_maxpool_2d_dilations", "dilations [2,2] not supported on pools");
-    refused("test_gemm_alpha", "alpha=");
     refused("test_gemm_transposeA", "transA=1 not supported");
     refused("test_gemm_default_matrix_bias", "only a bias per output");
     refused("test_batchnorm_example_training_mode", "training_mode=1 not supported");
