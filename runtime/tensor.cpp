@@ -2,6 +2,8 @@
 
 #include "resource_limits.h"
 
+#include <HalideRuntime.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -94,15 +96,45 @@ const char *layout_name(Layout l) { return l == Layout::nchw ? "NCHW" : "NHWC"; 
 namespace {
 
 // Per batch, the rows x cols matrix at src becomes its transpose at dst (element (r, c) of src is
-// element (c, r) of dst), in 32 x 32 tiles so that both sides stay in cache.
+// element (c, r) of dst), in 32 x 32 tiles so that both sides stay in cache. Tasks of the Halide
+// thread pool (the one the kernels use) take one batch x a block of the longer side each: an
+// image-sized input is memory-bound, and one thread moves it at a fraction of the bandwidth.
+template <typename T>
+struct TransposeJob {
+    const T *src;
+    T *dst;
+    int64_t rows, cols, block, blocks;  // blocks of `block` rows (split_rows) or columns per batch
+    bool split_rows;
+};
+
+template <typename T>
+int transpose_task(void *, int task, uint8_t *closure) {
+    const auto &j = *reinterpret_cast<const TransposeJob<T> *>(closure);
+    constexpr int64_t kTile = 32;
+    const int64_t n = task / j.blocks, b = task % j.blocks, m = j.rows * j.cols;
+    const T *src = j.src + n * m;
+    T *dst = j.dst + n * m;
+    const int64_t r_lo = j.split_rows ? b * j.block : 0, r_hi = j.split_rows ? std::min(j.rows, r_lo + j.block) : j.rows;
+    const int64_t c_lo = j.split_rows ? 0 : b * j.block, c_hi = j.split_rows ? j.cols : std::min(j.cols, c_lo + j.block);
+    for (int64_t r0 = r_lo; r0 < r_hi; r0 += kTile)
+        for (int64_t c0 = c_lo; c0 < c_hi; c0 += kTile)
+            for (int64_t r = r0; r < std::min(r_hi, r0 + kTile); r++)
+                for (int64_t c = c0; c < std::min(c_hi, c0 + kTile); c++) dst[c * j.rows + r] = src[r * j.cols + c];
+    return 0;
+}
+
 template <typename T>
 void transpose_batches(const T *src, T *dst, int64_t batches, int64_t rows, int64_t cols) {
-    constexpr int64_t kTile = 32;
-    for (int64_t n = 0; n < batches; n++, src += rows * cols, dst += rows * cols)
-        for (int64_t r0 = 0; r0 < rows; r0 += kTile)
-            for (int64_t c0 = 0; c0 < cols; c0 += kTile)
-                for (int64_t r = r0; r < std::min(rows, r0 + kTile); r++)
-                    for (int64_t c = c0; c < std::min(cols, c0 + kTile); c++) dst[c * rows + r] = src[r * cols + c];
+    constexpr int64_t kBlock = 4096;  // elements of the longer side per task
+    const bool split_rows = rows >= cols;
+    const int64_t longer = split_rows ? rows : cols, blocks = (longer + kBlock - 1) / kBlock;
+    TransposeJob<T> j{src, dst, rows, cols, kBlock, blocks, split_rows};
+    const int64_t tasks = batches * blocks;
+    if (tasks == 1 || tasks > INT32_MAX || rows * cols * batches < (int64_t(1) << 16)) {
+        for (int64_t t = 0; t < tasks; t++) transpose_task<T>(nullptr, int(t), reinterpret_cast<uint8_t *>(&j));
+        return;
+    }
+    halide_do_par_for(nullptr, transpose_task<T>, 0, int(tasks), reinterpret_cast<uint8_t *>(&j));
 }
 
 // 4-bit tensors: element i in the low (even i) or high nibble of byte i / 2.
