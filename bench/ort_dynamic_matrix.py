@@ -4,7 +4,8 @@ MatMulInteger -> Cast -> Mul -> Add), in every combination of weight type (QUInt
 per-channel and reduce_range, on:
 
   single layers  a 3x3 conv (pads, stride 2), a depthwise 3x3 conv, a 5x5 depthwise conv with
-                 channel multiplier 2, a Gemm: the dynamic chain alone, expected bit-exact
+                 channel multiplier 2, a Gemm on the flattened input: the dynamic chain alone
+                 (after a float conv stem or a Flatten, which are exact), expected bit-exact
   whole nets     bench/ort_quant_matrix.py's four CNNs (ResNet block, plain, MobileNetV2- and
                  EfficientNet-style): every Conv / Gemm dynamic, the ops between them float
 
@@ -27,6 +28,7 @@ import tempfile
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import onnxruntime as ort
 from onnxruntime.quantization import QuantType, quantize_dynamic
 
@@ -63,8 +65,14 @@ def layer_dwconv_mult(seed=3033):
 
 
 def layer_gemm(seed=3034):
-    n = oqm.Net(seed)
-    return n.model("layer_gemm", n.head("input", 3))  # GlobalAveragePool -> Flatten -> Gemm
+    n = oqm.Net(seed)  # Flatten (NCHW order, no arithmetic) -> Gemm
+    k = int(np.prod(oqm.SHAPE[1:]))
+    w = (n.rng.uniform(-1, 1, (oqm.CLASSES, k)) / np.sqrt(k)).astype(np.float32)
+    b = n.rng.uniform(-0.1, 0.1, oqm.CLASSES).astype(np.float32)
+    n.inits += [onnx.numpy_helper.from_array(w, "fc.w"), onnx.numpy_helper.from_array(b, "fc.b")]
+    x = n.op("Flatten", ["input"], "flatten", axis=1)
+    n.nodes.append(onnx.helper.make_node("Gemm", [x, "fc.w", "fc.b"], ["logits"], name="fc", transB=1))
+    return n.model("layer_gemm", "logits")
 
 
 LAYERS = {"layer_conv": layer_conv, "layer_dwconv": layer_dwconv, "layer_dwconv_mult": layer_dwconv_mult,

@@ -233,6 +233,27 @@ public:
     }
 };
 
+// A batch of matrix transposes, y(a, b, o) = x(b, a, o): a model's edge layout change (Graph::
+// io_layout). NCHW viewed as (p, c, n), p = h*W + w dense, is NHWC's (c, p, n) transposed, and
+// back. The elements are moved, not converted: f32 or 8-bit (u8 / s8 bytes).
+class Transpose : public EltwiseBase<Transpose> {
+public:
+    GeneratorParam<Type> elem_type{"elem_type", Float(32)};
+    Input<Buffer<void, 3>> input{"input"};
+    Output<Buffer<void, 3>> output{"output"};
+    void configure() {
+        input.set_type(elem_type);
+        output.set_type(elem_type);
+    }
+    void generate() {
+        Var a("a"), b("b"), o("o");
+        output(a, b, o) = input(b, a, o);
+        input.dim(0).set_stride(1);
+        output.dim(0).set_stride(1);
+        apply_schedule("transpose", output, {a, b, o});
+    }
+};
+
 }  // namespace
 
 HALIDE_REGISTER_GENERATOR(Quantize, quantize)
@@ -243,3 +264,4 @@ HALIDE_REGISTER_GENERATOR(Requantize, requantize)
 HALIDE_REGISTER_GENERATOR(Int4Pack, int4_pack)
 HALIDE_REGISTER_GENERATOR(Int4Unpack, int4_unpack)
 HALIDE_REGISTER_GENERATOR(QAdd, add)
+HALIDE_REGISTER_GENERATOR(Transpose, transpose)

@@ -156,6 +156,8 @@ std::unique_ptr<Model::Context> Model::Impl::make_context() {
     return c;
 }
 
+static size_t input_shape_rank(const Program &p, int id) { return p.v[id].shape.size(); }
+
 Model::Model() : impl_(new Impl) {}
 Model::~Model() = default;
 
@@ -211,11 +213,8 @@ std::unique_ptr<Model> Model::prepare_impl(const Graph &src, const PrepareOption
     }
     lower(I);
     if (on_device) check_device_steps(I);
+    add_layout_steps(I);  // the caller's NCHW: transpose steps, or (4-bit) the host in execute()
     plan_memory(I);
-    // The caller's layout: NCHW inputs / outputs are converted at the edge (execute()).
-    const bool nchw = src.io_layout == Layout::nchw;
-    for (int id : I.in_ids) I.in_nchw.push_back(nchw && I.v[id].shape.size() == 4);
-    for (int id : I.out_ids) I.out_nchw.push_back(nchw && I.v[id].shape.size() == 4);
     install_scratch_allocator(opt.threads);  // kernels' per-task scratch comes from a reused pool
     I.main = I.make_context();
     I.layers = I.main->s_->e.layers;
@@ -408,8 +407,12 @@ int Model::num_inputs() const { return int(impl_->in_ids.size()); }
 int Model::num_outputs() const { return int(impl_->out_ids.size()); }
 Tensor &Model::input(int i) { return impl_->main->input(i); }
 const Tensor &Model::output(int i) const { return impl_->main->output(i); }
-Layout Model::input_layout(int i) const { return impl_->in_nchw.at(i) ? Layout::nchw : Layout::nhwc; }
-Layout Model::output_layout(int i) const { return impl_->out_nchw.at(i) ? Layout::nchw : Layout::nhwc; }
+Layout Model::input_layout(int i) const {
+    return impl_->g.io_layout == Layout::nchw && input_shape_rank(*impl_, impl_->in_ids.at(i)) == 4 ? Layout::nchw : Layout::nhwc;
+}
+Layout Model::output_layout(int i) const {
+    return impl_->g.io_layout == Layout::nchw && input_shape_rank(*impl_, impl_->out_ids.at(i)) == 4 ? Layout::nchw : Layout::nhwc;
+}
 const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
 const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
 const Tensor *Model::value(int id) const {

@@ -1,20 +1,27 @@
 // ONNX importer: .onnx files -> the Graph IR (graph.h). Library target qhalide_onnx.
 //
 // Three model styles are recognized automatically (they may even mix):
-//  - float: Conv, BatchNormalization, Relu, Clip, Add, MaxPool, GlobalAveragePool, Flatten, Reshape
-//    (as a flatten), Gemm, MatMul (+ a constant bias Add), Identity, Dropout, Constant;
+//  - float: Conv, BatchNormalization, Relu, Clip, Sigmoid, HardSigmoid, HardSwish, Add, Mul,
+//    Concat, Pad, MaxPool, AveragePool, GlobalAveragePool, GlobalMaxPool, Softmax, Flatten,
+//    Reshape (as a flatten; of a constant: a constant), Gemm, MatMul (+ a constant bias Add),
+//    Identity, Dropout, Constant;
 //  - QDQ (ONNX Runtime quantize_static, QuantFormat.QDQ): QuantizeLinear -> DequantizeLinear
 //    pairs on activations become the `quant` of the value; DequantizeLinear of integer constants
 //    becomes integer weights (per tensor or per output channel) or an s32 bias;
 //  - QOperator: QuantizeLinear, QLinearConv, QLinearMatMul, QLinearAdd, QLinearGlobalAveragePool,
-//    QGemm (com.microsoft), MaxPool on u8, DequantizeLinear: plain ops whose values carry quant.
+//    QGemm, QLinearMul, QLinearSigmoid, QLinearConcat, QLinearAveragePool (com.microsoft), MaxPool
+//    and Pad on u8, DequantizeLinear: plain ops whose values carry quant;
+//  - dynamic (ONNX Runtime quantize_dynamic): DynamicQuantizeLinear -> ConvInteger / MatMulInteger
+//    -> Cast -> Mul -> Add, one Conv / Dense with GraphNode::dynamic; ConvInteger / MatMulInteger
+//    on uint8 with constant zero points give their int32 result (GraphNode::int32_output).
 // INT4 / UINT4 (opset 21) in QDQ form: 4-bit constants behind DequantizeLinear become s4 / u4
 // weights, 4-bit zero points on activation Q/DQ pairs a u4 / s4 qtype. QuantizeLinear /
 // DequantizeLinear that cannot fold into a value's quant become nodes of their own (graph.h): a
 // graph input quantized straight into a graph output, per-axis scales on activations, int8 /
 // 4-bit integers crossing the API (graph inputs read by DequantizeLinear, QuantizeLinear graph
 // outputs). Blocked quantization (block_size) is refused.
-// NCHW graph inputs become NHWC shapes (data is never transposed; weights stay OIHW); a dynamic
+// NCHW graph inputs become NHWC shapes in the IR (weights stay OIHW) and Graph::io_layout is
+// NCHW: the Model takes and gives rank-4 tensors in NCHW, converting at its edge; a dynamic
 // batch dimension becomes 1. Anything else is refused when the model is loaded, with a
 // std::runtime_error naming the file, the node (name and op_type), what it has and what is
 // supported. Nothing is approximated. Activation quant is per tensor; GraphValue::qtype says

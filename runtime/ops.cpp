@@ -681,6 +681,27 @@ BoundOp bind_dequantize(const Tensor &x, Tensor &y) {
     return bind_in_out(op, pick(kernels::dequantize_s32f32(), d), in, out, call);
 }
 
+BoundOp bind_change_layout(const Tensor &x, Tensor &y, bool to_nhwc) {
+    const std::string op = to_nhwc ? "nchw_to_nhwc" : "nhwc_to_nchw";
+    expect_tensor(x, op, "input", {DType::f32, DType::u8, DType::s8}, 4);
+    expect_tensor(y, op, "output", {x.dtype()}, 4);
+    const auto &s = x.shape();
+    const std::vector<int64_t> want =
+        to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]} : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
+    QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected shape " + shape_str(want));
+    const Device d = op_device(op, {&x, &y});
+    // NCHW is (p, c, n) with p = h*W + w dense, NHWC (c, p, n): y(a, b, n) = x(b, a, n).
+    const int n = int(s[0]), c = int(to_nhwc ? s[1] : s[3]), pix = int(to_nhwc ? s[2] * s[3] : s[1] * s[2]);
+    const std::vector<int> nchw = {pix, c, n}, nhwc = {c, pix, n};
+    auto call = [](auto fn, halide_buffer_t *in, halide_buffer_t *out) { return fn(in, out); };
+    if (x.dtype() == DType::f32)
+        return bind_in_out(op, pick(kernels::transpose_f32f32(), d), view_any(x, to_nhwc ? nchw : nhwc),
+                           view_any(y, to_nhwc ? nhwc : nchw), call);
+    const halide_type_t u8 = halide_type_of<uint8_t>();
+    return bind_in_out(op, pick(kernels::transpose_u8u8(), d), view_as(x, u8, to_nhwc ? nchw : nhwc),
+                       view_as(y, u8, to_nhwc ? nhwc : nchw), call);
+}
+
 BoundOp bind_requantize(const Tensor &x, Tensor &y, const Activation &act) {
     const std::string op = "requantize";
     expect_tensor(x, op, "input", {DType::s32}, -1);

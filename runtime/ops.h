@@ -132,6 +132,9 @@ BoundOp bind_mul(const Tensor &a, const Tensor &b, const Activation &act, Tensor
 BoundOp bind_quantize(const Tensor &x, Tensor &y, int qmax = -1);
 void quantize(const Tensor &x, Tensor &y);
 BoundOp bind_dequantize(const Tensor &x, Tensor &y);  // u8/s8/s32 with x.quant -> f32
+// A model's edge layout change (Graph::io_layout): x {N,C,H,W} -> y {N,H,W,C} (to_nhwc), or y
+// {N,C,H,W} from x {N,H,W,C}; f32 or 8-bit (u8 / s8, moved as bytes). The transpose kernels.
+BoundOp bind_change_layout(const Tensor &x, Tensor &y, bool to_nhwc);
 void dequantize(const Tensor &x, Tensor &y);
 // s32 with x.quant (scales of the accumulator, zero points 0) -> u8/s8/u4/s4 with y.quant:
 // y = clamp(round(x * sx/sy) + zy, act).

@@ -8,6 +8,7 @@
 //   int8: p.groups = fuse(p.g);                      // which nodes become one step
 //         assign_quantization(p);                    // u8 everywhere, input/output (de)quantize
 //   lower(p);                                        // steps, per op definition (op_def.h)
+//   add_layout_steps(p);                             // NCHW inputs / outputs: transpose steps
 //   plan_memory(p);                                  // arena offsets
 //
 // then the contexts are allocated and bound (model.cpp).
@@ -51,6 +52,12 @@ bool packs_4bit(const GraphNode &n);
 // Steps: fp32: op_def(n.op).lower_fp32 per node; int8: the input quantize steps, lower_int8 per
 // group, the output dequantize steps.
 void lower(Program &p);
+
+// A graph that declares NCHW (Graph::io_layout): each rank-4 f32 / 8-bit input becomes an external
+// NCHW tensor and a first step (the transpose kernel) writes the NHWC value from it; each such
+// output an external NCHW tensor written by a last step. What the kernels do not cover (4-bit)
+// stays NHWC here and is converted by the context on the host (Program::in_nchw / out_nchw).
+void add_layout_steps(Program &p);
 
 // Every non-external root value gets an arena slot alive from the step that first writes it to
 // the step that last reads it; sets offsets and arena_size (see the definition).

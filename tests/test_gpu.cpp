@@ -792,7 +792,7 @@ TEST(GpuNewOps, AvgPoolLutConcatBitExactWithCpu) {
 TEST(GpuKernels, ListIsComplete) {
     auto names = qh::gpu_kernels::all_names();
     const size_t mma = qh::cuda_mma_built() ? 4 : 0;  // the conv2d_extern families
-    EXPECT_EQ(names.size(), 49u + mma);  // 28 int8 + 14 int4 + conv2d_grouped x4 (u8, s32 out), avgpool, lut, mul families
+    EXPECT_EQ(names.size(), 51u + mma);  // 28 int8 + 14 int4 + conv2d_grouped x4 (u8, s32 out), avgpool, lut, mul, transpose x2 families
     size_t extern_kernels = 0;
     for (auto &k : names) {
         const bool dp4a = k.find("__cuda_dp4a") != std::string::npos;

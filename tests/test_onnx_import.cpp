@@ -246,8 +246,10 @@ TEST(OnnxImport, QdqClipFusedOrTableIsExact) {
         EXPECT_GT(clipped_hi, 0);
         std::vector<std::string> steps;
         for (const auto &l : model->layers()) steps.push_back(l.op);
-        EXPECT_EQ(steps, same_quant ? (std::vector<std::string>{"quantize", "conv2d+clip", "dequantize"})
-                                    : (std::vector<std::string>{"quantize", "conv2d", "clip", "dequantize"}));
+        EXPECT_EQ(steps, same_quant ? (std::vector<std::string>{"nchw_to_nhwc", "quantize", "conv2d+clip", "dequantize",
+                                                                 "nhwc_to_nchw"})
+                                    : (std::vector<std::string>{"nchw_to_nhwc", "quantize", "conv2d", "clip", "dequantize",
+                                                                 "nhwc_to_nchw"}));
     }
 }
 
@@ -278,7 +280,7 @@ TEST(OnnxImport, FloatRelu6IsFusedAfterCalibration) {
     f->execute();
     calibrate(g, {x}, {});
     auto q = qh::Model::prepare(g, {});
-    EXPECT_EQ(q->layers()[1].op, "conv2d+clip");
+    EXPECT_EQ(q->layers()[2].op, "conv2d+clip");  // after nchw_to_nhwc and quantize
     std::memcpy(q->input(0).raw(), x.raw(), x.nbytes());
     q->execute();
     for (int k = 0; k < 4; k++) {
@@ -349,8 +351,13 @@ TEST(OnnxImport, DynamicQuantizationChainIsOneExactNode) {
         auto model = qh::Model::prepare(g, po);
         std::vector<std::string> steps;
         for (const auto &l : model->layers()) steps.push_back(l.op);
-        EXPECT_EQ(steps, (std::vector<std::string>{"dynamic_quantize", conv ? "conv2d (dynamic int8)" : "dense (dynamic int8)",
-                                                   "dequantize (dynamic)"}));
+        std::vector<std::string> want_steps = {"dynamic_quantize", conv ? "conv2d (dynamic int8)" : "dense (dynamic int8)",
+                                               "dequantize (dynamic)"};
+        if (conv) {  // the NCHW input and output
+            want_steps.insert(want_steps.begin(), "nchw_to_nhwc");
+            want_steps.push_back("nhwc_to_nchw");
+        }
+        EXPECT_EQ(steps, want_steps);
         Tensor &in = model->input(0);
         std::vector<float> x(size_t(in.numel()));
         for (size_t i = 0; i < x.size(); i++) x[i] = std::sin(0.37f * float(i)) * 2.f + 0.6f;
@@ -482,7 +489,7 @@ TEST(OnnxImport, QdqModelRunsEndToEnd) {
     EXPECT_GT(saturated, 0) << "the data should reach y's saturation, where fusing would be wrong";
     std::vector<std::string> steps;
     for (const auto &l : m->layers()) steps.push_back(l.op);
-    EXPECT_EQ(steps, (std::vector<std::string>{"quantize", "conv2d", "relu", "dequantize"}));
+    EXPECT_EQ(steps, (std::vector<std::string>{"nchw_to_nhwc", "quantize", "conv2d", "relu", "dequantize", "nhwc_to_nchw"}));
 }
 
 // Flatten of a spatial map (and Reshape to {N,-1}) in ONNX's NCHW element order, on the fp32
@@ -627,7 +634,8 @@ TEST(OnnxImport, UnfoldedBatchNormInt8IsExact) {
             auto model = qh::Model::prepare(g, {});
             std::vector<std::string> steps;
             for (const auto &l : model->layers()) steps.push_back(l.op);
-            EXPECT_EQ(steps, (std::vector<std::string>{"quantize", relu ? "batchnorm+relu" : "batchnorm", "dequantize"}));
+            EXPECT_EQ(steps, (std::vector<std::string>{"nchw_to_nhwc", "quantize", relu ? "batchnorm+relu" : "batchnorm",
+                                                       "dequantize", "nhwc_to_nchw"}));
             std::vector<float> x(12);
             for (size_t i = 0; i < x.size(); i++) x[i] = 0.37f * float(i) - 2.f;
             std::memcpy(model->input(0).raw(), x.data(), 48);

@@ -56,6 +56,7 @@ void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
 }
 
 QH_REGISTER_SCHEDULE(EltwiseStages, "quantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "dequantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "cuda_dp4a", eltwise, kEltwiseKnobs);

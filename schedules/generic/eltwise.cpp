@@ -78,6 +78,7 @@ void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
 }
 
 QH_REGISTER_SCHEDULE(EltwiseStages, "quantize", "generic", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "dequantize", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "generic", eltwise, kEltwiseKnobs);
