@@ -655,6 +655,44 @@ TEST(OnnxImport, UnfoldedBatchNormInt8IsExact) {
         }
 }
 
+// A quantized Add with numpy broadcasting ({1,3,4,4} + {1,3,1,1}, either order): the broadcast
+// operand is expanded, then QLinearAdd's arithmetic, against DQ -> Add -> Q by hand.
+TEST(OnnxImport, QuantizedBroadcastAddIsExact) {
+    for (bool small_first : {false, true}) {
+        Model m("badd", 13);
+        m.input("x", {1, 3, 4, 4});
+        m.input("s", {1, 3, 1, 1});
+        m.f32("sx", {}, {0.05f});
+        m.ints("zx", TP::UINT8, {}, {120});
+        m.f32("ss", {}, {0.02f});
+        m.ints("zs", TP::UINT8, {}, {30});
+        m.f32("sy", {}, {0.07f});
+        m.ints("zy", TP::UINT8, {}, {90});
+        m.node("QuantizeLinear", {"x", "sx", "zx"}, {"xq"}, "qx");
+        m.node("DequantizeLinear", {"xq", "sx", "zx"}, {"xd"}, "dqx");
+        m.node("QuantizeLinear", {"s", "ss", "zs"}, {"sq"}, "qs");
+        m.node("DequantizeLinear", {"sq", "ss", "zs"}, {"sd"}, "dqs");
+        m.node("Add", {small_first ? "sd" : "xd", small_first ? "xd" : "sd"}, {"y"}, "add");
+        m.node("QuantizeLinear", {"y", "sy", "zy"}, {"yq"}, "qy");
+        m.node("DequantizeLinear", {"yq", "sy", "zy"}, {"out"}, "dqy");
+        m.output("out");
+        Graph g = m.import();
+        auto model = qh::Model::prepare(g, {});
+        std::vector<float> x(48), sc = {-1.f, 0.5f, 2.f};
+        for (size_t i = 0; i < x.size(); i++) x[i] = 0.3f * float(i % 17) - 2.5f;
+        std::memcpy(model->input(0).raw(), x.data(), 48 * 4);
+        std::memcpy(model->input(1).raw(), sc.data(), 12);
+        model->execute();
+        for (int c = 0; c < 3; c++)
+            for (int p = 0; p < 16; p++) {
+                const int i = c * 16 + p;
+                const int32_t xq = ref::quantize(x[size_t(i)], 0.05f, 120, 0, 255), sq = ref::quantize(sc[size_t(c)], 0.02f, 30, 0, 255);
+                const int32_t yq = ref::quantized_add(xq, 120, 0.05f / 0.07f, sq, 30, 0.02f / 0.07f, 90, 0, 255);
+                EXPECT_EQ(model->output(0).data<float>()[i], ref::dequantize(yq, 0.07f, 90)) << i;
+            }
+    }
+}
+
 TEST(OnnxImport, QdqRefusals) {
     expect_error([] { qdq_model(1.5f).import(); },
                  {"qdq_conv", "node 'conv' (Conv)", "bias 'b_dq'", "not input scale * weight scale"});

@@ -55,8 +55,25 @@ void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
     s.sum.compute_at(s.output, ci);
 }
 
+// transpose, y(a, b, o) = x(b, a, o). Short output rows (NCHW -> NHWC of an image, a = 3
+// channels): a thread per b with its a elements in a loop, so a warp reads each input plane
+// coalesced and writes one contiguous span; otherwise the flat mapping (dense writes).
+void transpose(EltwiseStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    const int th = ctx.knobs.get(kEltwiseKnobs[0]);
+    Var a = s.vars[0], b = s.vars[1], o = s.vars[2], bo("bo"), bi("bi");
+    Expr a_extent = s.output.output_buffer().dim(0).extent();
+    s.output.specialize(a_extent <= 16)
+        .reorder(a, b, o)
+        .split(b, bo, bi, th, TailStrategy::GuardWithIf)
+        .reorder(a, bi, bo, o)
+        .gpu_blocks(bo, o)
+        .gpu_threads(bi);
+    eltwise(s, ctx);
+}
+
 QH_REGISTER_SCHEDULE(EltwiseStages, "quantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
-QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "cuda_dp4a", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "cuda_dp4a", transpose, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "dequantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "cuda_dp4a", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "cuda_dp4a", eltwise, kEltwiseKnobs);
@@ -69,3 +86,4 @@ QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "cuda_dp4a", window_pool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "cuda_dp4a", global_avgpool, {});
 
 }  // namespace
+

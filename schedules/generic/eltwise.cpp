@@ -77,8 +77,30 @@ void global_avgpool(PoolStages &s, const ScheduleContext &ctx) {
     s.sum.update().reorder(s.c, s.r.x, s.r.y).vectorize(s.c);
 }
 
+// transpose, y(a, b, o) = x(b, a, o) (a model's NCHW edge). Short output rows (an image's NCHW
+// -> NHWC: a = 3 channels) run b innermost and vectorized, so every input plane is read densely,
+// in tasks of 4096 b of one o (the generic 3-D form would make one task per image); long rows
+// (NHWC -> NCHW) are the generic chunks of the dense output dimension.
+void transpose(EltwiseStages &s, const ScheduleContext &ctx) {
+    if (ctx.auto_schedule) return;
+    const int v = ctx.knobs.get(kEltwiseKnobs[0]);
+    Var a = s.vars[0], b = s.vars[1], o = s.vars[2], bo("bo"), bi("bi"), io("io"), ii("ii"), f("f"), t("t");
+    Expr a_extent = s.output.output_buffer().dim(0).extent();
+    s.output.specialize(a_extent < v)
+        .split(b, bo, bi, 4096, TailStrategy::GuardWithIf)
+        .reorder(bi, a, bo, o)
+        .vectorize(bi, v, TailStrategy::GuardWithIf)
+        .fuse(bo, o, t)
+        .parallel(t);
+    s.output.split(a, io, ii, v * 1024, TailStrategy::GuardWithIf)
+        .vectorize(ii, v, TailStrategy::GuardWithIf)
+        .fuse(io, b, f)
+        .fuse(f, o, t)
+        .parallel(t);
+}
+
 QH_REGISTER_SCHEDULE(EltwiseStages, "quantize", "generic", eltwise, kEltwiseKnobs);
-QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "generic", eltwise, kEltwiseKnobs);
+QH_REGISTER_SCHEDULE(EltwiseStages, "transpose", "generic", transpose, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "dequantize", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "requantize", "generic", eltwise, kEltwiseKnobs);
 QH_REGISTER_SCHEDULE(EltwiseStages, "int4_pack", "generic", eltwise, kEltwiseKnobs);
@@ -91,3 +113,4 @@ QH_REGISTER_SCHEDULE(PoolStages, "avgpool", "generic", window_pool, {});
 QH_REGISTER_SCHEDULE(PoolStages, "global_avgpool", "generic", global_avgpool, {});
 
 }  // namespace
+
