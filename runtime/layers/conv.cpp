@@ -76,9 +76,10 @@ void lower_int8(Program &p, const FusedGroup &gr) {
     // internal value); packed for it either way.
     const QuantParams &cq = p.v[gr.add >= 0 ? n.output : gr.output].quant;
     const PackedWeights *w = &pack_node(p, n, xq, n.int32_output ? 0.f : cq.scale_at(0), grouped(n));
-    // conv2d_add needs the dense kernel with symmetric weights; otherwise the conv writes its
-    // own result and the Add is its own step.
-    const bool fused_add = gr.add >= 0 && !w->grouped && !w->has_zero_point;
+    // conv2d_add needs the dense kernel with symmetric weights and operands of one shape;
+    // otherwise the conv writes its own result and the Add is its own step (which broadcasts).
+    const bool fused_add = gr.add >= 0 && !w->grouped && !w->has_zero_point &&
+                           p.v[res].shape == p.v[gr.output].shape && p.v[n.output].shape == p.v[gr.output].shape;
     const int y = gr.add >= 0 && !fused_add ? n.output : gr.output;
     const QuantParams &yq = p.v[y].quant;
     Step s = node_step(n, fused_add ? "conv2d_add" : w->grouped ? "conv2d_grouped" : "conv2d");
