@@ -447,6 +447,44 @@ void lower(Program &p) {
     for (const auto &d : p.dequantize_out) convert("dequantize", d.first, d.second, d.first, bind_dequantize);
 }
 
+void add_layout_steps(Program &p) {
+    p.in_nchw.assign(p.in_ids.size(), false);
+    p.out_nchw.assign(p.out_ids.size(), false);
+    if (p.g.io_layout != Layout::nchw) return;
+    // For external value ids[k] (rank 4): an external NCHW tensor and the step converting between
+    // the two, or (no kernel: 4-bit) the host flag.
+    auto edge = [&p](std::vector<int> &ids, std::vector<bool> &host, bool input, std::vector<Step> &steps) {
+        for (size_t k = 0; k < ids.size(); k++) {
+            const int id = ids[k];
+            const ValueInfo &v = p.v[id];
+            if (v.shape.size() != 4) continue;
+            if (v.dtype != DType::f32 && v.dtype != DType::u8 && v.dtype != DType::s8) {
+                host[k] = true;
+                continue;
+            }
+            const int ext = p.add_internal(v.name + ":nchw", {v.shape[0], v.shape[3], v.shape[1], v.shape[2]}, v.dtype,
+                                           v.quant);
+            p.v[ext].external = true;
+            p.v[id].external = false;
+            Step s;
+            s.info.name = s.info.layer = p.v[id].name;
+            s.info.op = input ? "nchw_to_nhwc" : "nhwc_to_nchw";
+            s.reads = {input ? ext : id};
+            s.writes = {input ? id : ext};
+            s.bind = [ext, id, input](Exec &e) {
+                return input ? bind_change_layout(e.T(ext), e.T(id), true) : bind_change_layout(e.T(id), e.T(ext), false);
+            };
+            steps.push_back(std::move(s));
+            ids[k] = ext;
+        }
+    };
+    std::vector<Step> first, last;
+    edge(p.in_ids, p.in_nchw, true, first);
+    edge(p.out_ids, p.out_nchw, false, last);
+    p.steps.insert(p.steps.begin(), std::make_move_iterator(first.begin()), std::make_move_iterator(first.end()));
+    p.steps.insert(p.steps.end(), std::make_move_iterator(last.begin()), std::make_move_iterator(last.end()));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Memory planning: every non-external root value gets an arena slot alive from the step that
 // first writes it to the step that last reads it; slots are placed largest first at the lowest
@@ -455,54 +493,6 @@ void lower(Program &p) {
 // a chain of n layers plans in O(n log n), not O(n^2). keep_all_values: every slot is alive
 // throughout, so slots are simply laid out one after another. Offsets only: each context
 // allocates its own arena of arena_size bytes.
-void add_layout_steps(Program &p) {
-    p.in_nchw.assign(p.in_ids.size(), false);
-    p.out_nchw.assign(p.out_ids.size(), false);
-    if (p.g.io_layout != Layout::nchw) return;
-    auto nchw_shape = [](const std::vector<int64_t> &s) { return std::vector<int64_t>{s[0], s[3], s[1], s[2]}; };
-    auto by_kernel = [&](int id) { return p.v[id].dtype == DType::f32 || p.v[id].dtype == DType::u8 || p.v[id].dtype == DType::s8; };
-    std::vector<Step> first;
-    for (size_t k = 0; k < p.in_ids.size(); k++) {
-        const int id = p.in_ids[k];
-        if (p.v[id].shape.size() != 4) continue;
-        if (!by_kernel(id)) {
-            p.in_nchw[k] = true;
-            continue;
-        }
-        const int ext = p.add_internal(p.v[id].name + ":nchw", nchw_shape(p.v[id].shape), p.v[id].dtype, p.v[id].quant);
-        p.v[ext].external = true;
-        p.v[id].external = false;
-        Step s;
-        s.info.name = s.info.layer = p.v[id].name;
-        s.info.op = "nchw_to_nhwc";
-        s.reads = {ext};
-        s.writes = {id};
-        s.bind = [ext, id](Exec &e) { return bind_change_layout(e.T(ext), e.T(id), true); };
-        first.push_back(std::move(s));
-        p.in_ids[k] = ext;
-    }
-    p.steps.insert(p.steps.begin(), std::make_move_iterator(first.begin()), std::make_move_iterator(first.end()));
-    for (size_t k = 0; k < p.out_ids.size(); k++) {
-        const int id = p.out_ids[k];
-        if (p.v[id].shape.size() != 4) continue;
-        if (!by_kernel(id)) {
-            p.out_nchw[k] = true;
-            continue;
-        }
-        const int ext = p.add_internal(p.v[id].name + ":nchw", nchw_shape(p.v[id].shape), p.v[id].dtype, p.v[id].quant);
-        p.v[ext].external = true;
-        p.v[id].external = false;
-        Step s;
-        s.info.name = s.info.layer = p.v[id].name;
-        s.info.op = "nhwc_to_nchw";
-        s.reads = {id};
-        s.writes = {ext};
-        s.bind = [ext, id](Exec &e) { return bind_change_layout(e.T(id), e.T(ext), false); };
-        p.steps.push_back(std::move(s));
-        p.out_ids[k] = ext;
-    }
-}
-
 void plan_memory(Program &p) {
     auto &v = p.v;
     for (auto &vi : v) vi.first = vi.last = -1;
