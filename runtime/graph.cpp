@@ -46,7 +46,7 @@ int Graph::add_node(GraphNode node, const std::string &out_name) {
 
 std::vector<int64_t> Graph::io_shape(int value) const {
     const auto &s = values.at(value).shape;
-    if (io_layout == Layout::nchw && s.size() == 4) return {s[0], s[3], s[1], s[2]};
+    if (io_layout == Layout::nchw && s.size() == 4) return nchw_shape(s);
     return s;
 }
 

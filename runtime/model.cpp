@@ -142,10 +142,7 @@ std::unique_ptr<Model::Context> Model::Impl::make_context() {
     c->s_->m = this;
     allocate(c->s_->e);
     Exec &e = c->s_->e;
-    auto nchw_of = [this](int id) {
-        const auto &s = v[id].shape;
-        return Tensor(v[id].dtype, {s[0], s[3], s[1], s[2]}, v[id].quant);
-    };
+    auto nchw_of = [this](int id) { return Tensor(v[id].dtype, nchw_shape(v[id].shape), v[id].quant); };
     e.user_in.assign(in_ids.size(), Tensor());
     e.user_out.assign(out_ids.size(), Tensor());
     for (size_t k = 0; k < in_ids.size(); k++)
@@ -155,8 +152,6 @@ std::unique_ptr<Model::Context> Model::Impl::make_context() {
     bind(c->s_->e);
     return c;
 }
-
-static size_t input_shape_rank(const Program &p, int id) { return p.v[id].shape.size(); }
 
 Model::Model() : impl_(new Impl) {}
 Model::~Model() = default;
@@ -407,12 +402,12 @@ int Model::num_inputs() const { return int(impl_->in_ids.size()); }
 int Model::num_outputs() const { return int(impl_->out_ids.size()); }
 Tensor &Model::input(int i) { return impl_->main->input(i); }
 const Tensor &Model::output(int i) const { return impl_->main->output(i); }
-Layout Model::input_layout(int i) const {
-    return impl_->g.io_layout == Layout::nchw && input_shape_rank(*impl_, impl_->in_ids.at(i)) == 4 ? Layout::nchw : Layout::nhwc;
+// The caller's layout of external value `id`: the graph's for a rank-4 one, else its own order.
+static Layout edge_layout(const Program &p, int id) {
+    return p.g.io_layout == Layout::nchw && p.v[id].shape.size() == 4 ? Layout::nchw : Layout::nhwc;
 }
-Layout Model::output_layout(int i) const {
-    return impl_->g.io_layout == Layout::nchw && input_shape_rank(*impl_, impl_->out_ids.at(i)) == 4 ? Layout::nchw : Layout::nhwc;
-}
+Layout Model::input_layout(int i) const { return edge_layout(*impl_, impl_->in_ids.at(i)); }
+Layout Model::output_layout(int i) const { return edge_layout(*impl_, impl_->out_ids.at(i)); }
 const std::string &Model::input_name(int i) const { return impl_->g.values.at(impl_->g.inputs.at(i)).name; }
 const std::string &Model::output_name(int i) const { return impl_->g.values.at(impl_->g.outputs.at(i)).name; }
 const Tensor *Model::value(int id) const {

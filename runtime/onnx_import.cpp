@@ -105,7 +105,7 @@ void Importer::add_graph_input(int index) {
     }
     // Rank 4 is NCHW, stored NHWC; other ranks keep ONNX's order (elementwise ops, Q/DQ,
     // Concat and Mul take them; ops with a layout check theirs).
-    if (s.size() == 4) s = {s[0], s[2], s[3], s[1]};  // NCHW -> NHWC
+    if (s.size() == 4) s = nhwc_shape(s);  // NCHW -> NHWC
     else if (s.empty() || s.size() > 6)
         fail(where + " has rank " + std::to_string(s.size()) + " (supported: 1 to 6; 4 is NCHW)");
     int v = g_.add_value(name, s, dt);

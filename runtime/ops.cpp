@@ -686,8 +686,7 @@ BoundOp bind_change_layout(const Tensor &x, Tensor &y, bool to_nhwc) {
     expect_tensor(x, op, "input", {DType::f32, DType::u8, DType::s8}, 4);
     expect_tensor(y, op, "output", {x.dtype()}, 4);
     const auto &s = x.shape();
-    const std::vector<int64_t> want =
-        to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]} : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
+    const std::vector<int64_t> want = to_nhwc ? nhwc_shape(s) : nchw_shape(s);
     QH_EXPECT(y.shape() == want, op, "output is " + y.describe() + ", expected shape " + shape_str(want));
     const Device d = op_device(op, {&x, &y});
     // NCHW is (p, c, n) with p = h*W + w dense, NHWC (c, p, n): y(a, b, n) = x(b, a, n).

@@ -68,6 +68,14 @@ int Program::add_internal(std::string name, std::vector<int64_t> shape, DType dt
 }
 
 // ---------------------------------------------------------------------------------------------
+// Removes the nodes flagged in `drop` (folded into others), keeping the order of the rest.
+static void drop_nodes(Graph &g, const std::vector<bool> &drop) {
+    std::vector<GraphNode> kept;
+    for (size_t i = 0; i < g.nodes.size(); i++)
+        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
+    g.nodes = std::move(kept);
+}
+
 Graph fold_pad(const Graph &src) {
     Graph g = src;
     const auto cons = g.consumers();
@@ -99,10 +107,7 @@ Graph fold_pad(const Graph &src) {
         c.inputs[0] = p.inputs[0];
         drop[i] = true;
     }
-    std::vector<GraphNode> kept;
-    for (size_t i = 0; i < g.nodes.size(); i++)
-        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
-    g.nodes = std::move(kept);
+    drop_nodes(g, drop);
     return g;
 }
 
@@ -142,10 +147,7 @@ Graph fold_batchnorm(const Graph &src) {
         conv.output = bn.output;
         drop[i] = true;
     }
-    std::vector<GraphNode> kept;
-    for (size_t i = 0; i < g.nodes.size(); i++)
-        if (!drop[i]) kept.push_back(std::move(g.nodes[i]));
-    g.nodes = std::move(kept);
+    drop_nodes(g, drop);
     return g;
 }
 
@@ -462,8 +464,7 @@ void add_layout_steps(Program &p) {
                 host[k] = true;
                 continue;
             }
-            const int ext = p.add_internal(v.name + ":nchw", {v.shape[0], v.shape[3], v.shape[1], v.shape[2]}, v.dtype,
-                                           v.quant);
+            const int ext = p.add_internal(v.name + ":nchw", nchw_shape(v.shape), v.dtype, v.quant);
             p.v[ext].external = true;
             p.v[id].external = false;
             Step s;

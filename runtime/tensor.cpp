@@ -92,6 +92,8 @@ std::string Tensor::describe() const {
 }
 
 const char *layout_name(Layout l) { return l == Layout::nchw ? "NCHW" : "NHWC"; }
+std::vector<int64_t> nchw_shape(const std::vector<int64_t> &s) { return {s.at(0), s.at(3), s.at(1), s.at(2)}; }
+std::vector<int64_t> nhwc_shape(const std::vector<int64_t> &s) { return {s.at(0), s.at(2), s.at(3), s.at(1)}; }
 
 namespace {
 
@@ -151,9 +153,7 @@ void transpose_nibbles(const uint8_t *src, uint8_t *dst, int64_t batches, int64_
 
 void change_layout(const Tensor &src, Tensor &dst, bool to_nhwc) {
     const auto &s = src.shape();
-    const std::vector<int64_t> want =
-        s.size() != 4 ? std::vector<int64_t>{} : to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]}
-                                                         : std::vector<int64_t>{s[0], s[3], s[1], s[2]};
+    const std::vector<int64_t> want = s.size() != 4 ? std::vector<int64_t>{} : to_nhwc ? nhwc_shape(s) : nchw_shape(s);
     const char *what = to_nhwc ? "NCHW -> NHWC" : "NHWC -> NCHW";
     if (src.rank() != 4 || dst.dtype() != src.dtype() || dst.shape() != want || src.device() != Device::cpu ||
         dst.device() != Device::cpu)
@@ -173,9 +173,7 @@ Tensor changed_layout(const Tensor &src, bool to_nhwc) {
     if (src.rank() != 4)
         throw std::invalid_argument(std::string(to_nhwc ? "NCHW -> NHWC" : "NHWC -> NCHW") + ": " + src.describe() +
                                     " is not rank 4");
-    const auto &s = src.shape();
-    Tensor r(src.dtype(), to_nhwc ? std::vector<int64_t>{s[0], s[2], s[3], s[1]} : std::vector<int64_t>{s[0], s[3], s[1], s[2]},
-             src.quant);
+    Tensor r(src.dtype(), to_nhwc ? nhwc_shape(src.shape()) : nchw_shape(src.shape()), src.quant);
     if (r.quant.axis > 0) r.quant.axis = to_nhwc ? (r.quant.axis == 1 ? 3 : r.quant.axis - 1)   // C moves last
                                                  : (r.quant.axis == 3 ? 1 : r.quant.axis + 1);  // C moves to 1
     change_layout(src, r, to_nhwc);

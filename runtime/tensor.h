@@ -81,6 +81,9 @@ private:
 // there. Other ranks have one layout (the model's own order).
 enum class Layout { nhwc, nchw };
 const char *layout_name(Layout l);  // "NHWC" / "NCHW"
+// The rank-4 shape in the other layout: {N,H,W,C} -> {N,C,H,W} and back.
+std::vector<int64_t> nchw_shape(const std::vector<int64_t> &nhwc);
+std::vector<int64_t> nhwc_shape(const std::vector<int64_t> &nchw);
 // Rank-4 layout changes between host tensors of any dtype (4-bit included): `dst` must have the
 // same dtype and the permuted shape ({N,C,H,W} <-> {N,H,W,C}); throws std::invalid_argument if not.
 void nchw_to_nhwc(const Tensor &src, Tensor &dst);

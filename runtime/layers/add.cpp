@@ -22,14 +22,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
         add_fp32_step(p, n, "add", [a, b, y](Exec &e) { f32::add_broadcast(e.T(a), e.T(b), e.T(y)); });
 }
 
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    need_quant(p, n, n.inputs[0]);
-    need_quant(p, n, n.inputs[1]);
-    need_quant(p, n, gr.output);
-    p.v[gr.output].dtype = DType::u8;
-}
-
 // dst (the full shape) = src broadcast by numpy rules (ranks right-aligned, size-1 dims repeated),
 // bytes of 8-bit elements: an odometer over dst with src's strides 0 along broadcast dims.
 void broadcast_bytes(const Tensor &src, Tensor &dst) {
@@ -82,6 +74,6 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef add = {OpKind::Add, "Add", 2, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef add = {OpKind::Add, "Add", 2, check, shape, lower_fp32, quantized_inputs_and_output, lower_int8};
 
 }  // namespace qh::layers

@@ -24,13 +24,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     });
 }
 
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    need_quant(p, n, n.inputs[0]);
-    need_quant(p, n, n.output);
-    p.v[n.output].dtype = DType::u8;
-}
-
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const int x = n.inputs[0], y = n.output, qmax = p.v[y].qmax;
@@ -45,6 +38,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef avgpool = {OpKind::AvgPool, "AveragePool", 1, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef avgpool = {OpKind::AvgPool, "AveragePool", 1, check, shape, lower_fp32, quantized_inputs_and_output,
+                       lower_int8};
 
 }  // namespace qh::layers

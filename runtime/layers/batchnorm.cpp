@@ -30,13 +30,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
 // quantizer leaves an unfolded one): one exact 256-entry table per channel,
 // table[c][q] = QuantizeLinear(DequantizeLinear(q, xq) * scale[c] + shift[c], yq), applied by a
 // host step (the CPU only: it has no GPU kernel).
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    need_quant(p, n, n.inputs[0]);
-    need_quant(p, n, gr.output);
-    p.v[gr.output].dtype = DType::u8;
-}
-
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const int x = n.inputs[0], y = gr.output;
@@ -70,6 +63,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef batchnorm = {OpKind::BatchNorm, "BatchNorm", 1, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef batchnorm = {OpKind::BatchNorm, "BatchNorm", 1, check, shape, lower_fp32, quantized_inputs_and_output,
+                         lower_int8};
 
 }  // namespace qh::layers

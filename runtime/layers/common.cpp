@@ -221,6 +221,13 @@ void add_table_step(Program &p, const GraphNode &n, const char *op, const std::a
     p.steps.push_back(std::move(s));
 }
 
+void quantized_inputs_and_output(Program &p, FusedGroup &gr) {
+    const GraphNode &n = p.g.nodes[gr.node];
+    for (int x : n.inputs) need_quant(p, n, x);
+    need_quant(p, n, gr.output);
+    p.v[gr.output].dtype = DType::u8;
+}
+
 void keep_input_quant(Program &p, FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const QuantParams &xq = need_quant(p, n, n.inputs[0]);

@@ -47,13 +47,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     });
 }
 
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    for (int x : n.inputs) need_quant(p, n, x);
-    need_quant(p, n, n.output);
-    p.v[n.output].dtype = DType::u8;
-}
-
 float identity(float v, const GraphNode &) { return v; }
 
 void lower_int8(Program &p, const FusedGroup &gr) {
@@ -83,6 +76,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef concat = {OpKind::Concat, "Concat", -1, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef concat = {OpKind::Concat, "Concat", -1, check, shape, lower_fp32, quantized_inputs_and_output,
+                      lower_int8};
 
 }  // namespace qh::layers

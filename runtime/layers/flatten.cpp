@@ -25,7 +25,7 @@ void add_transpose_step(Program &p, const GraphNode &n, const char *kernel) {
     Step s = node_step(n, "flatten (NCHW order)", kernel);
     s.run = [x, y](Exec &e) {
         const Tensor &xt = e.T(x);
-        Tensor yt = Tensor::wrap(xt.dtype(), {xt.dim(0), xt.dim(3), xt.dim(1), xt.dim(2)}, e.T(y).raw());
+        Tensor yt = Tensor::wrap(xt.dtype(), nchw_shape(xt.shape()), e.T(y).raw());
         nhwc_to_nchw(xt, yt);
     };
     p.steps.push_back(std::move(s));

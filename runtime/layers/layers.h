@@ -66,6 +66,10 @@ std::array<uint8_t, 256> u8_table(const QuantParams &xq, const QuantParams &yq, 
 // Quantization assignment of a u8 elementwise op (Relu, Clip): the output keeps the input's
 // quantization unless it has its own.
 void keep_input_quant(Program &p, FusedGroup &gr);
+// Quantization assignment of an op whose int8 form reads every input quantized and writes its
+// group's output as u8 with the output's own quantization (Add, Mul, Concat, AveragePool, the
+// table ops, BatchNorm): each must have quantization parameters.
+void quantized_inputs_and_output(Program &p, FusedGroup &gr);
 // A step applying such a table (the lut kernel, on the CPU or the GPU).
 void add_table_step(Program &p, const GraphNode &n, const char *op, const std::array<uint8_t, 256> &lut);
 

@@ -20,14 +20,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     add_fp32_step(p, n, "mul", [a, b, y](Exec &e) { f32::mul(e.T(a), e.T(b), e.T(y)); });
 }
 
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    need_quant(p, n, n.inputs[0]);
-    need_quant(p, n, n.inputs[1]);
-    need_quant(p, n, n.output);
-    p.v[n.output].dtype = DType::u8;
-}
-
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
     const auto ab = broadcast_operands(p, n);  // (not a structured binding: lambdas capture them)
@@ -41,6 +33,6 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef mul = {OpKind::Mul, "Mul", 2, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef mul = {OpKind::Mul, "Mul", 2, check, shape, lower_fp32, quantized_inputs_and_output, lower_int8};
 
 }  // namespace qh::layers

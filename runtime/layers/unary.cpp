@@ -27,13 +27,6 @@ void lower_fp32(Program &p, const GraphNode &n) {
     });
 }
 
-void quantize(Program &p, FusedGroup &gr) {
-    const GraphNode &n = p.g.nodes[gr.node];
-    need_quant(p, n, n.inputs[0]);
-    need_quant(p, n, n.output);
-    p.v[n.output].dtype = DType::u8;
-}
-
 template <float (*F)(float, const GraphNode &)>
 void lower_int8(Program &p, const FusedGroup &gr) {
     const GraphNode &n = p.g.nodes[gr.node];
@@ -42,11 +35,11 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef sigmoid = {OpKind::Sigmoid, "Sigmoid", 1, check, same_shape, lower_fp32<sigmoid_f>, quantize,
-                       lower_int8<sigmoid_f>};
+const OpDef sigmoid = {OpKind::Sigmoid, "Sigmoid", 1, check, same_shape, lower_fp32<sigmoid_f>,
+                       quantized_inputs_and_output, lower_int8<sigmoid_f>};
 const OpDef hard_sigmoid = {OpKind::HardSigmoid, "HardSigmoid", 1, check, same_shape, lower_fp32<hard_sigmoid_f>,
-                            quantize, lower_int8<hard_sigmoid_f>};
-const OpDef hard_swish = {OpKind::HardSwish, "HardSwish", 1, check, same_shape, lower_fp32<hard_swish_f>, quantize,
-                          lower_int8<hard_swish_f>};
+                            quantized_inputs_and_output, lower_int8<hard_sigmoid_f>};
+const OpDef hard_swish = {OpKind::HardSwish, "HardSwish", 1, check, same_shape, lower_fp32<hard_swish_f>,
+                          quantized_inputs_and_output, lower_int8<hard_swish_f>};
 
 }  // namespace qh::layers
