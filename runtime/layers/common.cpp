@@ -74,6 +74,12 @@ std::vector<int64_t> broadcast_shape(const ShapeInputs &in) {
     return y;
 }
 
+std::vector<int64_t> global_pool_shape(const GraphNode &, const ShapeInputs &in) {
+    const auto &x = in.shapes[0];
+    if (x.size() != 4) throw ShapeError(in.describe(0) + ": expected NHWC (rank 4)");
+    return {x[0], 1, 1, x[3]};
+}
+
 std::pair<int, int> broadcast_operands(const Program &p, const GraphNode &n) {
     const int a = n.inputs[0], b = n.inputs[1];
     return p.v[a].shape == p.v[n.output].shape ? std::make_pair(a, b) : std::make_pair(b, a);

@@ -7,12 +7,6 @@ namespace {
 
 std::string check(const GraphNode &) { return ""; }
 
-std::vector<int64_t> shape(const GraphNode &, const ShapeInputs &in) {
-    const auto &x = in.shapes[0];
-    if (x.size() != 4) throw ShapeError(in.describe(0) + ": expected NHWC (rank 4)");
-    return {x[0], 1, 1, x[3]};
-}
-
 void lower_fp32(Program &p, const GraphNode &n) {
     const int x = n.inputs[0], y = n.output;
     add_fp32_step(p, n, "global_avgpool", [x, y](Exec &e) { f32::global_avgpool(e.T(x), e.T(y)); });
@@ -39,6 +33,7 @@ void lower_int8(Program &p, const FusedGroup &gr) {
 
 }  // namespace
 
-const OpDef global_avgpool = {OpKind::GlobalAvgPool, "GlobalAvgPool", 1, check, shape, lower_fp32, quantize, lower_int8};
+const OpDef global_avgpool = {OpKind::GlobalAvgPool, "GlobalAvgPool", 1, check, global_pool_shape, lower_fp32, quantize,
+                              lower_int8};
 
 }  // namespace qh::layers

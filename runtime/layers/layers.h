@@ -26,6 +26,8 @@ std::vector<int64_t> window_shape(const GraphNode &n, const ShapeInputs &in, int
 std::vector<int64_t> broadcast_shape(const ShapeInputs &in);
 // (full operand, broadcast operand) of such a node n.
 std::pair<int, int> broadcast_operands(const Program &p, const GraphNode &n);
+// GlobalAveragePool / GlobalMaxPool: {N,H,W,C} -> {N,1,1,C}.
+std::vector<int64_t> global_pool_shape(const GraphNode &n, const ShapeInputs &in);
 // The shape of input 0, for ops that keep it.
 std::vector<int64_t> same_shape(const GraphNode &n, const ShapeInputs &in);
 

@@ -47,12 +47,6 @@ WindowAttrs global_window(const std::vector<int64_t> &x) {
 
 std::string global_check(const GraphNode &) { return ""; }
 
-std::vector<int64_t> global_shape(const GraphNode &, const ShapeInputs &in) {
-    const auto &x = in.shapes[0];
-    if (x.size() != 4) throw ShapeError(in.describe(0) + ": expected NHWC (rank 4)");
-    return {x[0], 1, 1, x[3]};
-}
-
 void global_fp32(Program &p, const GraphNode &n) {
     const int x = n.inputs[0], y = n.output;
     add_fp32_step(p, n, "global_maxpool", [x, y, a = global_window(p.v[x].shape)](Exec &e) { f32::maxpool(e.T(x), a, e.T(y)); });
@@ -71,7 +65,7 @@ void global_int8(Program &p, const FusedGroup &gr) {
 }  // namespace
 
 const OpDef maxpool = {OpKind::MaxPool, "MaxPool", 1, check, shape, lower_fp32, quantize, lower_int8};
-const OpDef global_maxpool = {OpKind::GlobalMaxPool, "GlobalMaxPool", 1, global_check, global_shape, global_fp32,
+const OpDef global_maxpool = {OpKind::GlobalMaxPool, "GlobalMaxPool", 1, global_check, global_pool_shape, global_fp32,
                               quantize, global_int8};
 
 }  // namespace qh::layers
